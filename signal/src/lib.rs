@@ -1,0 +1,14 @@
+//! `signal`: the server side of the calling system.
+//!
+//! - [`web`]: HTTPS, the static web client and a small JSON API.
+//! - [`signaling`]: socket.io signaling for 1-to-1 rooms (a sans-IO core and its binding).
+//! - [`ice`]: the ICE servers (STUN, time-limited TURN credentials) handed to browsers.
+//! - [`tls`]: certificates, including a generated development one.
+//! - [`config`], [`server`]: configuration and wiring.
+
+pub mod config;
+pub mod ice;
+pub mod server;
+pub mod signaling;
+pub mod tls;
+pub mod web;

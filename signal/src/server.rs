@@ -1,0 +1,188 @@
+//! Wires the pieces together and runs the listeners until Ctrl-C / SIGTERM.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    http::{header, HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Redirect},
+    Router,
+};
+use axum_server::{tls_rustls::RustlsConfig, Handle};
+
+use crate::{
+    config::Config,
+    ice::IceConfig,
+    signaling::{self, Hub, SignalingConfig},
+    tls::{self, CertSource},
+    web::{self, AppState},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub async fn serve(config: Config) -> Result<(), ServerError> {
+    let hub = Hub::new(SignalingConfig {
+        room_capacity: config.room_capacity,
+        rate_limit: config.rate_limit,
+    });
+    let (socket_io_layer, io) = signaling::socketio::builder().build_layer();
+    signaling::attach(&io, hub.clone());
+
+    if web::socket_io_client(&config.public_dir).is_none() {
+        tracing::warn!(
+            "{} is missing: the web page cannot load socket.io. Run `npm ci --prefix {}`.",
+            config.public_dir.join(web::SOCKET_IO_CLIENT).display(),
+            config.public_dir.display()
+        );
+    }
+    let ice = IceConfig {
+        stun_urls: config.stun_urls.clone(),
+        turn: None,
+    };
+    let app = web::router(
+        &config.public_dir,
+        socket_io_layer,
+        AppState {
+            hub,
+            ice: Arc::new(ice),
+        },
+    );
+
+    let handle = Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(config.listen);
+    let scheme = if config.plain_http { "http" } else { "https" };
+    let serve_result = if config.plain_http {
+        announce(scheme, local, None);
+        axum_server::from_tcp(listener)
+            .map_err(|source| ServerError::Listen {
+                addr: local,
+                source,
+            })?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+    } else {
+        let material = tls::load_or_generate(
+            config.cert.as_deref(),
+            config.key.as_deref(),
+            &config.cert_dir,
+        )?;
+        match &material.source {
+            CertSource::Generated { names } => tracing::info!(
+                cert = %material.cert_path.display(),
+                "generated a self-signed certificate for {}; browsers will ask you to accept it once",
+                names.join(", ")
+            ),
+            CertSource::Reused => {
+                tracing::info!(cert = %material.cert_path.display(), "using the development certificate")
+            }
+            CertSource::Given => {
+                tracing::info!(cert = %material.cert_path.display(), "using the given certificate")
+            }
+        }
+        if let Some(port) = config.http_redirect_port {
+            spawn_redirect(SocketAddr::new(config.listen.ip(), port), local.port())?;
+        }
+        announce(scheme, local, Some(&material.source));
+        let tls = RustlsConfig::from_config(material.config);
+        axum_server::from_tcp_rustls(listener, tls)
+            .map_err(|source| ServerError::Listen {
+                addr: local,
+                source,
+            })?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+    };
+    serve_result.map_err(|source| ServerError::Listen {
+        addr: local,
+        source,
+    })
+}
+
+/// Prints where to point a browser.
+fn announce(scheme: &str, local: SocketAddr, _source: Option<&CertSource>) {
+    let port = local.port();
+    if local.ip().is_unspecified() {
+        let host = gethostname::gethostname().into_string().unwrap_or_default();
+        tracing::info!("listening on {local}: open {scheme}://localhost:{port}/ (or {scheme}://{host}:{port}/ from another machine) in two browsers and join the same room");
+    } else {
+        tracing::info!(
+            "listening on {local}: open {scheme}://{local}/ in two browsers and join the same room"
+        );
+    }
+}
+
+fn spawn_redirect(addr: SocketAddr, https_port: u16) -> Result<(), ServerError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Listen { addr, source })?;
+    let redirect = move |headers: HeaderMap, uri: Uri| async move {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned());
+        match host {
+            Some(host) => {
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                Redirect::permanent(&format!("https://{host}:{https_port}{path}")).into_response()
+            }
+            None => (StatusCode::BAD_REQUEST, "missing Host header").into_response(),
+        }
+    };
+    let app = Router::new().fallback(redirect);
+    tracing::info!("redirecting http://{addr} to HTTPS");
+    tokio::spawn(async move {
+        let server = match axum_server::from_tcp(listener) {
+            Ok(server) => server,
+            Err(error) => return tracing::error!(%error, "HTTP redirect listener failed"),
+        };
+        if let Err(error) = server.serve(app.into_make_service()).await {
+            tracing::error!(%error, "HTTP redirect listener failed");
+        }
+    });
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+    handle.graceful_shutdown(Some(Duration::from_secs(2)));
+}

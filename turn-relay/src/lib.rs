@@ -1,0 +1,1 @@
+//! TURN relay (work in progress).
