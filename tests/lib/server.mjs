@@ -1,0 +1,55 @@
+// Starts the real `signal` binary on a free loopback port and stops it afterwards.
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const signalBin = process.env.SIGNAL_BIN ?? path.join(repoRoot, 'target/debug/signal');
+
+/**
+ * @param {object} [options]
+ * @param {boolean} [options.tls] serve HTTPS with a generated certificate (default: plain HTTP)
+ * @param {string[]} [options.args] extra flags
+ * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string, stop: () => Promise<void>}>}
+ */
+export async function startServer({ tls = false, args = [] } = {}) {
+  const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
+  const flags = ['--listen', '127.0.0.1:0', '--public-dir', path.join(repoRoot, 'public'), '--cert-dir', certDir, ...args];
+  if (!tls) flags.push('--plain-http');
+  const proc = spawn(signalBin, flags, { env: { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`signal did not start within 10 s:\n${output}`)), 10_000);
+    const onData = (chunk) => {
+      output += chunk;
+      const match = output.match(/listening on 127\.0\.0\.1:(\d+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`signal exited with ${code}:\n${output}`));
+    });
+  });
+  const scheme = tls ? 'https' : 'http';
+  return {
+    url: `${scheme}://127.0.0.1:${port}`,
+    port,
+    proc,
+    logs: () => output,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((resolve) => proc.once('exit', resolve));
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
