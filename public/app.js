@@ -17,6 +17,9 @@
 //   window.__state         the current signaling state (same string as [data-testid=state])
 //   window.__events        log of received signaling events: [{event, args, t}]
 //   window.__socket        the socket.io client socket (created on the first join)
+//
+// URL parameters: `?room=NAME` pre-fills the room; `?relay` sets iceTransportPolicy 'relay'
+// so that media must go through the TURN relay handed out by /api/ice-servers.
 
 'use strict';
 
@@ -37,6 +40,7 @@ const STATE_LABEL = {
 // Same rule as the server (docs/protocol.md, `invalid_room`).
 const ROOM_RE = /^[A-Za-z0-9_.~-]{1,64}$/;
 const JOIN_TIMEOUT_MS = 10_000;
+const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 const LEAVE_TIMEOUT_MS = 3_000;
 
 const $ = (id) => document.getElementById(id);
@@ -485,7 +489,11 @@ function attachLocalPreview() {
 
 function createPeerConnection() {
   closePeerConnection();
-  const mine = new RTCPeerConnection({ iceServers: iceConfig?.iceServers ?? [] });
+  const mine = new RTCPeerConnection({
+    iceServers: iceConfig?.iceServers ?? [],
+    // `?relay` forces every packet through the TURN relay: a way to check the relay works.
+    iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
+  });
   pc = mine;
   pcGeneration += 1;
   window.__pc = mine;

@@ -49,6 +49,40 @@ pub struct Cli {
     /// A STUN URL to hand to browsers (repeatable), e.g. stun:stun.example.org:3478.
     #[arg(long = "stun-url", value_name = "URL")]
     pub stun_urls: Vec<String>,
+    /// UDP port range of the SFU's media connections, e.g. 40000-40999 [default: any port].
+    #[arg(long, value_name = "MIN-MAX")]
+    pub rtc_ports: Option<String>,
+    /// Address put in the SFU's ICE candidates (NAT 1:1, like coturn's external-ip).
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Participants allowed in one SFU room [default: 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub sfu_room_capacity: Option<u16>,
+    /// Start the embedded TURN relay from this coturn-style file (the format of
+    /// turn-relay and coturn). Without it the relay runs on defaults: UDP+TCP 3478 on all
+    /// addresses, REST-API credentials with a secret generated at startup.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_turn")]
+    pub turn_config: Option<PathBuf>,
+    /// Do not start the embedded TURN relay.
+    #[arg(long)]
+    pub no_turn: bool,
+    /// TURN URL handed to browsers instead of the ones derived from the embedded relay's
+    /// listeners (repeatable; `{host}` stands for the host the page was loaded from). With
+    /// --no-turn, this points browsers at an external relay sharing --turn-secret.
+    #[arg(long = "turn-url", value_name = "URL")]
+    pub turn_urls: Vec<String>,
+    /// Shared secret of an external relay (coturn's static-auth-secret), with --no-turn.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SIGNAL_TURN_SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+    /// How long the TURN credentials handed to a browser stay valid, in seconds
+    /// [default: 43200]. A relayed call outliving them cannot refresh its allocation.
+    #[arg(long, value_name = "SECONDS")]
+    pub turn_credential_ttl: Option<u64>,
 }
 
 /// The file format. Every key is optional.
@@ -66,6 +100,24 @@ pub struct FileConfig {
     #[serde(default)]
     pub stun_urls: Vec<String>,
     pub rate_limit: Option<RateLimitConfig>,
+    pub turn: Option<TurnFileConfig>,
+    pub rtc_ports: Option<String>,
+    pub public_ip: Option<std::net::IpAddr>,
+    pub sfu_room_capacity: Option<u16>,
+}
+
+/// `[turn]` table: the embedded relay and the credentials handed to browsers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnFileConfig {
+    /// `false` turns the embedded relay off.
+    pub enabled: Option<bool>,
+    /// coturn-style relay configuration file.
+    pub config: Option<PathBuf>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    pub secret: Option<String>,
+    pub credential_ttl: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +139,34 @@ pub struct Config {
     pub plain_http: bool,
     pub stun_urls: Vec<String>,
     pub rate_limit: RateLimit,
+    pub turn: TurnSettings,
+    pub sfu: crate::sfu_signaling::SfuSettings,
+}
+
+/// What to do about TURN.
+#[derive(Clone)]
+pub struct TurnSettings {
+    /// Run the relay inside this process.
+    pub embedded: bool,
+    /// The embedded relay's coturn-style file; built-in defaults when `None`.
+    pub config: Option<PathBuf>,
+    /// URLs handed to browsers instead of derived ones.
+    pub urls: Vec<String>,
+    /// Secret of an external relay (only without the embedded one).
+    pub secret: Option<String>,
+    pub credential_ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for TurnSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSettings")
+            .field("embedded", &self.embedded)
+            .field("config", &self.config)
+            .field("urls", &self.urls)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("credential_ttl", &self.credential_ttl)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +214,32 @@ impl Config {
             Some(RateLimitConfig { burst, per_second }) => RateLimit { burst, per_second },
             None => RateLimit::default(),
         };
+        let turn_file = file.turn.unwrap_or_default();
+        let turn = TurnSettings {
+            embedded: !cli.no_turn && turn_file.enabled.unwrap_or(true),
+            config: cli.turn_config.or(turn_file.config),
+            urls: if cli.turn_urls.is_empty() {
+                turn_file.urls
+            } else {
+                cli.turn_urls
+            },
+            secret: cli.turn_secret.or(turn_file.secret),
+            credential_ttl: std::time::Duration::from_secs(
+                cli.turn_credential_ttl
+                    .or(turn_file.credential_ttl)
+                    .unwrap_or(12 * 3600),
+            ),
+        };
+        if turn.embedded && turn.secret.is_some() {
+            return Err(ConfigError::Invalid(
+                "turn secret is for an external relay: with the embedded one, set static-auth-secret in its config file".into(),
+            ));
+        }
+        if !turn.embedded && turn.secret.is_some() == turn.urls.is_empty() {
+            return Err(ConfigError::Invalid(
+                "an external TURN relay needs both turn urls and its secret".into(),
+            ));
+        }
         let room_capacity = cli.room_capacity.or(file.room_capacity).unwrap_or(2);
         if room_capacity == 0 {
             return Err(ConfigError::Invalid(
@@ -164,6 +270,12 @@ impl Config {
                 cli.stun_urls
             },
             rate_limit,
+            turn,
+            sfu: crate::sfu_signaling::SfuSettings::merge(
+                cli.rtc_ports.or(file.rtc_ports),
+                cli.public_ip.or(file.public_ip),
+                cli.sfu_room_capacity.or(file.sfu_room_capacity),
+            )?,
         })
     }
 }
@@ -190,7 +302,7 @@ mod tests {
     #[test]
     fn defaults() {
         let config = Config::merge(FileConfig::default(), cli(&[])).unwrap();
-        assert_eq!(config.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(config.listen, "0.0.0.0:8443".parse::<SocketAddr>().unwrap());
         assert_eq!(config.room_capacity, 2);
         assert_eq!(config.public_dir, PathBuf::from("public"));
         assert!(!config.plain_http);
@@ -203,7 +315,10 @@ mod tests {
         )
         .unwrap();
         let config = Config::merge(file, cli(&["--room-capacity", "3"])).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:9000".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(config.room_capacity, 3);
         assert_eq!(config.rate_limit.burst, 10);
     }
@@ -215,6 +330,34 @@ mod tests {
         assert!(Cli::try_parse_from(["signal", "--cert", "c.pem"]).is_err());
         let file: FileConfig = toml::from_str("[rate_limit]\nburst = 0\nper_second = 1\n").unwrap();
         assert!(Config::merge(file, cli(&[])).is_err());
+    }
+
+    #[test]
+    fn turn_settings() {
+        let embedded = Config::merge(FileConfig::default(), cli(&[])).unwrap();
+        assert!(embedded.turn.embedded && embedded.turn.config.is_none());
+        assert_eq!(embedded.turn.credential_ttl.as_secs(), 12 * 3600);
+        let external = cli(&[
+            "--no-turn",
+            "--turn-url",
+            "turn:relay.example:3478",
+            "--turn-secret",
+            "s",
+        ]);
+        let external = Config::merge(FileConfig::default(), external).unwrap();
+        assert!(!external.turn.embedded && external.turn.secret.is_some());
+        assert!(
+            !format!("{:?}", external.turn).contains("\"s\""),
+            "secret redacted"
+        );
+        // A secret without URLs (or the reverse) is a half-configured relay.
+        assert!(Config::merge(
+            FileConfig::default(),
+            cli(&["--no-turn", "--turn-secret", "s"])
+        )
+        .is_err());
+        assert!(Config::merge(FileConfig::default(), cli(&["--turn-secret", "s"])).is_err());
+        assert!(Cli::try_parse_from(["signal", "--no-turn", "--turn-config", "x"]).is_err());
     }
 
     #[test]

@@ -2,12 +2,9 @@
 //! REST API scheme (a time-limited username signed with a secret shared with the relay), so
 //! no password ever appears in page source.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha1::Sha1;
 
 #[derive(Debug, Clone, Default)]
 pub struct IceConfig {
@@ -66,7 +63,8 @@ impl IceConfig {
         }
         let mut ttl = 0;
         if let Some(turn) = &self.turn {
-            let (username, credential) = rest_credentials(&turn.secret, user_id, turn.ttl, now);
+            let (username, credential) =
+                turn_relay::rest_auth::credentials(&turn.secret, user_id, turn.ttl, now);
             let host = bracket_ipv6(host);
             ice_servers.push(IceServer {
                 urls: turn
@@ -91,35 +89,29 @@ fn bracket_ipv6(host: &str) -> String {
     }
 }
 
-/// TURN REST API credentials (draft-uberti-behave-turn-rest, as coturn's
-/// `use-auth-secret`): username `expiry:user_id`, password `base64(HMAC-SHA1(secret, username))`.
-pub fn rest_credentials(
-    secret: &str,
-    user_id: &str,
-    ttl: Duration,
-    now: SystemTime,
-) -> (String, String) {
-    let expiry = now.duration_since(UNIX_EPOCH).unwrap_or_default() + ttl;
-    let username = format!("{}:{user_id}", expiry.as_secs());
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(username.as_bytes());
-    let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    (username, password)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn rest_credentials_match_coturn_scheme() {
+    fn credentials_are_what_the_relay_expects() {
         // Reference value computed independently:
-        //   printf '%s' 1700003600:alice | openssl dgst -sha1 -hmac secret -binary | base64
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let (user, pass) = rest_credentials("secret", "alice", Duration::from_secs(3600), now);
-        assert_eq!(user, "1700003600:alice");
-        assert_eq!(pass, "LLPLO4qjdVL2qZhwr3eImhn7J20=");
+        //   printf '%s' 1700003600:web | openssl dgst -sha1 -hmac secret -binary | base64
+        let config = IceConfig {
+            stun_urls: vec![],
+            turn: Some(TurnConfig {
+                urls: vec!["turn:{host}:3478".into()],
+                secret: "secret".into(),
+                ttl: Duration::from_secs(3600),
+            }),
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let server = &config.ice_servers("h", "web", now).ice_servers[0];
+        assert_eq!(server.username.as_deref(), Some("1700003600:web"));
+        assert_eq!(
+            server.credential.as_deref(),
+            Some("bV+2LLPOtbiQL9SugFOqnks1eXA=")
+        );
     }
 
     #[test]

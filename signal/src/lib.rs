@@ -4,11 +4,14 @@
 //! - [`signaling`]: socket.io signaling for 1-to-1 rooms (a sans-IO core and its binding).
 //! - [`ice`]: the ICE servers (STUN, time-limited TURN credentials) handed to browsers.
 //! - [`tls`]: certificates, including a generated development one.
+//! - [`turn`]: the embedded TURN relay (`turn-relay`) and its browser credentials.
 //! - [`config`], [`server`]: configuration and wiring.
 
 pub mod config;
 pub mod ice;
 pub mod server;
+pub mod sfu_signaling;
 pub mod signaling;
 pub mod tls;
+pub mod turn;
 pub mod web;

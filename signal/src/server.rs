@@ -14,6 +14,7 @@ use crate::{
     ice::IceConfig,
     signaling::{self, Hub, SignalingConfig},
     tls::{self, CertSource},
+    turn,
     web::{self, AppState},
 };
 
@@ -21,6 +22,8 @@ use crate::{
 pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Turn(#[from] turn::TurnError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -35,6 +38,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     });
     let (socket_io_layer, io) = signaling::socketio::builder().build_layer();
     signaling::attach(&io, hub.clone());
+    let sfu_routes = crate::sfu_signaling::start(&io, &config);
 
     if web::socket_io_client(&config.public_dir).is_none() {
         tracing::warn!(
@@ -43,9 +47,10 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             config.public_dir.display()
         );
     }
+    let turn = turn::start(&config.turn).await?;
     let ice = IceConfig {
         stun_urls: config.stun_urls.clone(),
-        turn: None,
+        turn: turn.ice.clone(),
     };
     let app = web::router(
         &config.public_dir,
@@ -54,7 +59,8 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             hub,
             ice: Arc::new(ice),
         },
-    );
+    )
+    .merge(sfu_routes);
 
     let handle = Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));

@@ -21,47 +21,27 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve, isAbsolute } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import net from 'node:net';
 import https from 'node:https';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../lib/browser.mjs';
+import { startServer } from '../lib/server.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '../..');
 const ARTIFACTS = join(HERE, 'artifacts');
-const SIGNAL_BIN = (() => {
-  const bin = process.env.SIGNAL_BIN || 'target/debug/signal';
-  return isAbsolute(bin) ? bin : resolve(ROOT, bin);
-})();
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT_MS = 20_000; // bound for every single wait
 const SAMPLE_MS = 2_000; // media must keep flowing over this window
 const ROOM = `e2e-${process.pid}`;
 
-const server = { proc: null, log: [], port: 0, base: '', certDir: '' };
+let server;
 let browser;
 const contexts = [];
 const pageErrors = [];
 const figures = {};
 
 // --------------------------------------------------------------------------------- helpers
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
 
 function httpsGet(url) {
   return new Promise((res, rej) => {
@@ -93,48 +73,7 @@ async function until(what, fn, timeout = WAIT_MS, interval = 100) {
   }
 }
 
-function serverLog() {
-  return server.log.join('').split('\n').slice(-60).join('\n');
-}
-
-async function startServer() {
-  if (!existsSync(SIGNAL_BIN)) {
-    throw new Error(`signal binary not found at ${SIGNAL_BIN}; build it with \`cargo build -p signal\` or set SIGNAL_BIN`);
-  }
-  server.port = await freePort();
-  server.base = `https://127.0.0.1:${server.port}`;
-  server.certDir = mkdtempSync(join(tmpdir(), 'signal-e2e-certs-'));
-  const args = ['--listen', `127.0.0.1:${server.port}`, '--public-dir', join(ROOT, 'public'), '--cert-dir', server.certDir];
-  server.proc = spawn(SIGNAL_BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  server.proc.stdout.on('data', (d) => server.log.push(d.toString()));
-  server.proc.stderr.on('data', (d) => server.log.push(d.toString()));
-  const exited = new Promise((res) => server.proc.once('exit', (code, sig) => res({ code, sig })));
-  server.exited = exited;
-  const t0 = Date.now();
-  await Promise.race([
-    until('GET /healthz', async () => {
-      const r = await httpsGet(`${server.base}/healthz`);
-      return r.status === 200 && r.body.trim() === 'ok';
-    }),
-    exited.then(({ code, sig }) => {
-      throw new Error(`signal exited early (code ${code}, signal ${sig}):\n${serverLog()}`);
-    }),
-  ]);
-  figures.serverReadyMs = Date.now() - t0;
-}
-
-async function stopServer() {
-  const p = server.proc;
-  if (p && p.exitCode === null && p.signalCode === null) {
-    p.kill('SIGTERM');
-    const done = await Promise.race([server.exited.then(() => true), sleep(5000).then(() => false)]);
-    if (!done) {
-      p.kill('SIGKILL');
-      await server.exited;
-    }
-  }
-  if (server.certDir) rmSync(server.certDir, { recursive: true, force: true });
-}
+const serverLog = () => server.logs().split('\n').slice(-60).join('\n');
 
 async function openPage(name) {
   const context = await browser.newContext({
@@ -148,7 +87,7 @@ async function openPage(name) {
   page.logs = [];
   page.on('console', (m) => page.logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  await page.goto(`${server.base}/`, { waitUntil: 'load', timeout: WAIT_MS });
+  await page.goto(`${server.url}/`, { waitUntil: 'load', timeout: WAIT_MS });
   assert.equal(await state(page), 'leaved', `${name}: initial state`);
   return page;
 }
@@ -281,37 +220,25 @@ describe('1-to-1 call in two real browsers', { timeout: 180_000 }, () => {
   let A, B, C, D;
 
   before(async () => {
-    await startServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream',
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--disable-background-networking',
-        '--allow-loopback-in-peer-connection',
-        '--no-first-run',
-      ],
-      timeout: WAIT_MS,
-    });
+    const t0 = Date.now();
+    server = await startServer({ tls: true });
+    figures.serverReadyMs = Date.now() - t0;
+    browser = await launchChromium();
   });
 
   after(async () => {
     for (const c of contexts) await c.close().catch(() => {});
     await browser?.close().catch(() => {});
-    await stopServer();
+    await server?.stop();
   });
 
   it('serves the page and the ICE server config', async () => {
-    const ice = await httpsGet(`${server.base}/api/ice-servers`);
+    const ice = await httpsGet(`${server.url}/api/ice-servers`);
     assert.equal(ice.status, 200);
     const body = JSON.parse(ice.body);
     assert.ok(Array.isArray(body.iceServers), '/api/ice-servers: iceServers is an array');
     assert.equal(typeof body.ttl, 'number', '/api/ice-servers: ttl is a number');
-    const vendor = await httpsGet(`${server.base}/vendor/socket.io.min.js`);
+    const vendor = await httpsGet(`${server.url}/vendor/socket.io.min.js`);
     assert.equal(vendor.status, 200, '/vendor/socket.io.min.js is served');
   });
 

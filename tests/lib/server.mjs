@@ -1,6 +1,6 @@
 // Starts the real `signal` binary on a free loopback port and stops it afterwards.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,13 +11,16 @@ export const signalBin = process.env.SIGNAL_BIN ?? path.join(repoRoot, 'target/d
 /**
  * @param {object} [options]
  * @param {boolean} [options.tls] serve HTTPS with a generated certificate (default: plain HTTP)
+ * @param {string} [options.turnConfig] start the embedded TURN relay from this file (default: no relay,
+ *   so that parallel test files do not compete for port 3478)
  * @param {string[]} [options.args] extra flags
  * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer({ tls = false, args = [] } = {}) {
+export async function startServer({ tls = false, turnConfig, args = [] } = {}) {
   const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
   const flags = ['--listen', '127.0.0.1:0', '--public-dir', path.join(repoRoot, 'public'), '--cert-dir', certDir, ...args];
   if (!tls) flags.push('--plain-http');
+  flags.push(...(turnConfig ? ['--turn-config', turnConfig] : ['--no-turn']));
   const proc = spawn(signalBin, flags, { env: { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const port = await new Promise((resolve, reject) => {
@@ -44,12 +47,14 @@ export async function startServer({ tls = false, args = [] } = {}) {
     proc,
     logs: () => output,
     async stop() {
-      if (proc.exitCode !== null) return;
-      const exited = new Promise((resolve) => proc.once('exit', resolve));
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((resolve) => proc.once('exit', resolve));
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(certDir, { recursive: true, force: true });
     },
   };
 }

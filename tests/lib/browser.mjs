@@ -1,0 +1,67 @@
+// Headless Chromium for call tests: Debian's browser with fake camera and microphone,
+// allowed to use loopback ICE candidates (tests run in a loopback-only network namespace).
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--disable-background-networking',
+      '--allow-loopback-in-peer-connection',
+      '--no-first-run',
+    ],
+    timeout: 20_000,
+  });
+}
+
+/**
+ * Inbound media and the selected ICE candidate pair of `window.__pc` in `page`.
+ * @returns {Promise<null | {connectionState: string, framesDecoded: number, audioPackets: number,
+ *   local?: {type: string, protocol: string, address: string}, remote?: {type: string, address: string}}>}
+ */
+export function callStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.__pc;
+    if (!pc) return null;
+    const report = await pc.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    const out = { connectionState: pc.connectionState, framesDecoded: 0, audioPackets: 0 };
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') out.framesDecoded = s.framesDecoded ?? 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioPackets = s.packetsReceived ?? 0;
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = byId.get(s.selectedCandidatePairId);
+        const local = byId.get(pair?.localCandidateId);
+        const remote = byId.get(pair?.remoteCandidateId);
+        if (local) out.local = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol, address: `${local.address}:${local.port}` };
+        if (remote) out.remote = { type: remote.candidateType, address: `${remote.address}:${remote.port}` };
+      }
+    });
+    return out;
+  });
+}
+
+/** Polls `fn` until it returns a truthy value; fails with `what` after `ms`. */
+export async function until(what, fn, ms = 20_000, interval = 100) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+}

@@ -1,0 +1,252 @@
+//! Interop: coturn's own client tools against the `turn-relay` binary on loopback.
+//! Every child process is killed after a fixed limit and every load is a fixed
+//! message count.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn stunclient_binding() {
+    if !have_coturn_tools("stunclient_binding") {
+        return;
+    }
+    let relay = Relay::start("");
+    let (_, out) = run_bounded(
+        Command::new("turnutils_stunclient").args(["-p", &relay.port.to_string(), "127.0.0.1"]),
+        Duration::from_secs(15),
+    );
+    assert!(
+        out.contains("UDP reflexive addr: 127.0.0.1:"),
+        "stunclient output:\n{out}"
+    );
+}
+
+/// Run uclient with `flags` against a turnutils_peer echo and check delivery.
+fn uclient_roundtrip(name: &str, flags: &[&str], creds: &[&str]) {
+    if !have_coturn_tools(name) {
+        return;
+    }
+    let relay = Relay::start("allow-loopback-peers");
+    let peer_port = free_port();
+    let _peer = spawn_peer(peer_port);
+    let port = relay.port.to_string();
+    let peer_port = peer_port.to_string();
+    let mut args: Vec<&str> = flags.to_vec();
+    // -c: no RTCP allocation (it would ask for an EVEN-PORT reservation).
+    args.extend(["-c", "-e", "127.0.0.1", "-r", &peer_port, "-p", &port]);
+    args.extend(["-n", "200", "-m", "10", "-l", "160", "-z", "5"]);
+    args.extend(creds);
+    args.push("127.0.0.1");
+    let (_, out) = run_bounded(Command::new("turnutils_uclient").args(&args), LIMIT);
+    let r = parse_uclient(&out).unwrap_or_else(|| {
+        panic!(
+            "no summary from uclient:\n{out}\nrelay log:\n{}",
+            relay.log_text()
+        )
+    });
+    println!("{name}: {r:?}");
+    assert_eq!(r.sent, 2000, "{out}");
+    assert!(r.lost_pct <= 1.0, "loss {}%:\n{out}", r.lost_pct);
+    assert!(r.received >= 1980, "{out}");
+}
+
+#[test]
+fn uclient_udp_channels() {
+    uclient_roundtrip("uclient_udp_channels", &[], &["-u", "test", "-w", "pw"]);
+}
+
+#[test]
+fn uclient_udp_send_indications() {
+    uclient_roundtrip(
+        "uclient_udp_send_indications",
+        &["-s"],
+        &["-u", "test", "-w", "pw"],
+    );
+}
+
+#[test]
+fn uclient_tcp_channels() {
+    uclient_roundtrip("uclient_tcp_channels", &["-t"], &["-u", "test", "-w", "pw"]);
+}
+
+#[test]
+fn uclient_tcp_send_indications() {
+    uclient_roundtrip(
+        "uclient_tcp_send_indications",
+        &["-t", "-s"],
+        &["-u", "test", "-w", "pw"],
+    );
+}
+
+#[test]
+fn uclient_rest_api_credentials() {
+    // -W: uclient derives `expiry:user` / base64(HMAC-SHA1) from the shared secret.
+    uclient_roundtrip(
+        "uclient_rest_api_credentials",
+        &[],
+        &["-W", SECRET, "-u", "someone"],
+    );
+}
+
+#[test]
+fn uclient_wrong_password_is_refused() {
+    if !have_coturn_tools("uclient_wrong_password_is_refused") {
+        return;
+    }
+    let relay = Relay::start("allow-loopback-peers\nverbose");
+    let port = relay.port.to_string();
+    let (_, out) = run_bounded(
+        Command::new("turnutils_uclient").args([
+            "-c",
+            "-n",
+            "5",
+            "-m",
+            "1",
+            "-e",
+            "127.0.0.1",
+            "-r",
+            "3480",
+            "-p",
+            &port,
+            "-u",
+            "test",
+            "-w",
+            "Zq9-not-the-pw",
+            "127.0.0.1",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.contains("Cannot complete Allocation"),
+        "uclient output:\n{out}"
+    );
+    assert!(
+        relay.log_text().contains("bad MESSAGE-INTEGRITY"),
+        "{}",
+        relay.log_text()
+    );
+    // The password itself never reaches the log.
+    assert!(!relay.log_text().contains("Zq9-not-the-pw"));
+}
+
+#[test]
+fn uclient_over_tls() {
+    if !have_coturn_tools("uclient_over_tls") {
+        return;
+    }
+    if which("openssl").is_none() {
+        println!("SKIP uclient_over_tls: openssl CLI not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("turn-relay-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (code, out) = run_bounded(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let tls_port = free_port();
+    let relay = Relay::start(&format!(
+        "allow-loopback-peers\nno-tls=0\ntls-listening-port={tls_port}\ncert={}\npkey={}",
+        cert.display(),
+        key.display()
+    ));
+    let peer_port = free_port();
+    let _peer = spawn_peer(peer_port);
+    let (_, out) = run_bounded(
+        Command::new("turnutils_uclient").args([
+            "-t",
+            "-S",
+            "-c",
+            "-n",
+            "100",
+            "-m",
+            "4",
+            "-l",
+            "120",
+            "-z",
+            "5",
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer_port.to_string(),
+            "-p",
+            &tls_port.to_string(),
+            "-u",
+            "test",
+            "-w",
+            "pw",
+            "127.0.0.1",
+        ]),
+        LIMIT,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = parse_uclient(&out).unwrap_or_else(|| {
+        panic!(
+            "no summary from uclient:\n{out}\nrelay log:\n{}",
+            relay.log_text()
+        )
+    });
+    assert_eq!(r.sent, 400, "{out}");
+    assert!(r.lost_pct <= 1.0, "{out}");
+}
+
+#[test]
+fn uclient_ipv6_relay() {
+    if !have_coturn_tools("uclient_ipv6_relay") {
+        return;
+    }
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        println!("SKIP uclient_ipv6_relay: no IPv6 loopback");
+        return;
+    }
+    let relay = Relay::start("allow-loopback-peers\nlistening-ip=::1");
+    let peer_port = free_port().to_string();
+    let _peer = Bg(Command::new("turnutils_peer")
+        .args(["-L", "::1", "-p", &peer_port])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let port = relay.port.to_string();
+    // -x: REQUESTED-ADDRESS-FAMILY IPv6 (RFC 6156), client on ::1 too.
+    let (_, out) = run_bounded(
+        Command::new("turnutils_uclient").args([
+            "-x", "-c", "-n", "100", "-m", "4", "-z", "5", "-e", "::1", "-r", &peer_port, "-p",
+            &port, "-u", "test", "-w", "pw", "::1",
+        ]),
+        LIMIT,
+    );
+    let r = parse_uclient(&out).unwrap_or_else(|| {
+        panic!(
+            "no summary from uclient:\n{out}\nrelay log:\n{}",
+            relay.log_text()
+        )
+    });
+    assert_eq!(r.sent, 400, "{out}");
+    assert!(r.lost_pct <= 1.0, "{out}");
+}
