@@ -64,70 +64,65 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
 
     let handle = Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind(config.listen)?;
     let local = listener.local_addr().unwrap_or(config.listen);
-    let scheme = if config.plain_http { "http" } else { "https" };
-    let serve_result = if config.plain_http {
-        announce(scheme, local, None);
+    let listen_error = |source| ServerError::Listen {
+        addr: local,
+        source,
+    };
+    let service = app.into_make_service();
+    // The two branches build different server types, hence the repetition of `serve`.
+    let served = if config.plain_http {
+        announce("http", local);
         axum_server::from_tcp(listener)
-            .map_err(|source| ServerError::Listen {
-                addr: local,
-                source,
-            })?
+            .map_err(listen_error)?
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(service)
             .await
     } else {
-        let material = tls::load_or_generate(
-            config.cert.as_deref(),
-            config.key.as_deref(),
-            &config.cert_dir,
-        )?;
-        match &material.source {
-            CertSource::Generated { names } => tracing::info!(
-                cert = %material.cert_path.display(),
-                "generated a self-signed certificate for {}; browsers will ask you to accept it once",
-                names.join(", ")
-            ),
-            CertSource::Reused => {
-                tracing::info!(cert = %material.cert_path.display(), "using the development certificate")
-            }
-            CertSource::Given => {
-                tracing::info!(cert = %material.cert_path.display(), "using the given certificate")
-            }
-        }
+        let tls = tls_config(&config)?;
         if let Some(port) = config.http_redirect_port {
             spawn_redirect(SocketAddr::new(config.listen.ip(), port), local.port())?;
         }
-        announce(scheme, local, Some(&material.source));
-        let tls = RustlsConfig::from_config(material.config);
+        announce("https", local);
         axum_server::from_tcp_rustls(listener, tls)
-            .map_err(|source| ServerError::Listen {
-                addr: local,
-                source,
-            })?
+            .map_err(listen_error)?
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(service)
             .await
     };
-    serve_result.map_err(|source| ServerError::Listen {
-        addr: local,
-        source,
-    })
+    turn::stop(turn).await;
+    served.map_err(listen_error)
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let listen_error = |source| ServerError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    Ok(listener)
+}
+
+fn tls_config(config: &Config) -> Result<RustlsConfig, ServerError> {
+    let material = tls::load_or_generate(
+        config.cert.as_deref(),
+        config.key.as_deref(),
+        &config.cert_dir,
+    )?;
+    let cert = material.cert_path.display();
+    match &material.source {
+        CertSource::Generated { names } => tracing::info!(
+            %cert,
+            "generated a self-signed certificate for {}; browsers will ask you to accept it once",
+            names.join(", ")
+        ),
+        CertSource::Reused => tracing::info!(%cert, "using the development certificate"),
+        CertSource::Given => tracing::info!(%cert, "using the given certificate"),
+    }
+    Ok(RustlsConfig::from_config(material.config))
 }
 
 /// Prints where to point a browser.
-fn announce(scheme: &str, local: SocketAddr, _source: Option<&CertSource>) {
+fn announce(scheme: &str, local: SocketAddr) {
     let port = local.port();
     if local.ip().is_unspecified() {
         let host = gethostname::gethostname().into_string().unwrap_or_default();
@@ -140,19 +135,20 @@ fn announce(scheme: &str, local: SocketAddr, _source: Option<&CertSource>) {
 }
 
 fn spawn_redirect(addr: SocketAddr, https_port: u16) -> Result<(), ServerError> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ServerError::Listen { addr, source })?;
+    let listener = bind(addr)?;
     let redirect = move |headers: HeaderMap, uri: Uri| async move {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned());
+            .map(web::strip_port);
         match host {
             Some(host) => {
                 let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                };
                 Redirect::permanent(&format!("https://{host}:{https_port}{path}")).into_response()
             }
             None => (StatusCode::BAD_REQUEST, "missing Host header").into_response(),

@@ -82,7 +82,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `example.org:8443` → `example.org`, `[::1]:8443` → `::1`.
-fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }

@@ -84,6 +84,14 @@ class Peer {
   }
 }
 
+/** Joins `peers` to `room` one after the other, each waiting for its `joined`. */
+async function joinAll(room, ...peers) {
+  for (const p of peers) {
+    p.emit('join', room);
+    await p.next('joined');
+  }
+}
+
 let server;
 let roomCounter = 0;
 const freshRoom = () => `room-${process.pid}-${++roomCounter}`;
@@ -158,10 +166,7 @@ for (const [version, io] of Object.entries(clients)) {
     test('a third joiner gets full and is not in the room', async () => {
       const room = freshRoom();
       const [a, b, c] = await Promise.all([peer('A'), peer('B'), peer('C')]);
-      a.emit('join', room);
-      await a.next('joined');
-      b.emit('join', room);
-      await b.next('joined');
+      await joinAll(room, a, b);
       await a.next('other_joined');
       c.emit('join', room);
       assert.deepEqual(await c.next('full'), [room, c.socket.id]);
@@ -179,10 +184,7 @@ for (const [version, io] of Object.entries(clients)) {
     test('bye when the peer disconnects', async () => {
       const room = freshRoom();
       const [a, b] = await Promise.all([peer('A'), peer('B')]);
-      a.emit('join', room);
-      await a.next('joined');
-      b.emit('join', room);
-      await b.next('joined');
+      await joinAll(room, a, b);
       const bId = b.socket.id;
       b.close();
       assert.deepEqual(await a.next('bye'), [room, bId]);
@@ -195,10 +197,8 @@ for (const [version, io] of Object.entries(clients)) {
     test('messages stay in their room', async () => {
       const [r1, r2] = [freshRoom(), freshRoom()];
       const [a, b, c, d] = await Promise.all(['A', 'B', 'C', 'D'].map(peer));
-      for (const [p, r] of [[a, r1], [b, r1], [c, r2], [d, r2]]) {
-        p.emit('join', r);
-        await p.next('joined');
-      }
+      await joinAll(r1, a, b);
+      await joinAll(r2, c, d);
       a.emit('message', r1, { type: 'offer', sdp: 'for-b' });
       c.emit('message', r2, { type: 'offer', sdp: 'for-d' });
       // C names A's room: refused, and A/B hear nothing of it.
@@ -267,10 +267,7 @@ for (const [version, io] of Object.entries(clients)) {
     test('an offer followed by 100 candidates arrives in order', async () => {
       const room = freshRoom();
       const [a, b] = await Promise.all([peer('A'), peer('B')]);
-      a.emit('join', room);
-      await a.next('joined');
-      b.emit('join', room);
-      await b.next('joined');
+      await joinAll(room, a, b);
       const received = [];
       const done = new Promise((resolve) => {
         b.socket.on('message', (_room, data) => {
@@ -310,10 +307,7 @@ describe('limits and liveness', () => {
     await flooder.next('joined');
     victim.emit('join', r1);
     await victim.next('joined');
-    x.emit('join', r2);
-    await x.next('joined');
-    y.emit('join', r2);
-    await y.next('joined');
+    await joinAll(r2, x, y);
 
     for (let i = 0; i < 600; i++) flooder.emit('message', r1, { type: 'candidate', candidate: `c${i}` });
     const report = await flooder.next('signal_error');
@@ -332,10 +326,7 @@ describe('limits and liveness', () => {
   test('a 2 MiB message is refused without disturbing the room', async () => {
     const room = freshRoom();
     const [a, b] = await Promise.all([peer('A'), peer('B')]);
-    a.emit('join', room);
-    await a.next('joined');
-    b.emit('join', room);
-    await b.next('joined');
+    await joinAll(room, a, b);
     a.emit('message', room, { type: 'offer', sdp: 'a'.repeat(2 * 1024 * 1024) });
     await a.error('payload_too_large');
     await b.none('message', 200);
