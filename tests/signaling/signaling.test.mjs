@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -82,6 +83,16 @@ class Peer {
   close() {
     this.socket.close();
   }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+    probe.on('error', reject);
+  });
 }
 
 /** Joins `peers` to `room` one after the other, each waiting for its `joined`. */
@@ -383,14 +394,18 @@ describe('HTTP', () => {
     assert.match(await script.text(), /socket\.io/i);
   });
 
-  test('HTTPS with a generated certificate, socket.io over TLS', async () => {
-    const tlsServer = await startServer({ tls: true });
+  test('HTTPS with a generated certificate, socket.io over TLS, HTTP redirect', async () => {
+    const redirectPort = await freePort();
+    const tlsServer = await startServer({ tls: true, args: ['--http-redirect-port', String(redirectPort)] });
     try {
       const p = new Peer(clients.v4, tlsServer.url, 'tls');
       await p.connected();
       p.emit('join', freshRoom());
       await p.next('joined');
       p.close();
+      const redirect = await fetch(`http://127.0.0.1:${redirectPort}/call?room=1`, { redirect: 'manual' });
+      assert.equal(redirect.status, 308);
+      assert.equal(redirect.headers.get('location'), `https://127.0.0.1:${tlsServer.port}/call?room=1`);
     } finally {
       await tlsServer.stop();
     }
