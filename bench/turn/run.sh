@@ -31,8 +31,11 @@ mkdir -p "$OUT"
 for t in turnserver turnutils_uclient turnutils_peer; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install coturn)" >&2; exit 1; }
 done
-cargo build --release -q -p turn-relay
-OURS=$ROOT/target/release/turn-relay
+# OURS=/path/to/turn-relay compares another build (e.g. an older one) instead.
+if [ -z "${OURS:-}" ]; then
+  cargo build --release -q -p turn-relay
+  OURS=$ROOT/target/release/turn-relay
+fi
 TICK=$(getconf CLK_TCK)
 
 # Same file for both; the overrides keep everything on loopback and lift the

@@ -33,6 +33,21 @@ pub struct AllocId {
     generation: u32,
 }
 
+impl AllocId {
+    /// Packs the id into a `u64` (e.g. an epoll token); the index is the high half,
+    /// so `u32::MAX << 32 | n` is never an allocation and can tag other sources.
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.index) << 32) | u64::from(self.generation)
+    }
+
+    pub fn from_u64(v: u64) -> AllocId {
+        AllocId {
+            index: (v >> 32) as u32,
+            generation: v as u32,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Permission {
     pub ip: IpAddr,

@@ -209,6 +209,8 @@ async fn main() -> anyhow::Result<()> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    let nofile = raise_nofile_limit();
+    tracing::debug!(nofile, "open file limit (one descriptor per allocation)");
     let server = TurnServer::start(cfg).await.context("starting the relay")?;
     if let Some(m) = server.metrics_addr() {
         tracing::info!("metrics on http://{m}/metrics");
@@ -217,6 +219,28 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// Every allocation holds a relay socket, so raise the soft open-file limit to
+/// the hard one (coturn does the same). Returns the limit in force.
+fn raise_nofile_limit() -> libc::rlim_t {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl = want;
+            }
+        }
+    }
+    rl.rlim_cur
 }
 
 async fn wait_for_signal() {

@@ -198,6 +198,11 @@ impl<I: RelayIo> Relay<I> {
         self.table.len()
     }
 
+    /// The relay socket handle of allocation `id`, if it still exists.
+    pub fn relay_of(&self, id: AllocId) -> Option<&I::Relay> {
+        self.table.get(id).map(|a| &a.relay)
+    }
+
     pub fn io(&self) -> &I {
         &self.io
     }

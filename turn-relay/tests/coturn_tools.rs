@@ -12,9 +12,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn stunclient_binding() {
-    if !have_coturn_tools("stunclient_binding") {
-        return;
-    }
+    require_coturn_tools("stunclient_binding");
     let relay = Relay::start("");
     let (_, out) = run_bounded(
         Command::new("turnutils_stunclient").args(["-p", &relay.port.to_string(), "127.0.0.1"]),
@@ -28,9 +26,7 @@ fn stunclient_binding() {
 
 /// Run uclient with `flags` against a turnutils_peer echo and check delivery.
 fn uclient_roundtrip(name: &str, flags: &[&str], creds: &[&str]) {
-    if !have_coturn_tools(name) {
-        return;
-    }
+    require_coturn_tools(name);
     let relay = Relay::start("allow-loopback-peers");
     let peer_port = free_port();
     let _peer = spawn_peer(peer_port);
@@ -95,9 +91,7 @@ fn uclient_rest_api_credentials() {
 
 #[test]
 fn uclient_wrong_password_is_refused() {
-    if !have_coturn_tools("uclient_wrong_password_is_refused") {
-        return;
-    }
+    require_coturn_tools("uclient_wrong_password_is_refused");
     let relay = Relay::start("allow-loopback-peers\nverbose");
     let port = relay.port.to_string();
     let (_, out) = run_bounded(
@@ -136,38 +130,15 @@ fn uclient_wrong_password_is_refused() {
 
 #[test]
 fn uclient_over_tls() {
-    if !have_coturn_tools("uclient_over_tls") {
-        return;
-    }
-    if which("openssl").is_none() {
-        println!("SKIP uclient_over_tls: openssl CLI not installed");
-        return;
-    }
+    require_coturn_tools("uclient_over_tls");
+    // Self-signed certificate made in-process (rcgen), so no openssl command is needed.
     let dir = std::env::temp_dir().join(format!("turn-relay-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let (code, out) = run_bounded(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, Some(0), "{out}");
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("generate a self-signed certificate");
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
     let tls_port = free_port();
     let relay = Relay::start(&format!(
         "allow-loopback-peers\nno-tls=0\ntls-listening-port={tls_port}\ncert={}\npkey={}",
@@ -216,9 +187,7 @@ fn uclient_over_tls() {
 
 #[test]
 fn uclient_ipv6_relay() {
-    if !have_coturn_tools("uclient_ipv6_relay") {
-        return;
-    }
+    require_coturn_tools("uclient_ipv6_relay");
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
         println!("SKIP uclient_ipv6_relay: no IPv6 loopback");
         return;

@@ -1,14 +1,13 @@
 //! The tokio I/O driver around the sans-IO core.
 //!
-//! Threading: the core sits behind one `std::sync::Mutex`, held only for the
-//! table lookup of a packet (never across a syscall or an `.await`). Sockets are
-//! drained with `readable()` + `try_recv_from` into per-thread scratch buffers, so
-//! a relay socket's task owns no buffer and 50k idle allocations stay small.
-//! Sends use `try_send_*`: UDP has no backpressure worth waiting for, and a full
-//! socket buffer means the packet would be late anyway.
-//!
-//! Later optimisation (not done): batch syscalls with recvmmsg/sendmmsg (and UDP
-//! GSO), one listener socket per core with SO_REUSEPORT.
+//! Threading: the core sits behind one `std::sync::Mutex`, held only for table
+//! lookups (never across a syscall or an `.await`). UDP (listeners and every
+//! relay socket) is served by one data-plane thread per two cores, each with its own epoll
+//! set, `recvmmsg`/`sendmmsg` and fixed buffers (`udp.rs`); an idle allocation
+//! costs a socket and its table entry, no task or buffer. TCP/TLS connections,
+//! `/metrics` and the expiry ticker run on tokio. Sends never wait: UDP has no
+//! backpressure worth waiting for, and a full socket buffer means the packet
+//! would be late anyway.
 
 mod relay_socket;
 mod stream;
@@ -21,10 +20,10 @@ use crate::policy::PeerPolicy;
 use crate::quota::Quotas;
 use crate::relay::{CoreConfig, Family, Relay, RelayBindError, RelayIo};
 use crate::{Error, Transport};
+use std::net::UdpSocket;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -42,7 +41,7 @@ impl ClientSink {
     fn send(&self, data: &[u8], to: SocketAddr) {
         match self {
             ClientSink::Udp(s) => {
-                let _ = s.try_send_to(data, to);
+                let _ = s.send_to(data, to);
             }
             ClientSink::Stream(tx) => {
                 // ChannelData on a stream is padded to 4 bytes (RFC 8656 §12.5).
@@ -74,7 +73,7 @@ impl Shared {
 }
 
 pub struct TokioIo {
-    shared: Weak<Shared>,
+    planes: Arc<udp::Planes>,
     relay_v4: Option<IpAddr>,
     relay_v6: Option<IpAddr>,
     min_port: u16,
@@ -105,18 +104,21 @@ impl RelayIo for TokioIo {
             if even_port && port % 2 == 1 {
                 continue;
             }
-            if let Ok(sock) = relay_socket::bind(SocketAddr::new(ip, port as u16)) {
-                let local = sock.local_addr().map_err(|_| RelayBindError::Exhausted)?;
-                let rs = Arc::new(RelaySocket::new(sock));
-                tokio::spawn(relay_socket::run(self.shared.clone(), id, rs.clone()));
-                return Ok((local, rs));
+            if let Ok(rs) = relay_socket::bind(SocketAddr::new(ip, port as u16)) {
+                let local = rs.local_addr().map_err(|_| RelayBindError::Exhausted)?;
+                if let Err(e) = self.planes.register_relay(&rs, id) {
+                    tracing::warn!(error = %e, "relay socket not registered");
+                    return Err(RelayBindError::Exhausted);
+                }
+                return Ok((local, Arc::new(rs)));
             }
         }
         Err(RelayBindError::Exhausted)
     }
 
-    fn release_relay(&mut self, relay: &Arc<RelaySocket>) {
-        relay.stop();
+    fn release_relay(&mut self, _relay: &Arc<RelaySocket>) {
+        // The socket closes (and leaves its epoll set) when the allocation's
+        // handle, the last one, is dropped.
     }
 }
 
@@ -128,10 +130,15 @@ pub struct TurnServer {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    planes: Arc<udp::Planes>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// UDP listener sockets per address: one per core (at most 8), or
-/// `TURN_RELAY_UDP_SOCKETS` when set (1 disables SO_REUSEPORT fan-out).
+/// UDP data-plane threads, and listener sockets per address: one per two cores
+/// (at most 8), or `TURN_RELAY_UDP_SOCKETS` when set (1 disables SO_REUSEPORT
+/// fan-out). Half the cores, because the kernel's loopback/NIC delivery and the
+/// wake-ups cost as much CPU as the relay itself: on 2 cores one thread spent
+/// 0.66× coturn's CPU per packet and two threads 0.79× (docs/BENCHMARKS.md).
 fn udp_sockets_per_address() -> usize {
     if let Some(n) = std::env::var("TURN_RELAY_UDP_SOCKETS")
         .ok()
@@ -139,11 +146,7 @@ fn udp_sockets_per_address() -> usize {
     {
         return n.clamp(1, 64);
     }
-    if cfg!(unix) {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-    } else {
-        1
-    }
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8))
 }
 
 fn pick_relay_ips(cfg: &RelayConfig) -> (Option<IpAddr>, Option<IpAddr>) {
@@ -245,7 +248,7 @@ impl TurnServer {
                 tls_socks.push(l);
             }
         }
-        for s in &udp_socks {
+        for (_, s) in &udp_socks {
             let a = (Transport::Udp, s.local_addr()?);
             if !addrs.contains(&a) {
                 addrs.push(a);
@@ -308,14 +311,15 @@ impl TurnServer {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let shared = Arc::new_cyclic(|weak| Shared {
+        let planes = udp::Planes::new(udp_sockets_per_address())?;
+        let shared = Arc::new(Shared {
             core: Mutex::new(Relay::new(
                 core_config(&config),
                 authenticator(&config),
                 policy,
                 Quotas::new(config.user_quota, config.total_quota),
                 TokioIo {
-                    shared: weak.clone(),
+                    planes: planes.clone(),
                     relay_v4,
                     relay_v6,
                     min_port: config.min_port,
@@ -336,14 +340,24 @@ impl TurnServer {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        for s in udp_socks {
-            let local = s.local_addr()?;
-            tasks.push(tokio::spawn(udp::run(
-                shared.clone(),
-                Arc::new(s),
-                local,
-                shutdown_rx.clone(),
-            )));
+        // Listener socket k of every address goes to data-plane thread k.
+        let mut per_thread: Vec<Vec<UdpSocket>> =
+            (0..planes.threads()).map(|_| Vec::new()).collect();
+        for (k, s) in udp_socks {
+            per_thread[k % planes.threads()].push(s);
+        }
+        let mut threads = Vec::new();
+        for (k, socks) in per_thread.into_iter().enumerate() {
+            match udp::spawn(shared.clone(), planes.clone(), k, socks) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    planes.stop();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         for l in tcp_socks {
             tasks.push(tokio::spawn(stream::accept_loop(
@@ -384,6 +398,8 @@ impl TurnServer {
             shared,
             shutdown,
             tasks,
+            planes,
+            threads,
         })
     }
 
@@ -391,7 +407,7 @@ impl TurnServer {
         config: &RelayConfig,
         ip: IpAddr,
         port: &mut u16,
-        udp_socks: &mut Vec<UdpSocket>,
+        udp_socks: &mut Vec<(usize, UdpSocket)>,
         tcp_socks: &mut Vec<tokio::net::TcpListener>,
     ) -> Result<(), Error> {
         if !config.no_udp {
@@ -404,12 +420,12 @@ impl TurnServer {
             // Port 0: let TCP follow the port the kernel gave UDP, as clients
             // expect both on one number.
             *port = s.local_addr()?.port();
-            udp_socks.push(s);
+            udp_socks.push((0, s));
             // One more socket per extra core on the same address (SO_REUSEPORT).
             let addr = SocketAddr::new(ip, *port);
-            for _ in 1..udp_sockets_per_address() {
+            for k in 1..udp_sockets_per_address() {
                 match udp::bind(addr) {
-                    Ok(s) => udp_socks.push(s),
+                    Ok(s) => udp_socks.push((k, s)),
                     Err(e) => {
                         tracing::debug!(error = %e, "extra UDP listener socket not bound");
                         break;
@@ -453,6 +469,14 @@ impl TurnServer {
     /// listener tasks to finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.planes.stop();
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         for t in self.tasks {
             let _ = t.await;
         }
@@ -521,20 +545,4 @@ async fn serve_metrics(
             let _ = conn.shutdown().await;
         });
     }
-}
-
-/// Per-thread receive buffer (with headroom for a ChannelData header) and output
-/// buffer. Socket tasks borrow them only inside a synchronous drain, never across
-/// an `.await`, so one pair per worker thread serves every socket.
-fn scratch<T>(f: impl FnOnce(&mut [u8], &mut Vec<u8>) -> T) -> T {
-    use std::cell::RefCell;
-    thread_local! {
-        static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> =
-            RefCell::new((vec![0u8; 65536 + crate::relay::PEER_HEADROOM], Vec::with_capacity(2048)));
-    }
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let (buf, out) = &mut *s;
-        f(buf, out)
-    })
 }

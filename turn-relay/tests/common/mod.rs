@@ -16,20 +16,22 @@ use turn_relay::stun::{Class, Message, MessageWriter, Method};
 pub const REALM: &str = "rtc.local";
 pub const SECRET: &str = "integration-secret";
 
-/// True when coturn's client tools are on PATH. Tests that need them print a
-/// clear SKIP line and return otherwise (CI installs the `coturn` package).
-pub fn have_coturn_tools(test: &str) -> bool {
-    let found = [
+/// coturn's client tools are required: a missing tool fails the test with the
+/// package to install instead of letting it pass without having run.
+pub fn require_coturn_tools(test: &str) {
+    let missing: Vec<&str> = [
         "turnutils_uclient",
         "turnutils_peer",
         "turnutils_stunclient",
     ]
-    .iter()
-    .all(|t| which(t).is_some());
-    if !found {
-        println!("SKIP {test}: coturn tools (turnutils_*) not installed; apt-get install coturn");
-    }
-    found
+    .into_iter()
+    .filter(|t| which(t).is_none())
+    .collect();
+    assert!(
+        missing.is_empty(),
+        "{test}: coturn's client tools {missing:?} are not on PATH; \
+         install the Debian package `coturn` (apt-get install coturn)"
+    );
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {
