@@ -122,8 +122,9 @@ impl RelayIo for TokioIo {
     }
 }
 
-/// A running relay. Dropping it without [`TurnServer::shutdown`] leaves its tasks
-/// running until the runtime ends.
+/// A running relay. Dropping it without [`TurnServer::shutdown`] stops the UDP data
+/// plane at once (its threads would otherwise outlive the runtime) and leaves the
+/// TCP/TLS tasks running until the runtime ends.
 pub struct TurnServer {
     addrs: Vec<(Transport, SocketAddr)>,
     metrics_addr: Option<SocketAddr>,
@@ -467,21 +468,28 @@ impl TurnServer {
 
     /// Stop accepting, close connections, drop every allocation and wait for the
     /// listener tasks to finish.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         self.planes.stop();
-        let threads = self.threads;
+        let threads = std::mem::take(&mut self.threads);
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
         })
         .await;
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
         self.shared.core().clear();
         tracing::info!("turn-relay stopped");
+    }
+}
+
+impl Drop for TurnServer {
+    fn drop(&mut self) {
+        // Idempotent: after `shutdown` this is a no-op.
+        self.planes.stop();
     }
 }
 

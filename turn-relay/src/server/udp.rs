@@ -440,15 +440,19 @@ impl Worker {
                 })
                 .collect()
         };
+        // Each ready socket gets a fair share of the arena: offering the first one every
+        // slot would let a single flooded relay port starve all the others on this thread.
+        let share = (SLOTS / socks.len().max(1)).max(1);
         let mut used = 0;
         for (si, (id, rs)) in socks.iter().enumerate() {
             if used == SLOTS {
                 self.pending.push(id.to_u64());
                 continue;
             }
-            match self.recv(rs.fd(), used, SLOTS - used, PEER_HEADROOM) {
+            let want = share.min(SLOTS - used);
+            match self.recv(rs.fd(), used, want, PEER_HEADROOM) {
                 Ok(n) => {
-                    if n == SLOTS - used {
+                    if n == want {
                         self.pending.push(id.to_u64());
                     }
                     for m in &mut self.meta[used..used + n] {
