@@ -36,6 +36,39 @@ pub type ParticipantId = Arc<str>;
 
 const NEGOTIATION_DEBOUNCE: Duration = Duration::from_millis(40);
 
+/// Tasks of the media plane still alive, by kind (the churn test checks they return to zero).
+static LIVE_TASKS: Mutex<Vec<(&'static str, i64)>> = Mutex::new(Vec::new());
+
+fn count_task(kind: &'static str, delta: i64) {
+    let mut live = lock(&LIVE_TASKS);
+    match live.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, n)) => *n += delta,
+        None => live.push((kind, delta)),
+    }
+}
+
+struct TaskGuard(&'static str);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        count_task(self.0, -1);
+    }
+}
+
+/// `tokio::spawn`, counted under `kind` until the task ends or is aborted.
+fn spawn<F>(kind: &'static str, future: F) -> JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    count_task(kind, 1);
+    let guard = TaskGuard(kind);
+    tokio::spawn(async move {
+        let _guard = guard;
+        future.await
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
     pub net: NetConfig,
@@ -162,6 +195,8 @@ struct Participant {
     counters: Counters,
     rate_sample: Mutex<(Instant, u64, u64)>,
     closed: AtomicBool,
+    /// Set with `closed`: wakes a negotiation round waiting for this participant's answer.
+    gone: tokio::sync::watch::Sender<bool>,
     /// DTLS is up: packets written before would be dropped by the library.
     connected: tokio::sync::watch::Sender<bool>,
 }
@@ -348,13 +383,13 @@ impl Sfu {
             counters: Counters::default(),
             rate_sample: Mutex::new((now, 0, 0)),
             closed: AtomicBool::new(false),
+            gone: tokio::sync::watch::channel(false).0,
             connected: tokio::sync::watch::channel(false).0,
         });
-        let task = tokio::spawn(Self::peer_events(
-            Arc::downgrade(self),
-            Arc::downgrade(&participant),
-            peer_rx,
-        ));
+        let task = spawn(
+            "peer_events",
+            Self::peer_events(Arc::downgrade(self), Arc::downgrade(&participant), peer_rx),
+        );
         lock(&participant.tasks).push(task);
         Ok((participant, answer, events_rx))
     }
@@ -450,6 +485,7 @@ impl Sfu {
             (participant, others)
         };
         participant.closed.store(true, Ordering::Release);
+        participant.gone.send_replace(true);
         self.totals.leaves.fetch_add(1, Ordering::Relaxed);
         // Its publications end: every other participant drops its subscriptions to them.
         let publications: Vec<_> = lock(&participant.publications).drain(..).collect();
@@ -464,17 +500,7 @@ impl Sfu {
                 sink.queue.close();
             }
         }
-        // Its own subscriptions end.
-        for (_, subscription) in participant.subscriptions.lock().await.drain() {
-            subscription.stop();
-        }
-        for task in lock(&participant.tasks).drain(..) {
-            task.abort();
-        }
-        participant.peer.close().await;
-        if let (Some(pool), Some(port)) = (&self.ports, participant.port) {
-            lock(pool).release(port);
-        }
+        // The others learn first (their tiles go at once); our side is torn down after.
         if !publications.is_empty() {
             for other in &others {
                 if lock(&other.negotiation).request() {
@@ -483,6 +509,18 @@ impl Sfu {
             }
         }
         self.broadcast_participants(&participant.room);
+        for task in lock(&participant.tasks).drain(..) {
+            task.abort();
+        }
+        // Its own subscriptions end (a negotiation round in flight holds this lock; it is
+        // abandoned when `gone` is set).
+        participant.peer.close().await;
+        for (_, subscription) in participant.subscriptions.lock().await.drain() {
+            subscription.stop();
+        }
+        if let (Some(pool), Some(port)) = (&self.ports, participant.port) {
+            lock(pool).release(port);
+        }
         tracing::info!(room = %participant.room, id = %participant.id, "sfu: left");
     }
 
@@ -533,11 +571,14 @@ impl Sfu {
         });
         tracing::info!(id = %participant.id, kind = ?publication.kind, codec = %publication.track.codec_key.mime, "sfu: publishing");
         lock(&participant.publications).push(publication.clone());
-        let task = tokio::spawn(Self::forward(
-            Arc::downgrade(self),
-            publication,
-            Arc::downgrade(participant),
-        ));
+        let task = spawn(
+            "forward",
+            Self::forward(
+                Arc::downgrade(self),
+                publication,
+                Arc::downgrade(participant),
+            ),
+        );
         lock(&participant.tasks).push(task);
         let others = {
             let state = lock(&self.state);
@@ -593,7 +634,9 @@ impl Sfu {
             if send {
                 // Not awaited here: the read loop must never wait on the driver.
                 let (sfu, publication) = (sfu.clone(), publication.clone());
-                tokio::spawn(async move { sfu.send_keyframe_request(&publication).await });
+                spawn("keyframe_request", async move {
+                    sfu.send_keyframe_request(&publication).await
+                });
             }
         }
         tracing::debug!(owner = %publication.owner, kind = ?publication.kind, "sfu: publication ended");
@@ -623,11 +666,17 @@ impl Sfu {
 
     fn spawn_negotiation(self: &Arc<Self>, participant: Arc<Participant>) {
         let sfu = self.clone();
-        tokio::spawn(async move {
+        spawn("negotiation", async move {
             // A publisher's audio and video start a few ms apart: fold them into one offer.
             tokio::time::sleep(NEGOTIATION_DEBOUNCE).await;
+            let mut gone = participant.gone.subscribe();
             loop {
-                sfu.negotiate(&participant).await;
+                // Once the participant is gone, calls on its closed connection may never
+                // return: abandon the round (this drops the subscriptions lock for `leave`).
+                tokio::select! {
+                    _ = sfu.negotiate(&participant) => {}
+                    _ = gone.wait_for(|gone| *gone) => return,
+                }
                 if participant.closed.load(Ordering::Acquire) {
                     return;
                 }
@@ -799,7 +848,7 @@ impl Sfu {
             let rewriter = subscription.rewriter.clone();
             let subscriber = Arc::downgrade(participant);
             let sfu = Arc::downgrade(self);
-            tokio::spawn(async move {
+            spawn("writer", async move {
                 while let Some(popped) = sink.queue.pop().await {
                     let mut packet = popped.item;
                     let ok = lock(&rewriter)
@@ -828,7 +877,7 @@ impl Sfu {
             let publication = publication.clone();
             let subscriber = Arc::downgrade(participant);
             let sfu = Arc::downgrade(self);
-            tokio::spawn(async move {
+            spawn("feedback", async move {
                 while let Some(feedback) = out.next_feedback().await {
                     let (Some(sfu), Some(subscriber)) = (sfu.upgrade(), subscriber.upgrade())
                     else {
@@ -883,7 +932,7 @@ impl Sfu {
             let subscriber = Arc::downgrade(participant);
             let sfu = Arc::downgrade(self);
             let mut connected = participant.connected.subscribe();
-            tokio::spawn(async move {
+            spawn("starter", async move {
                 if connected.wait_for(|up| *up).await.is_err() {
                     return;
                 }
@@ -908,6 +957,11 @@ impl Sfu {
             rooms.sort_by(|a, b| a.0.cmp(&b.0));
             rooms
         };
+        let tasks_by_kind: std::collections::BTreeMap<String, i64> = lock(&LIVE_TASKS)
+            .iter()
+            .filter(|(_, n)| *n != 0)
+            .map(|(k, n)| ((*k).to_owned(), *n))
+            .collect();
         let mut report = RoomsReport {
             rooms: Vec::new(),
             participants: 0,
@@ -919,6 +973,8 @@ impl Sfu {
             keyframe_requests_sent: self.totals.keyframe_requests_sent.load(Ordering::Relaxed),
             retransmissions: self.totals.retransmissions.load(Ordering::Relaxed),
             ports_in_use: self.ports.as_ref().map(|p| lock(p).in_use()),
+            tasks: tasks_by_kind.values().sum(),
+            tasks_by_kind,
             uptime_seconds: self.started.elapsed().as_secs(),
         };
         for (room, members) in rooms {
@@ -1021,6 +1077,9 @@ pub struct RoomsReport {
     pub keyframe_requests_sent: u64,
     pub retransmissions: u64,
     pub ports_in_use: Option<usize>,
+    /// Media-plane tasks alive (forwarding, writers, feedback, negotiation, peer events).
+    pub tasks: i64,
+    pub tasks_by_kind: std::collections::BTreeMap<String, i64>,
     pub uptime_seconds: u64,
 }
 

@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../lib/server.mjs';
 import { launchChromium, until as untilLib } from '../lib/browser.mjs';
+import { io } from 'socket.io-client';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = joinPath(HERE, '..', 'browser', 'artifacts');
@@ -44,7 +45,7 @@ async function until(what, fn, ms = WAIT_MS, interval = 100) {
   } catch (error) {
     const events = [];
     for (const page of pages) {
-      const e = await page.evaluate(() => window.__sfu.events.filter((x) => x.event !== 'track')).catch(() => 'closed');
+      const e = await timed(page.evaluate(() => window.__sfu.events.filter((x) => x.event !== 'track'))).catch(() => 'closed');
       events.push(`${page.label}: ${JSON.stringify(e).slice(-600)}`);
     }
     error.message += `\npages:\n${events.join('\n')}\nserver:\n${server.logs().split('\n').slice(-25).join('\n')}`;
@@ -100,9 +101,14 @@ async function join(page) {
   return t0;
 }
 
+// A page call that gives up instead of hanging on a starved renderer.
+function timed(promise, ms = 5_000) {
+  return Promise.race([promise, sleep(ms).then(() => { throw new Error(`page call took over ${ms} ms`); })]);
+}
+
 // Inbound media of the page's peer connection, keyed by SSRC.
 function inbound(page) {
-  return page.evaluate(async () => {
+  return timed(page.evaluate(async () => {
     const out = { video: {}, audio: {} };
     const pc = window.__sfu.pc;
     if (!pc) return out;
@@ -112,10 +118,10 @@ function inbound(page) {
       else out.audio[r.ssrc] = r.packetsReceived ?? 0;
     });
     return out;
-  });
+  }));
 }
 
-const remoteTiles = (page) => page.evaluate(() => [...document.querySelectorAll('[data-testid="remote-video"]')].map((v) => v.dataset.participant));
+const remoteTiles = (page) => timed(page.evaluate(() => [...document.querySelectorAll('[data-testid="remote-video"]')].map((v) => v.dataset.participant)));
 
 // Streams whose counter grew over `ms`.
 async function growing(page, ms) {
@@ -149,12 +155,22 @@ async function roomReport() {
   return rooms.rooms.find((r) => r.room === ROOM);
 }
 
+// A socket.io client outside the browsers, idle on /sfu: the largest gap between the server's
+// Engine.IO pings it sees tells server stalls apart from browser stalls.
+let probe;
+const pingGaps = [];
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   server = await startServer();
+  probe = io(`${server.url}/sfu`, { transports: ['websocket'], reconnection: false });
+  let last = Date.now();
+  probe.io.on('ping', () => { const now = Date.now(); pingGaps.push(now - last); last = now; });
+  probe.on('disconnect', (reason) => console.log(`probe disconnected: ${reason}`));
 });
 
 after(async () => {
+  probe?.close();
+  figures.probeMaxPingGapMs = Math.max(...pingGaps);
   for (const b of browsers) await b.close().catch(() => {});
   await server?.stop();
   if (server) writeFileSync(joinPath(ARTIFACTS, 'sfu-server.log'), server.logs());
@@ -182,7 +198,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     figures.joinToAllVideosMs = joinTimes;
     // 4-party join → all videos playing: from the first click to 12 decoding remote videos.
     await expectFullMesh(pages, 3);
-    await pages[0].screenshot({ path: joinPath(ARTIFACTS, 'sfu-4-party.png') });
+    await pages[0].screenshot({ path: joinPath(ARTIFACTS, 'sfu-4-party.png'), timeout: 10_000 }).catch(() => {});
     const room = await roomReport();
     assert.equal(room.participants.length, 4);
     for (const p of room.participants) {
@@ -201,7 +217,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     for (const page of pages.slice(0, 4)) await until(`${page.label}: Eve's tile`, async () => (await remoteTiles(page)).includes(eve));
     figures.othersSeeLateJoinerMs = Date.now() - t0;
     await expectFullMesh(pages, 4);
-    await fifth.screenshot({ path: joinPath(ARTIFACTS, 'sfu-5-party.png') });
+    await fifth.screenshot({ path: joinPath(ARTIFACTS, 'sfu-5-party.png'), timeout: 10_000 }).catch(() => {});
   });
 
   it('a participant who leaves disappears for the others', async () => {

@@ -1,0 +1,349 @@
+//! A participant on the `webrtc` crate: joins `/sfu`, answers the server's `update`s,
+//! publishes synthetic audio + video (optional) and reads every stream it receives.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{anyhow, Context, Result};
+use rtc::{
+    interceptor::Registry,
+    peer_connection::{
+        configuration::{media_engine::MediaEngine, setting_engine::SettingEngineBuilder},
+        sdp::RTCSessionDescription,
+    },
+    rtp_transceiver::{
+        rtp_sender::{
+            RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+            RTCRtpEncodingParameters, RtpCodecKind,
+        },
+        RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
+    },
+};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use webrtc::{
+    media_stream::{
+        track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal},
+        track_remote::{TrackRemote, TrackRemoteEvent},
+        MediaStreamTrack,
+    },
+    peer_connection::{
+        PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+        RTCPeerConnectionState,
+    },
+};
+
+use crate::{
+    media::{self, Stamp},
+    sio::Sio,
+    stats::Stats,
+};
+
+pub const OPUS_PT: u8 = 111;
+pub const VP8_PT: u8 = 96;
+
+fn media_engine() -> Result<MediaEngine> {
+    let mut engine = MediaEngine::default();
+    let codec = |mime: &str, clock_rate, channels, fmtp: &str, pt, fb: Vec<RTCPFeedback>| {
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: fmtp.to_owned(),
+                rtcp_feedback: fb,
+            },
+            payload_type: pt,
+        }
+    };
+    engine.register_codec(
+        codec(
+            "audio/opus",
+            48000,
+            2,
+            "minptime=10;useinbandfec=1",
+            OPUS_PT,
+            vec![],
+        ),
+        RtpCodecKind::Audio,
+    )?;
+    let pli = RTCPFeedback {
+        typ: "nack".into(),
+        parameter: "pli".into(),
+    };
+    engine.register_codec(
+        codec("video/VP8", 90000, 0, "", VP8_PT, vec![pli]),
+        RtpCodecKind::Video,
+    )?;
+    Ok(engine)
+}
+
+struct Handler {
+    gathered: watch::Sender<bool>,
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+    state: watch::Sender<RTCPeerConnectionState>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.send(track);
+    }
+}
+
+pub struct Client {
+    pub sio: Arc<Sio>,
+    pc: Arc<dyn PeerConnection>,
+    pub audio: Option<Arc<TrackLocalStaticRTP>>,
+    pub video: Option<Arc<TrackLocalStaticRTP>>,
+    pub audio_ssrc: u32,
+    pub video_ssrc: u32,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn local_sdp(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut watch::Receiver<bool>,
+) -> Result<String> {
+    tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g))
+        .await
+        .context("ICE gathering")??;
+    Ok(pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp)
+}
+
+impl Client {
+    /// Connects, joins `room` as `name` (publishing when `publish`), and starts reading
+    /// what it receives into `stats`.
+    pub async fn join(
+        server: &str,
+        room: &str,
+        name: &str,
+        publish: bool,
+        ssrc_base: u32,
+        stats: Arc<Stats>,
+    ) -> Result<Client> {
+        let (gathered_tx, mut gathered) = watch::channel(false);
+        let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(true)
+            .build();
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(media_engine()?)
+                .with_interceptor_registry(Registry::new())
+                .with_setting_engine(settings)
+                .with_handler(Arc::new(Handler {
+                    gathered: gathered_tx,
+                    tracks: tracks_tx,
+                    state: state_tx,
+                }))
+                .with_udp_addrs(vec![SocketAddr::from(([127, 0, 0, 1], 0))])
+                .build()
+                .await?,
+        );
+        let (audio_ssrc, video_ssrc) = (ssrc_base, ssrc_base + 1);
+        let (mut audio, mut video) = (None, None);
+        if publish {
+            for (kind, mime, clock, channels, pt, ssrc) in [
+                (
+                    RtpCodecKind::Audio,
+                    "audio/opus",
+                    48000,
+                    2,
+                    OPUS_PT,
+                    audio_ssrc,
+                ),
+                (
+                    RtpCodecKind::Video,
+                    "video/VP8",
+                    90000,
+                    0,
+                    VP8_PT,
+                    video_ssrc,
+                ),
+            ] {
+                let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                    name.to_owned(),
+                    format!("{name}-{mime}"),
+                    format!("{name}-{mime}"),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: RTCRtpCodec {
+                            mime_type: mime.into(),
+                            clock_rate: clock,
+                            channels,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }],
+                )));
+                let _ = pt;
+                pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+                if kind == RtpCodecKind::Audio {
+                    audio = Some(track);
+                } else {
+                    video = Some(track);
+                }
+            }
+        } else {
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                pc.add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .await?;
+            }
+        }
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let sdp = local_sdp(&pc, &mut gathered).await?;
+
+        let (sio, mut events) = tokio::time::timeout(Duration::from_secs(10), Sio::connect(server))
+            .await
+            .context("signaling connect")??;
+        let sio = Arc::new(sio);
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            sio.request("join", json!({"room": room, "name": name, "sdp": sdp})),
+        )
+        .await
+        .context("join ack")??;
+        let answer = reply["sdp"]
+            .as_str()
+            .ok_or_else(|| anyhow!("join ack without sdp: {reply}"))?;
+        // The server may send its first `update` right after the ack: apply the answer first
+        // (a browser chains these operations; the library does not).
+        let (answered_tx, mut answered) = watch::channel(false);
+        let update_events = {
+            let pc = pc.clone();
+            let sio = sio.clone();
+            tokio::spawn(async move {
+                if answered.wait_for(|a| *a).await.is_err() {
+                    return;
+                }
+                while let Some(event) = events.recv().await {
+                    if event.name != "update" {
+                        continue;
+                    }
+                    let Some(ack) = event.ack else { continue };
+                    let reply = match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        answer_update(&pc, &event.data),
+                    )
+                    .await
+                    {
+                        Ok(Ok(sdp)) => json!({"type": "answer", "sdp": sdp}),
+                        Ok(Err(e)) => {
+                            json!({"error": {"code": "negotiation_failed", "message": e.to_string()}})
+                        }
+                        Err(_) => {
+                            json!({"error": {"code": "negotiation_failed", "message": "timed out"}})
+                        }
+                    };
+                    sio.ack(ack, reply);
+                }
+            })
+        };
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            pc.set_remote_description(RTCSessionDescription::answer(answer.to_owned())?),
+        )
+        .await
+        .context("applying the answer")??;
+        let _ = answered_tx.send(true);
+
+        let mut tasks = vec![update_events];
+        // Remote streams: read and account.
+        {
+            let stats = stats.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(track) = tracks_rx.recv().await {
+                    let stats = stats.clone();
+                    tokio::spawn(read_track(track, stats));
+                }
+            }));
+        }
+        Ok(Client {
+            sio,
+            pc,
+            audio,
+            video,
+            audio_ssrc,
+            video_ssrc,
+            state,
+            tasks,
+        })
+    }
+
+    pub async fn connected(&self, within: Duration) -> Result<()> {
+        let mut state = self.state.clone();
+        tokio::time::timeout(
+            within,
+            state.wait_for(|s| *s == RTCPeerConnectionState::Connected),
+        )
+        .await
+        .context("media connection")??;
+        Ok(())
+    }
+
+    /// `leave`, then close the socket and the connection.
+    pub async fn leave(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.sio.request("leave", json!({})))
+            .await;
+        self.sio.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.pc.close()).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn answer_update(pc: &Arc<dyn PeerConnection>, data: &Value) -> Result<String> {
+    let sdp = data["sdp"]
+        .as_str()
+        .ok_or_else(|| anyhow!("update without sdp"))?;
+    pc.set_remote_description(RTCSessionDescription::offer(sdp.to_owned())?)
+        .await?;
+    let answer = pc.create_answer(None).await?;
+    pc.set_local_description(answer).await?;
+    Ok(pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp)
+}
+
+async fn read_track(track: Arc<dyn TrackRemote>, stats: Arc<Stats>) {
+    let video = track.kind().await == RtpCodecKind::Video;
+    stats.stream_opened(video);
+    while let Some(event) = track.poll().await {
+        if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+            if let Some(stamp) = Stamp::read(&packet.payload) {
+                stats.received(video, stamp, media::now_us());
+            }
+        }
+    }
+    stats.stream_closed(video);
+}

@@ -1,0 +1,93 @@
+#!/bin/sh
+# SFU benchmark (docs/BENCHMARKS.md, "SFU"): release `signal` + `sfu-load` on loopback.
+#
+#   bench/sfu/run.sh                 # default shape, 3 runs, medians
+#   ROOMS=4 PUBLISHERS=1 SUBSCRIBERS=15 RUNS=3 bench/sfu/run.sh
+#   bench/sfu/run.sh churn           # 300 join/leave cycles: RSS flat, no room/task left
+#
+# Each run starts a fresh server (in a loopback-only network namespace when run as root with
+# `unshare`), runs `sfu-load run --baseline` (the SFU, then a plain-UDP fan-out with the same
+# shape) and stores the JSON under bench/results/sfu-<UTC time>/; a summary with medians is
+# printed and written to summary.json.
+set -eu
+cd "$(dirname "$0")/../.."
+MODE=${1:-run}
+ROOMS=${ROOMS:-1}
+PUBLISHERS=${PUBLISHERS:-2}
+SUBSCRIBERS=${SUBSCRIBERS:-8}
+KBPS=${KBPS:-1000}
+WARMUP=${WARMUP:-5}
+DURATION=${DURATION:-10}
+RUNS=${RUNS:-3}
+CYCLES=${CYCLES:-300}
+
+if [ "${INNER:-}" != 1 ]; then
+  cargo build --release -q -p signal -p sfu-load
+  OUT=bench/results/sfu-$(date -u +%Y%m%dT%H%M%SZ)
+  mkdir -p "$OUT"
+  export OUT INNER=1
+  if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+    exec unshare --net --pid --fork --kill-child --mount-proc sh -c 'ip link set lo up && exec "$0" "$1"' "$0" "$MODE"
+  fi
+  exec "$0" "$MODE"
+fi
+
+CERTS=$(mktemp -d)
+trap 'rm -rf "$CERTS"' EXIT
+start_server() {
+  target/release/signal --listen 127.0.0.1:0 --public-dir public --cert-dir "$CERTS" --plain-http --no-turn \
+    --sfu-room-capacity 1000 >"$OUT/server-$1.log" 2>&1 &
+  SPID=$!
+  PORT=
+  for _ in $(seq 1 100); do
+    PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$OUT/server-$1.log" | cut -d: -f2 || true)
+    [ -n "$PORT" ] && break
+    sleep 0.1
+  done
+  [ -n "$PORT" ] || { echo "server did not start"; cat "$OUT/server-$1.log"; exit 1; }
+}
+
+{
+  echo "date: $(date -u +%FT%TZ)"; echo "host: $(nproc) cores, $(uname -r)"; echo "load before: $(cat /proc/loadavg)"
+  echo "shape: rooms=$ROOMS publishers=$PUBLISHERS subscribers=$SUBSCRIBERS kbps=$KBPS warmup=$WARMUP duration=$DURATION runs=$RUNS"
+  git rev-parse --short HEAD 2>/dev/null | sed 's/^/commit: /' || true
+} >"$OUT/meta.txt"
+
+if [ "$MODE" = churn ]; then
+  start_server churn
+  RC=0
+  target/release/sfu-load churn --server 127.0.0.1:"$PORT" --pid "$SPID" --cycles "$CYCLES" --group 2 | tee "$OUT/churn.json" || RC=$?
+  kill "$SPID"
+  echo "results: $OUT"
+  exit $RC
+fi
+
+for i in $(seq 1 "$RUNS"); do
+  start_server "$i"
+  target/release/sfu-load run --server 127.0.0.1:"$PORT" --pid "$SPID" --baseline \
+    --rooms "$ROOMS" --publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS" --video-kbps "$KBPS" \
+    --warmup "$WARMUP" --duration "$DURATION" >"$OUT/run-$i.json"
+  kill "$SPID"; wait "$SPID" 2>/dev/null || true
+done
+
+python3 - "$OUT" <<'PY'
+import json, glob, statistics, sys
+out = sys.argv[1]
+runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/run-*.json"))]
+def med(path):
+    vals = []
+    for r in runs:
+        v = r
+        for k in path: v = v[k]
+        vals.append(v)
+    return statistics.median(vals)
+keys = ["forwarded_pps", "forwarded_video_pps", "subscriber_video_streams", "loss_video_pct", "loss_audio_pct",
+        "latency_p50_ms", "latency_p99_ms", "server_cpu_us_per_forwarded_packet", "server_cpu_pct", "server_rss_mib"]
+summary = {"shape": runs[0]["shape"], "runs": len(runs),
+           "sfu": {k: med(["sfu", k]) for k in keys},
+           "udp_baseline": {k: med(["udp_baseline", k]) for k in keys},
+           "ratio": {k: med(["ratio", k]) for k in runs[0]["ratio"]}}
+json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
+print(json.dumps(summary, indent=2))
+print(f"results: {out}")
+PY
