@@ -107,6 +107,14 @@ for (const row of summary) {
   );
 }
 
+const setAside = fs.readdirSync(dir).filter((f) => /\.(noisy|failed)-\d+\.json$/.test(f));
+if (setAside.length > 0) {
+  verdicts.push(
+    `${setAside.length} measurement(s) set aside and repeated (other programs busy, or a ` +
+      `failed run): ${setAside.join(', ')}`,
+  );
+}
+
 const md = lines.join('\n') + '\n\n' + verdicts.map((v) => `- ${v}`).join('\n') + '\n';
 fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 fs.writeFileSync(path.join(dir, 'summary.md'), md);

@@ -32,9 +32,10 @@ use super::{
 /// Engine.IO liveness: a vanished peer is noticed within interval + timeout.
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest Engine.IO packet; bigger ones close the connection (socket.io's own rule).
-/// `message` payloads have a smaller, friendlier limit with an error event.
-pub const MAX_PACKET_BYTES: u64 = 1024 * 1024;
+/// Largest Engine.IO packet or WebSocket message; bigger ones close the connection
+/// (socket.io's own rule). `message` payloads have a smaller, friendlier limit with an
+/// error event.
+pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SignalingConfig {
@@ -102,25 +103,22 @@ impl Hub {
         deliver(deliveries);
     }
 
-    fn on_event(&self, socket: &SocketRef, event: RawEvent) {
+    fn on_event(&self, socket: &SocketRef, mut event: RawEvent) {
         let now = Instant::now();
-        let mut out = Vec::new();
-        let result = {
-            let mut inner = self.lock();
-            match inner.core.admit(socket.id, now) {
-                Admission::Accept => {
-                    let outcome = event
-                        .decode()
-                        .and_then(|command| inner.core.handle(socket.id, command, now, &mut out));
-                    outcome.map(|()| inner.resolve(out))
-                }
-                Admission::Refuse => Err(SignalError::RateLimited),
-                Admission::Disconnect => {
-                    drop(inner);
-                    tracing::warn!(sid = %socket.id, "disconnecting a client that keeps flooding");
-                    let _ = socket.clone().disconnect();
-                    return;
-                }
+        let admission = self.lock().core.admit(socket.id, now);
+        let result = match admission {
+            // Parsed outside the lock: validating a 64 KiB SDP must not hold up other rooms.
+            Admission::Accept => event.take_command().and_then(|command| {
+                let mut out = Vec::new();
+                let mut inner = self.lock();
+                inner.core.handle(socket.id, command, now, &mut out)?;
+                Ok(inner.resolve(out))
+            }),
+            Admission::Refuse => Err(SignalError::RateLimited),
+            Admission::Disconnect => {
+                tracing::warn!(sid = %socket.id, "disconnecting a client that keeps flooding");
+                let _ = socket.clone().disconnect();
+                return;
             }
         };
         match result {
@@ -182,10 +180,9 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
-    fn decode(&self) -> Result<super::command::Command, SignalError> {
-        let args = self
-            .args
-            .clone()
+    /// Parses the arguments into a command, taking them (no copy of the payload).
+    fn take_command(&mut self) -> Result<super::command::Command, SignalError> {
+        let args = std::mem::replace(&mut self.args, Ok(Vec::new()))
             .map_err(|()| SignalError::InvalidMessage)?;
         parse_command(&self.name, args, self.encoded_len)
     }
@@ -251,7 +248,10 @@ pub fn builder() -> SocketIoBuilder {
     SocketIo::builder()
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
-        .max_payload(MAX_PACKET_BYTES)
+        .max_payload(MAX_PACKET_BYTES as u64)
+        // The WebSocket transport has its own limits (64 MiB by default).
+        .ws_max_message_size(MAX_PACKET_BYTES)
+        .ws_max_frame_size(MAX_PACKET_BYTES)
 }
 
 /// Serves the signaling protocol on the default namespace of `io`.
