@@ -272,7 +272,8 @@ function leave() {
   render();
 }
 
-function finishLeave() {
+// Back to `leaved`: no call, no media, no room.
+function resetCall() {
   if (leaving) clearTimeout(leaving);
   leaving = null;
   closePeerConnection();
@@ -280,7 +281,20 @@ function finishLeave() {
   room = null;
   setState(STATE.LEAVED);
   render();
-  history.replaceState(null, '', location.pathname);
+}
+
+function finishLeave() {
+  resetCall();
+  setRoomInUrl(null);
+}
+
+// Keeps the URL shareable (`?room=`) without dropping other parameters such as `?relay`.
+function setRoomInUrl(name) {
+  const params = new URLSearchParams(location.search);
+  if (name) params.set('room', name);
+  else params.delete('room');
+  const query = params.toString();
+  history.replaceState(null, '', query ? `${location.pathname}?${query}` : location.pathname);
 }
 
 // --- server events ---------------------------------------------------------------------------
@@ -289,7 +303,7 @@ async function onJoined(r, _id, info) {
   if (!pendingJoin || pendingJoin.room !== r) return;
   clearPendingJoin();
   room = r;
-  history.replaceState(null, '', `${location.pathname}?room=${encodeURIComponent(r)}`);
+  setRoomInUrl(r);
   const peers = Array.isArray(info?.peers) ? info.peers : [];
   // As in the course: the RTCPeerConnection is created (and the tracks bound) on `joined`.
   createPeerConnection();
@@ -345,13 +359,7 @@ async function onDisconnect(reason) {
   if (reason === 'io client disconnect') return; // our own reconnect after a lost `leaved`
   const wasActive = state !== STATE.LEAVED || pendingJoin;
   clearPendingJoin();
-  if (leaving) clearTimeout(leaving);
-  leaving = null;
-  closePeerConnection();
-  stopMedia();
-  room = null;
-  setState(STATE.LEAVED);
-  render();
+  resetCall();
   if (wasActive) showNotice('Connection to the server was lost. Join again when it is back.');
 }
 

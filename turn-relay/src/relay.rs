@@ -361,12 +361,7 @@ impl<I: RelayIo> Relay<I> {
     ) {
         let mut w = MessageWriter::new(out, m.method, Class::Error, m.transaction_id);
         w.add_error(code, reason(code));
-        if let Some(k) = key {
-            w.add_integrity(k);
-        }
-        if fp {
-            w.add_fingerprint();
-        }
+        w.seal(key.map(|k| &k[..]), fp);
     }
 
     /// 401 / 438 carry REALM and a fresh NONCE and nothing else (RFC 8489 §9.2.4);
@@ -596,12 +591,7 @@ impl<I: RelayIo> Relay<I> {
         w.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed);
         w.add_u32(attr::LIFETIME, lifetime);
         w.add_xor_address(attr::XOR_MAPPED_ADDRESS, client);
-        if let Some(k) = &cred.key {
-            w.add_integrity(k);
-        }
-        if fp {
-            w.add_fingerprint();
-        }
+        w.seal(cred.key.as_ref().map(|k| &k[..]), fp);
     }
 
     fn success(
@@ -616,12 +606,7 @@ impl<I: RelayIo> Relay<I> {
         if let Some(l) = lifetime {
             w.add_u32(attr::LIFETIME, l);
         }
-        if let Some(k) = &cred.key {
-            w.add_integrity(k);
-        }
-        if fp {
-            w.add_fingerprint();
-        }
+        w.seal(cred.key.as_ref().map(|k| &k[..]), fp);
     }
 
     fn refresh(

@@ -297,6 +297,18 @@ impl<'b> MessageWriter<'b> {
         self
     }
 
+    /// Closes a response: MESSAGE-INTEGRITY when the request was authenticated (`key`),
+    /// then FINGERPRINT when asked for; both must come last, in that order.
+    pub fn seal(&mut self, key: Option<&[u8]>, fingerprint: bool) -> &mut Self {
+        if let Some(key) = key {
+            self.add_integrity(key);
+        }
+        if fingerprint {
+            self.add_fingerprint();
+        }
+        self
+    }
+
     pub fn add_fingerprint(&mut self) -> &mut Self {
         let at = self.buf.len();
         self.add_u32(attributes::FINGERPRINT, 0);
