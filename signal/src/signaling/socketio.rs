@@ -36,6 +36,10 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// (socket.io's own rule). `message` payloads have a smaller, friendlier limit with an
 /// error event.
 pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
+/// Per-connection WebSocket read buffer. Signaling messages are small (candidates ~200 B,
+/// SDPs a few KiB, read in several chunks); 1 KiB instead of socketioxide's 4 KiB saved
+/// ~3 KiB of RSS per connection in `bench/signal` at 2,000 clients, at no measurable CPU cost.
+const WS_READ_BUFFER: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SignalingConfig {
@@ -252,6 +256,7 @@ pub fn builder() -> SocketIoBuilder {
         // The WebSocket transport has its own limits (64 MiB by default).
         .ws_max_message_size(MAX_PACKET_BYTES)
         .ws_max_frame_size(MAX_PACKET_BYTES)
+        .ws_read_buffer_size(WS_READ_BUFFER)
 }
 
 /// Serves the signaling protocol on the default namespace of `io`.
