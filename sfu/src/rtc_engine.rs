@@ -35,7 +35,7 @@ use rtc::{
     },
     rtp_transceiver::rtp_sender::{
         RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-        RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+        RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpParameters, RtpCodecKind,
     },
     sansio::Protocol,
     shared::error::Error as RtcError,
@@ -507,25 +507,8 @@ impl Peer {
             kind,
             ssrc,
             codec_key: CodecKey::new(&codec.mime_type, codec.clock_rate, &codec.sdp_fmtp_line),
-            codecs: parameters
-                .codecs
-                .iter()
-                .map(|c| {
-                    (
-                        c.payload_type,
-                        CodecKey::new(
-                            &c.rtp_codec.mime_type,
-                            c.rtp_codec.clock_rate,
-                            &c.rtp_codec.sdp_fmtp_line,
-                        ),
-                    )
-                })
-                .collect(),
-            extensions: parameters
-                .header_extensions
-                .iter()
-                .filter_map(|e| Some((u8::try_from(e.id).ok()?, e.uri.clone())))
-                .collect(),
+            codecs: payload_types(&parameters),
+            extensions: extension_ids(&parameters),
             codec,
             fir_only,
             track,
@@ -692,27 +675,7 @@ impl OutTrack {
     /// The payload types and header-extension ids this subscriber negotiated.
     pub async fn negotiated(&self) -> Option<(Vec<(u8, CodecKey)>, Vec<(u8, String)>)> {
         let parameters = self.sender.get_parameters().await.ok()?.rtp_parameters;
-        Some((
-            parameters
-                .codecs
-                .iter()
-                .map(|c| {
-                    (
-                        c.payload_type,
-                        CodecKey::new(
-                            &c.rtp_codec.mime_type,
-                            c.rtp_codec.clock_rate,
-                            &c.rtp_codec.sdp_fmtp_line,
-                        ),
-                    )
-                })
-                .collect(),
-            parameters
-                .header_extensions
-                .iter()
-                .filter_map(|e| Some((u8::try_from(e.id).ok()?, e.uri.clone())))
-                .collect(),
-        ))
+        Some((payload_types(&parameters), extension_ids(&parameters)))
     }
 
     /// The next feedback from the subscriber about this stream; `None` once unbound.
@@ -761,4 +724,28 @@ pub fn rewrite_retransmission(rewriter: &Rewriter, packet: &mut RtpPacket, out_s
         });
     fix_extension_block(header);
     true
+}
+
+/// Payload type → codec, as negotiated on one connection.
+fn payload_types(parameters: &RTCRtpParameters) -> Vec<(u8, CodecKey)> {
+    parameters
+        .codecs
+        .iter()
+        .map(|c| {
+            let codec = &c.rtp_codec;
+            (
+                c.payload_type,
+                CodecKey::new(&codec.mime_type, codec.clock_rate, &codec.sdp_fmtp_line),
+            )
+        })
+        .collect()
+}
+
+/// Header-extension id → URI, as negotiated on one connection.
+fn extension_ids(parameters: &RTCRtpParameters) -> Vec<(u8, String)> {
+    parameters
+        .header_extensions
+        .iter()
+        .filter_map(|e| Some((u8::try_from(e.id).ok()?, e.uri.clone())))
+        .collect()
 }
