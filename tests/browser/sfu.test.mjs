@@ -13,7 +13,9 @@
 //   Figures (join → all remote videos decoding, removal delays) are printed; screenshots and the
 //   server log go to tests/browser/artifacts/ (git-ignored).
 //
-// Run it inside a network namespace that only has loopback (as CI does):
+// Run it inside a network namespace that only has loopback, against the release server (as
+// scripts/test does):
+//   cargo build --release -p signal && SIGNAL_BIN=$PWD/target/release/signal \
 //   unshare --net --pid --fork --kill-child --mount-proc \
 //     sh -c 'ip link set lo up && exec node --test tests/browser/sfu.test.mjs'
 
