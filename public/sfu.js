@@ -157,6 +157,8 @@ function ensureTile(info) {
     $('grid').append(el);
     tile = { el, video, stream: new MediaStream(), meter: null, name: '' };
     video.srcObject = tile.stream;
+    // Time to first picture, per remote participant (read by tests and handy in devtools).
+    video.requestVideoFrameCallback?.(() => log('first-frame', info.id));
     tiles.set(info.id, tile);
     layout();
   }
@@ -218,6 +220,7 @@ async function join() {
   if (!/^[A-Za-z0-9_.~-]{1,64}$/.test(room)) return showError('Room ID: 1-64 letters, digits or _ . ~ -');
   if (!name) return showError('Please enter your name (or press Random).');
   localStorage.setItem('sfu-name', name);
+  log('join', room);
   $('join').disabled = true;
   status('Connecting…');
   try {
@@ -322,6 +325,7 @@ function cleanup() {
 }
 
 async function leave() {
+  log('leave');
   if (socket) await ackOrTimeout('leave', {}, 2000).catch(() => {});
   cleanup();
   document.body.dataset.view = 'lobby';

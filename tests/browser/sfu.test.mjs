@@ -152,6 +152,18 @@ async function videosDecoding(page, count) {
   return Object.values(s.video).filter((f) => f > 0).length >= count;
 }
 
+// For each page, ms from `t0` to the first `participants` event without `id` (the page's own
+// clock, which is this machine's: the figure excludes the test's polling of slow renderers).
+async function participantsEventDelay(list, id, t0) {
+  const delays = [];
+  for (const page of list) {
+    const events = await timed(page.evaluate(() => window.__sfu.events.filter((e) => e.event === 'participants')));
+    const removed = events.find((e) => e.t >= t0 && !e.detail.includes(id));
+    delays.push(removed ? removed.t - t0 : null);
+  }
+  return delays;
+}
+
 async function roomReport() {
   const rooms = await (await fetch(`${server.url}/api/rooms`)).json();
   return rooms.rooms.find((r) => r.room === ROOM);
@@ -198,6 +210,17 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
       joinTimes.push(Date.now() - t0);
     }
     figures.joinToAllVideosMs = joinTimes;
+    // The same from the pages' own clocks: join handler → first picture of the last video.
+    figures.joinToAllFirstFramesInPageMs = [];
+    for (const [i, page] of pages.entries()) {
+      figures.joinToAllFirstFramesInPageMs.push(await timed(page.evaluate((count) => {
+        if (count === 0) return null;
+        const events = window.__sfu.events;
+        const start = events.find((e) => e.event === 'join').t;
+        const frames = events.filter((e) => e.event === 'first-frame' && e.t >= start).slice(0, count);
+        return frames.length === count ? Math.max(0, ...frames.map((e) => e.t)) - start : null;
+      }, i)));
+    }
     // 4-party join → all videos playing: from the first click to 12 decoding remote videos.
     await expectFullMesh(pages, 3);
     await pages[0].screenshot({ path: joinPath(ARTIFACTS, 'sfu-4-party.png'), timeout: 10_000 }).catch(() => {});
@@ -229,6 +252,10 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     await fifth.getByTestId('leave').click();
     for (const page of pages) await until(`${page.label}: Eve's tile removed`, async () => !(await remoteTiles(page)).includes(eve));
     figures.leaveRemovedMs = Date.now() - t0;
+    // From the page's own leave handler (a click on a starved renderer can take seconds).
+    const clicked = await timed(fifth.evaluate(() => window.__sfu.events.findLast((e) => e.event === 'leave').t));
+    figures.leaveClickMs = clicked - t0;
+    figures.leaveParticipantsEventMs = await participantsEventDelay(pages, eve, clicked);
     assert.equal(await fifth.locator('[data-testid="remote-video"]').count(), 0);
     await expectFullMesh(pages, 3);
   });
@@ -241,6 +268,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     browsers.splice(browsers.indexOf(victimBrowser), 1);
     for (const page of pages) await until(`${page.label}: Dora's tile removed`, async () => !(await remoteTiles(page)).includes(dora), 10_000 - (Date.now() - t0));
     figures.killedRemovedMs = Date.now() - t0;
+    figures.killedParticipantsEventMs = await participantsEventDelay(pages, dora, t0);
     assert.ok(figures.killedRemovedMs <= 10_000);
     await expectFullMesh(pages, 2);
     assert.equal((await roomReport()).participants.length, 3);
