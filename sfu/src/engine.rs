@@ -43,6 +43,7 @@ use crate::{
     forwarding::{LossCounter, PtMap, SeqRebase},
     keyframe::{starts_keyframe, KeyframeThrottle, VideoCodec},
     negotiation::Negotiation,
+    net::Outbox,
 };
 
 /// A publisher's audio and video m-lines appear together; other changes a few ms apart are
@@ -228,6 +229,8 @@ pub(crate) struct Engine {
     publications: HashMap<PubId, Publication>,
     by_addr: HashMap<SocketAddr, Key>,
     dirty: Vec<Key>,
+    /// Datagrams of this pass, sent together at its end.
+    outbox: Outbox,
     next_id: u64,
     seed: u64,
     commands: mpsc::UnboundedSender<Command>,
@@ -299,6 +302,7 @@ impl Engine {
             publications: HashMap::new(),
             by_addr: HashMap::new(),
             dirty: Vec::new(),
+            outbox: Outbox::default(),
             next_id: 1,
             seed,
             commands,
@@ -332,6 +336,7 @@ impl Engine {
         for key in self.participants.keys().copied().collect::<Vec<_>>() {
             self.remove(key);
         }
+        self.send_outbox();
     }
 
     fn random(&mut self) -> u64 {
@@ -712,6 +717,20 @@ impl Engine {
             }
             self.poll(key, now);
         }
+        self.send_outbox();
+    }
+
+    fn send_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let (participants, totals) = (&mut self.participants, &mut self.totals);
+        self.outbox.send(&self.socket, |owner| {
+            totals.dropped_packets += 1;
+            if let Some(p) = participants.get_mut(&owner) {
+                p.stats.dropped += 1;
+            }
+        });
     }
 
     /// Polls one participant's `Rtc` until it has nothing more to say.
@@ -726,13 +745,9 @@ impl Engine {
             };
             loop {
                 match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => transmit(
-                        &self.socket,
-                        &t.contents,
-                        t.destination,
-                        &mut p.stats,
-                        &mut self.totals,
-                    ),
+                    Ok(Output::Transmit(t)) => {
+                        self.outbox.push(key, t.contents.into(), t.destination)
+                    }
                     Ok(Output::Timeout(t)) => {
                         p.next_timeout = t;
                         break;

@@ -6,7 +6,9 @@ use std::{
     ops::RangeInclusive,
 };
 
-use socket2::{Domain, Protocol, Socket, Type};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Kernel buffers of the shared socket. Every participant's traffic goes through it, so a
 /// burst (a keyframe to many subscribers) must fit: 4 MiB ≈ 3000 full-size packets.
@@ -76,6 +78,90 @@ fn default_route_ip(v6: bool) -> Option<IpAddr> {
         .filter(|ip| !ip.is_unspecified())
 }
 
+/// Datagrams produced by one pass of the loop, sent together: one `sendmmsg` per
+/// [`Outbox::CHUNK`] instead of one `sendto` each (each datagram still costs the kernel its
+/// UDP send, but not a system call).
+#[derive(Default)]
+pub struct Outbox {
+    datagrams: Vec<(u64, Vec<u8>, SockAddr)>,
+}
+
+impl Outbox {
+    const CHUNK: usize = 64;
+
+    /// Queues `contents` to `to` on behalf of `owner` (reported back if it is dropped).
+    pub fn push(&mut self, owner: u64, contents: Vec<u8>, to: SocketAddr) {
+        self.datagrams.push((owner, contents, SockAddr::from(to)));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
+    /// Sends everything queued on `socket`. A datagram the kernel refuses because the send
+    /// buffer is full is dropped and reported with `dropped(owner)`; a slow receiver is the
+    /// only way to fill it, and str0m keeps video in its resend buffer for the NACK.
+    pub fn send(&mut self, socket: &impl AsRawFd, mut dropped: impl FnMut(u64)) {
+        let fd = socket.as_raw_fd();
+        for chunk in self.datagrams.chunks(Self::CHUNK) {
+            let mut sent = 0;
+            while sent < chunk.len() {
+                match send_many(fd, &chunk[sent..]) {
+                    Ok(n) => sent += n.max(1),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        for (owner, _, _) in &chunk[sent..] {
+                            dropped(*owner);
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        // This one datagram cannot be sent (e.g. unreachable); go on.
+                        tracing::debug!(%error, "sfu: send failed");
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        self.datagrams.clear();
+    }
+}
+
+/// One `sendmmsg(2)`: how many of `datagrams` (at most [`Outbox::CHUNK`]) were sent.
+#[cfg(target_os = "linux")]
+fn send_many(fd: RawFd, datagrams: &[(u64, Vec<u8>, SockAddr)]) -> io::Result<usize> {
+    let n = datagrams.len().min(Outbox::CHUNK);
+    // SAFETY: all-zero is a valid `iovec`/`mmsghdr` (null pointers, zero lengths).
+    let mut iovecs: [libc::iovec; Outbox::CHUNK] = unsafe { std::mem::zeroed() };
+    let mut headers: [libc::mmsghdr; Outbox::CHUNK] = unsafe { std::mem::zeroed() };
+    for (i, (_, contents, to)) in datagrams[..n].iter().enumerate() {
+        iovecs[i].iov_base = contents.as_ptr() as *mut libc::c_void;
+        iovecs[i].iov_len = contents.len();
+        let header = &mut headers[i].msg_hdr;
+        header.msg_name = to.as_ptr() as *mut libc::c_void;
+        header.msg_namelen = to.len();
+        header.msg_iov = &mut iovecs[i];
+        header.msg_iovlen = 1;
+    }
+    // SAFETY: `headers[..n]` point into `iovecs`, `datagrams` and their addresses, all alive
+    // and unmoved for the duration of the call; the kernel only reads them (and writes
+    // `msg_len`).
+    let result = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), n as libc::c_uint, 0) };
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_many(fd: RawFd, datagrams: &[(u64, Vec<u8>, SockAddr)]) -> io::Result<usize> {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: `fd` is the caller's open socket for the duration of this call.
+    let socket = socket2::SockRef::from(unsafe { &BorrowedFd::borrow_raw(fd) });
+    let (_, contents, to) = &datagrams[0];
+    socket.send_to(contents, to).map(|_| 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +178,25 @@ mod tests {
             announced_addr(&net(Some("203.0.113.7".parse().unwrap())), local),
             "203.0.113.7:5000".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn outbox_sends_in_one_batch() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let mut outbox = Outbox::default();
+        for i in 0..100u8 {
+            outbox.push(u64::from(i), vec![i; 10], to);
+        }
+        let mut dropped = 0;
+        outbox.send(&sender, |_| dropped += 1);
+        assert!(outbox.is_empty());
+        assert_eq!(dropped, 0);
+        let mut buf = [0u8; 16];
+        for i in 0..100u8 {
+            let (n, from) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!((n, buf[0], from), (10, i, sender.local_addr().unwrap()));
+        }
     }
 }
