@@ -214,10 +214,9 @@ impl Sfu {
 
     /// Per-room, per-participant figures for `GET /api/rooms`.
     pub async fn report(&self) -> RoomsReport {
-        match self.call(|reply| Command::Report { reply }).await {
-            Some(report) => report,
-            None => RoomsReport::default(),
-        }
+        self.call(|reply| Command::Report { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// Rooms and participants currently held (for tests and the churn check).

@@ -130,18 +130,20 @@ mod tests {
     fn pt_map_looks_up_once() {
         let mut m = PtMap::default();
         let mut calls = 0;
-        let mut lookup = |pt| {
-            m.get(pt, || {
+        for (pt, expected) in [
+            (96, Some(100)),
+            (96, Some(100)),
+            (111, None),
+            (111, None),
+            (200, None),
+        ] {
+            let got = m.get(pt, || {
                 calls += 1;
                 (pt == 96).then_some(100)
-            })
-        };
-        assert_eq!(lookup(96), Some(100));
-        assert_eq!(lookup(96), Some(100));
-        assert_eq!(lookup(111), None);
-        assert_eq!(lookup(111), None);
-        assert_eq!(lookup(200), None);
-        drop(lookup);
+            });
+            assert_eq!(got, expected, "pt {pt}");
+        }
+        // One lookup each for 96 and 111; 200 is not a payload type.
         assert_eq!(calls, 2);
     }
 }
