@@ -181,6 +181,19 @@ mod tests {
     }
 
     #[test]
+    fn binds_a_free_port_of_the_range() {
+        let net = NetConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            public_ip: None,
+        };
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        assert!(bind(&net, Some(&(port..=port))).is_err());
+        let any = bind(&net, None).unwrap();
+        assert_ne!(any.local_addr().unwrap().port(), port);
+    }
+
+    #[test]
     fn outbox_sends_in_one_batch() {
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
