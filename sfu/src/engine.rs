@@ -891,6 +891,8 @@ impl Engine {
         }
         if publication.keyframes.request(now) {
             self.send_keyframe_request(pub_id);
+        } else {
+            tracing::debug!(owner = %publication.owner_id, "sfu: keyframe request throttled");
         }
     }
 
@@ -907,6 +909,7 @@ impl Engine {
             return;
         };
         stream.request_keyframe(KeyframeRequestKind::Pli);
+        tracing::debug!(id = %p.id, %mid, "sfu: keyframe requested upstream");
         self.totals.keyframe_requests_sent += 1;
         self.mark_dirty(owner);
     }
@@ -991,6 +994,7 @@ impl Engine {
                     continue;
                 }
                 sub.waiting_keyframe = false;
+                tracing::debug!(id = %s.id, from = %publication.owner_id, "sfu: video starts");
             }
             let rtc = &mut s.rtc;
             let Some(out_pt) = sub.pts.get(pt, || {
@@ -1125,6 +1129,7 @@ impl Engine {
         };
         p.round += 1;
         let round = p.round;
+        tracing::debug!(id = %p.id, round, "sfu: offer sent");
         p.pending = Some((pending, round));
         let (answer_tx, answer_rx) = oneshot::channel();
         let sent = p.events.send(ParticipantEvent::Update {
