@@ -128,7 +128,7 @@ impl Sfu {
             .enable_all()
             .build()?;
         let config = config.clone();
-        let loop_tx = tx.clone();
+        let loop_tx = tx.downgrade();
         thread::Builder::new()
             .name("sfu-media".into())
             .spawn(move || {
@@ -140,8 +140,8 @@ impl Sfu {
                             return;
                         }
                     };
-                    // The loop holds a sender for its own answer tasks; it stops when the
-                    // `Sfu`'s sender is gone, i.e. it watches `rx` for the last external one.
+                    // The loop keeps only a weak sender (for its answer tasks): it stops
+                    // when the `Sfu` is dropped.
                     Engine::new(config, socket, local, loop_tx, shared, seed)
                         .run(rx)
                         .await;
@@ -279,4 +279,65 @@ pub struct ParticipantReport {
     pub retransmitted: u64,
     pub dropped: u64,
     pub negotiations: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use str0m::{
+        change::SdpAnswer,
+        media::{Direction, MediaKind},
+        Rtc,
+    };
+
+    use super::*;
+
+    fn sfu(room_capacity: usize) -> Arc<Sfu> {
+        let mut config = SfuConfig::new(NetConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            public_ip: None,
+        });
+        config.room_capacity = room_capacity;
+        Sfu::new(config)
+    }
+
+    /// A client's offer (audio + video to publish) and the means to apply the answer.
+    fn client_offer() -> (Rtc, str0m::change::SdpPendingOffer, String) {
+        let mut rtc = Rtc::new(Instant::now());
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        (rtc, pending, offer.to_sdp_string())
+    }
+
+    #[tokio::test]
+    async fn join_answer_capacity_and_leave() {
+        let sfu = sfu(1);
+        let (mut client, pending, offer) = client_offer();
+        let joined = sfu.join("r", "Ada", offer).await.unwrap();
+        // The answer is one a WebRTC peer accepts, with our host candidate in it.
+        assert!(joined.answer.contains("typ host"));
+        let answer = SdpAnswer::from_sdp_string(&joined.answer).unwrap();
+        client.sdp_api().accept_answer(pending, answer).unwrap();
+        assert_eq!(joined.participants.len(), 1);
+        assert_eq!(sfu.counts(), (1, 1));
+
+        let (_, _, offer) = client_offer();
+        assert!(matches!(
+            sfu.join("r", "Brian", offer).await,
+            Err(SfuError::RoomFull)
+        ));
+        assert!(matches!(
+            sfu.join("r2", "Chen", "v=0\r\nnonsense".into()).await,
+            Err(SfuError::Media(_))
+        ));
+
+        sfu.leave(&joined.id).await;
+        sfu.leave(&joined.id).await; // idempotent
+        assert_eq!(sfu.counts(), (0, 0));
+        let report = sfu.report().await;
+        assert_eq!((report.joins, report.leaves, report.tasks), (1, 1, 0));
+    }
 }

@@ -233,7 +233,9 @@ pub(crate) struct Engine {
     outbox: Outbox,
     next_id: u64,
     seed: u64,
-    commands: mpsc::UnboundedSender<Command>,
+    /// For the answer tasks; weak so that the loop ends when the `Sfu` (the only strong
+    /// sender) is dropped.
+    commands: mpsc::WeakUnboundedSender<Command>,
     shared: Arc<Shared>,
     totals: Totals,
     started: Instant,
@@ -288,7 +290,7 @@ impl Engine {
         config: SfuConfig,
         socket: UdpSocket,
         local: SocketAddr,
-        commands: mpsc::UnboundedSender<Command>,
+        commands: mpsc::WeakUnboundedSender<Command>,
         shared: Arc<Shared>,
         seed: u64,
     ) -> Self {
@@ -1149,7 +1151,9 @@ impl Engine {
                 Ok(Err(_)) => Err("signaling gone".to_owned()),
                 Err(_) => Err("timed out".to_owned()),
             };
-            let _ = commands.send(Command::Answer { key, round, answer });
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands.send(Command::Answer { key, round, answer });
+            }
             shared.update_tasks.fetch_sub(1, Ordering::Relaxed);
         });
     }
