@@ -42,7 +42,7 @@ use crate::{
     },
     forwarding::{LossCounter, PtMap, SeqRebase},
     keyframe::{starts_keyframe, KeyframeThrottle, VideoCodec},
-    negotiation::Negotiation,
+    negotiation::{receive_only_answer, Negotiation, OurDirection},
     net::Outbox,
 };
 
@@ -428,7 +428,19 @@ impl Engine {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::Media(e.to_string()))?;
-        let answer = answer.to_sdp_string();
+        // Our state must say what the answer says: set_direction changes the session at once
+        // (the change list itself is dropped: the answer already told the browser).
+        let (answer, receive_only) = receive_only_answer(&answer.to_sdp_string());
+        {
+            let mut api = rtc.sdp_api();
+            for (mid, direction) in receive_only {
+                let direction = match direction {
+                    OurDirection::RecvOnly => Direction::RecvOnly,
+                    OurDirection::Inactive => Direction::Inactive,
+                };
+                api.set_direction(Mid::from(mid.as_str()), direction);
+            }
+        }
 
         let key = self.random();
         let id: ParticipantId = format!("p{:012x}", key & 0xffff_ffff_ffff).into();
