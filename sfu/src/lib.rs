@@ -8,17 +8,18 @@
 //! [`ParticipantEvent`]s (offers to deliver with an answer expected back, the room's
 //! participant list, media failure).
 //!
-//! - [`rtc_engine`]: the only module using the WebRTC library.
-//! - [`rewrite`], [`keyframe`], [`nack_buffer`], [`subscriber_queue`], [`negotiation`],
-//!   [`ports`]: forwarding logic without I/O, unit-tested.
+//! - [`engine`]: the media loop — one thread, one UDP socket, a sans-IO str0m `Rtc` per
+//!   participant; the only module using the WebRTC library.
+//! - [`forwarding`], [`keyframe`], [`negotiation`], [`ports`]: forwarding policy without
+//!   I/O, unit-tested.
+//! - [`net`]: binding the media socket and the announced address.
 
+pub mod engine;
+pub mod forwarding;
 pub mod keyframe;
-pub mod nack_buffer;
 pub mod negotiation;
+pub mod net;
 pub mod ports;
-pub mod rewrite;
-pub mod rtc_engine;
-pub mod subscriber_queue;
 
 mod conference;
 
@@ -26,4 +27,5 @@ pub use conference::{
     Joined, ParticipantEvent, ParticipantInfo, ParticipantReport, RoomReport, RoomsReport, Sfu,
     SfuConfig, SfuError,
 };
-pub use rtc_engine::{Kind, NetConfig};
+pub use engine::Kind;
+pub use net::NetConfig;

@@ -49,7 +49,8 @@ pub struct Cli {
     /// A STUN URL to hand to browsers (repeatable), e.g. stun:stun.example.org:3478.
     #[arg(long = "stun-url", value_name = "URL")]
     pub stun_urls: Vec<String>,
-    /// UDP port range of the SFU's media connections, e.g. 40000-40999 [default: any port].
+    /// UDP ports the SFU's media socket may bind (the first free one; all participants
+    /// share it), e.g. 40000-40009 [default: any port].
     #[arg(long, value_name = "MIN-MAX")]
     pub rtc_ports: Option<String>,
     /// Address put in the SFU's ICE candidates (NAT 1:1, like coturn's external-ip).
