@@ -7,7 +7,7 @@ use std::{
     ops::RangeInclusive,
     sync::{atomic::Ordering, Arc},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -93,6 +93,25 @@ pub struct Sfu {
     /// `None` when the media socket could not be bound: every join fails.
     commands: Option<mpsc::UnboundedSender<Command>>,
     shared: Arc<Shared>,
+    /// The last report and when it was made: `GET /api/rooms` is public, and each report
+    /// costs the media loop a pass over every participant.
+    last_report: tokio::sync::Mutex<Option<(Instant, RoomsReport)>>,
+}
+
+/// Reports asked for within this interval share one pass of the media loop.
+const REPORT_REUSE: Duration = Duration::from_millis(100);
+
+/// Exits the process when the media thread dies of a panic: a server whose media plane is
+/// gone but whose web side still accepts joins is worse than one its supervisor restarts.
+struct ExitOnPanic;
+
+impl Drop for ExitOnPanic {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            tracing::error!("sfu: the media thread panicked; exiting");
+            std::process::exit(70);
+        }
+    }
 }
 
 impl Sfu {
@@ -110,6 +129,7 @@ impl Sfu {
             config,
             commands,
             shared,
+            last_report: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -132,6 +152,7 @@ impl Sfu {
         thread::Builder::new()
             .name("sfu-media".into())
             .spawn(move || {
+                let _exit_on_panic = ExitOnPanic;
                 runtime.block_on(async move {
                     let socket = match tokio::net::UdpSocket::from_std(socket) {
                         Ok(socket) => socket,
@@ -214,9 +235,25 @@ impl Sfu {
 
     /// Per-room, per-participant figures for `GET /api/rooms`.
     pub async fn report(&self) -> RoomsReport {
-        self.call(|reply| Command::Report { reply })
+        // Held across the call: concurrent requests wait for one pass instead of each
+        // queueing their own.
+        let mut last = self.last_report.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < REPORT_REUSE {
+                return report.clone();
+            }
+        }
+        let report = self
+            .call(|reply| Command::Report { reply })
             .await
-            .unwrap_or_default()
+            .unwrap_or_default();
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    /// How long a browser has to answer an `update` offer.
+    pub fn update_timeout(&self) -> Duration {
+        self.config.update_timeout
     }
 
     /// Rooms and participants currently held (for tests and the churn check).

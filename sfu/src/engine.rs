@@ -40,6 +40,7 @@ use crate::{
         Joined, ParticipantEvent, ParticipantId, ParticipantInfo, ParticipantReport, RoomReport,
         RoomsReport, SfuConfig, SfuError,
     },
+    demux::stun_username_ufrag,
     forwarding::{LossCounter, PtMap, SeqRebase},
     keyframe::{starts_keyframe, KeyframeThrottle, VideoCodec},
     negotiation::{receive_only_answer, Negotiation, OurDirection},
@@ -56,6 +57,14 @@ const READ_BATCH: usize = 64;
 /// The loop wakes at least this often (keyframe-request throttle, ICE grace).
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest RTP payload forwarded. Browsers send ≤ ~1200-byte packets; str0m builds outgoing
+/// datagrams in a 2000-byte buffer and panics on more, so a hostile publisher's oversized
+/// payload must stop here.
+const MAX_FORWARDED_PAYLOAD: usize = 1400;
+/// Media sections accepted in a join offer (a browser sends audio + video, maybe a screen).
+const MAX_OFFER_MEDIA: usize = 4;
+/// Source addresses remembered per participant (one per ICE candidate pair it uses).
+const MAX_ADDRS_PER_PARTICIPANT: usize = 8;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -180,6 +189,7 @@ struct Participant {
     ssrc_publications: Vec<(u32, PubId)>,
     subscriptions: Vec<Subscription>,
     addrs: Vec<SocketAddr>,
+    ufrag: String,
     stats: Stats,
 }
 
@@ -228,6 +238,9 @@ pub(crate) struct Engine {
     rooms: HashMap<String, Vec<Key>>,
     publications: HashMap<PubId, Publication>,
     by_addr: HashMap<SocketAddr, Key>,
+    /// Our ICE ufrag of each connection: a datagram from an unknown address is looked up by
+    /// the USERNAME of its STUN check, never matched against every connection.
+    by_ufrag: HashMap<String, Key>,
     dirty: Vec<Key>,
     /// Datagrams of this pass, sent together at its end.
     outbox: Outbox,
@@ -303,6 +316,7 @@ impl Engine {
             rooms: HashMap::new(),
             publications: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             dirty: Vec::new(),
             outbox: Outbox::default(),
             next_id: 1,
@@ -415,12 +429,25 @@ impl Engine {
         if self.rooms.get(&room).map_or(0, Vec::len) >= self.config.room_capacity {
             return Err(SfuError::RoomFull);
         }
+        let media = offer.lines().filter(|l| l.starts_with("m=")).count();
+        if media > MAX_OFFER_MEDIA {
+            return Err(SfuError::Media(format!(
+                "the offer has {media} media sections; at most {MAX_OFFER_MEDIA} are accepted"
+            )));
+        }
         let offer =
             SdpOffer::from_sdp_string(&offer).map_err(|e| SfuError::Media(e.to_string()))?;
+        // Only codecs whose keyframes we recognise: video starts on a keyframe per subscriber.
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_vp9(true)
+            .enable_h264(true)
             .build(now);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let candidate =
             Candidate::host(self.local, "udp").map_err(|e| SfuError::Media(e.to_string()))?;
         rtc.add_local_candidate(candidate);
@@ -468,13 +495,15 @@ impl Engine {
                 ssrc_publications: Vec::new(),
                 subscriptions: Vec::new(),
                 addrs: Vec::new(),
+                ufrag: ufrag.clone(),
                 stats: Stats::default(),
             },
         );
         self.ids.insert(id.clone(), key);
+        self.by_ufrag.insert(ufrag, key);
         self.rooms.entry(room.clone()).or_default().push(key);
-        // Its m-lines (MediaAdded) become publications now, before any media: the others
-        // renegotiate while this browser is still connecting.
+        // Its m-lines become publications (MediaAdded) once its media connects; `publish`
+        // then tells the room again.
         self.poll(key, now);
         self.totals.joins += 1;
         self.update_counts();
@@ -537,6 +566,7 @@ impl Engine {
         for addr in &p.addrs {
             self.by_addr.remove(addr);
         }
+        self.by_ufrag.remove(&p.ufrag);
         let now = Instant::now();
         let mut affected = Vec::new();
         for pub_id in &p.publications {
@@ -658,15 +688,20 @@ impl Engine {
         let key = match self.by_addr.get(&source) {
             Some(key) => *key,
             None => {
-                // A new address: its first STUN check names the connection (ICE ufrag).
-                let Some(p) = self
-                    .participants
-                    .values_mut()
-                    .find(|p| p.rtc.accepts(&input))
+                // A new address: only a STUN check naming one of our connections (ICE
+                // ufrag, then str0m checks its integrity) opens it.
+                let Some(p) = stun_username_ufrag(data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                    .and_then(|key| self.participants.get_mut(key))
+                    .filter(|p| p.rtc.accepts(&input))
                 else {
                     tracing::trace!(%source, "sfu: datagram for no connection");
                     return;
                 };
+                if p.addrs.len() >= MAX_ADDRS_PER_PARTICIPANT {
+                    let oldest = p.addrs.remove(0);
+                    self.by_addr.remove(&oldest);
+                }
                 p.addrs.push(source);
                 self.by_addr.insert(source, p.key);
                 p.key
@@ -858,6 +893,8 @@ impl Engine {
         {
             self.request_negotiation(other, now);
         }
+        // Tiles show who publishes what (a joiner was listed before its media connected).
+        self.broadcast_participants(&room);
     }
 
     /// DTLS is up: its open video subscriptions want a keyframe to start from.
@@ -915,15 +952,23 @@ impl Engine {
             return;
         };
         let (owner, mid) = (publication.owner, publication.mid);
+        // PLI unless the publisher's codec negotiated only FIR.
+        let kind = match publication.last_pt {
+            Some((_, Some(params), _)) if !params.fb_pli() && params.fb_fir() => {
+                KeyframeRequestKind::Fir
+            }
+            _ => KeyframeRequestKind::Pli,
+        };
         let Some(p) = self.participants.get_mut(&owner) else {
             return;
         };
         let mut api = p.rtc.direct_api();
         let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+            tracing::debug!(id = %p.id, %mid, "sfu: no stream to request a keyframe on yet");
             return;
         };
-        stream.request_keyframe(KeyframeRequestKind::Pli);
-        tracing::debug!(id = %p.id, %mid, "sfu: keyframe requested upstream");
+        stream.request_keyframe(kind);
+        tracing::debug!(id = %p.id, %mid, ?kind, "sfu: keyframe requested upstream");
         self.totals.keyframe_requests_sent += 1;
         self.mark_dirty(owner);
     }
@@ -981,13 +1026,21 @@ impl Engine {
         let Some(params) = params else {
             return;
         };
+        if packet.payload.len() > MAX_FORWARDED_PAYLOAD {
+            self.totals.dropped_packets += 1;
+            tracing::debug!(
+                len = packet.payload.len(),
+                "sfu: oversized RTP payload dropped"
+            );
+            return;
+        }
         publication.loss.packet(*packet.seq_no);
         let video = publication.kind == Kind::Video;
         let keyframe = video && starts_keyframe(codec, &packet.payload);
         if keyframe {
             publication.keyframes.keyframe_received();
         }
-        let request_due = publication.keyframes.poll(now);
+        let mut request_due = publication.keyframes.poll(now);
         let ext = end_to_end(&packet.header.ext_vals);
         let len = packet.payload.len() as u64;
         for &(sub_key, sub_id) in &publication.sinks {
@@ -1005,6 +1058,10 @@ impl Engine {
             };
             if sub.waiting_keyframe {
                 if !keyframe {
+                    // The PLI or its keyframe may have been lost: ask again (throttled).
+                    if !publication.keyframes.pending() {
+                        request_due |= publication.keyframes.request(now);
+                    }
                     continue;
                 }
                 sub.waiting_keyframe = false;
@@ -1206,15 +1263,16 @@ impl Engine {
                 tracing::debug!(id = %p.id, opened = opened.len(), stopped = stopped.len(), "sfu: renegotiated");
             }
             Err(reason) => {
-                // Back to what the browser has; the next change retries.
-                tracing::warn!(id = %p.id, %reason, "sfu: update not answered");
-                for s in p.subscriptions.iter_mut() {
-                    s.state = match s.state {
-                        SubState::Negotiating(_) => SubState::ToOpen,
-                        SubState::Stopping(mid) => SubState::ToStop(mid),
-                        state => state,
-                    };
+                // The browser may have applied the offer without us knowing, and str0m has
+                // already stopped m-lines: the two sides no longer agree on the session. Only
+                // a fresh connection repairs that, so the participant is dropped (the page
+                // gets `media_failed` and can join again).
+                tracing::warn!(id = %p.id, %reason, "sfu: update not answered; dropping the participant");
+                if !p.failed {
+                    p.failed = true;
+                    let _ = p.events.send(ParticipantEvent::Failed);
                 }
+                return;
             }
         }
         if p.negotiation.finished() {

@@ -1,8 +1,8 @@
 //! Keyframe requests and keyframe detection (sans-IO; time is passed in).
 //!
 //! A publisher is asked for a keyframe (PLI, or FIR when it negotiated only that) when a
-//! subscriber starts, when a subscriber asks (its own PLI/FIR), and when a congested
-//! subscriber's queue was flushed. With many subscribers these requests would arrive in
+//! subscriber starts, again while a new subscriber still waits for its first keyframe, and
+//! when a subscriber asks (its own PLI/FIR). With many subscribers these requests would arrive in
 //! bursts; [`KeyframeThrottle`] lets at most one through per interval and remembers one that
 //! arrived too early, so it is sent as soon as the interval has passed.
 
@@ -39,6 +39,11 @@ impl KeyframeThrottle {
         self.requested += 1;
         self.pending = true;
         self.poll(now)
+    }
+
+    /// A request is remembered and not yet sent.
+    pub fn pending(&self) -> bool {
+        self.pending
     }
 
     /// Whether a remembered request is due now. Call it on every packet or timer tick.

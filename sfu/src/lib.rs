@@ -10,10 +10,11 @@
 //!
 //! - [`engine`]: the media loop — one thread, one UDP socket, a sans-IO str0m `Rtc` per
 //!   participant; the only module using the WebRTC library.
-//! - [`forwarding`], [`keyframe`], [`negotiation`], [`ports`]: forwarding policy without
-//!   I/O, unit-tested.
+//! - [`demux`], [`forwarding`], [`keyframe`], [`negotiation`], [`ports`]: demultiplexing and
+//!   forwarding policy without I/O, unit-tested.
 //! - [`net`]: binding the media socket and the announced address.
 
+pub mod demux;
 pub mod engine;
 pub mod forwarding;
 pub mod keyframe;

@@ -248,7 +248,10 @@ async fn pump(
         match event {
             ParticipantEvent::Update { sdp, answer } => {
                 let offer = json!({ "type": "offer", "sdp": sdp });
-                match socket.emit_with_ack::<_, Value>("update", &offer) {
+                // The SFU gives up on the answer after this long; the ack must not give up
+                // earlier (socketioxide's default is 5 s).
+                let timed = socket.timeout(hub.sfu.update_timeout());
+                match timed.emit_with_ack::<_, Value>("update", &offer) {
                     Ok(ack) => {
                         tokio::spawn(async move {
                             let reply = match ack.await {
