@@ -1,0 +1,147 @@
+// The `/sfu` namespace driven by the official socket.io client (no browser): join answers,
+// capacity, participant lists, leave/disconnect, and refusal of bad input with a clear error
+// that leaves other rooms alone (docs/protocol.md, "SFU rooms"). Media never connects here:
+// the offers are well-formed SDP with made-up ICE/DTLS parameters, which is all a join needs.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+
+import { startServer } from '../lib/server.mjs';
+
+const CAPACITY = 3;
+
+/** A Chromium-shaped offer: `media` sections alternating audio (Opus) and video (VP8). */
+function offer(media = 2) {
+  const lines = [
+    'v=0',
+    'o=- 4611731400430051336 2 IN IP4 127.0.0.1',
+    's=-',
+    't=0 0',
+    `a=group:BUNDLE ${[...Array(media).keys()].join(' ')}`,
+    'a=msid-semantic: WMS stream',
+  ];
+  for (let mid = 0; mid < media; mid++) {
+    const audio = mid % 2 === 0;
+    lines.push(
+      audio ? 'm=audio 9 UDP/TLS/RTP/SAVPF 111' : 'm=video 9 UDP/TLS/RTP/SAVPF 96',
+      'c=IN IP4 0.0.0.0',
+      'a=rtcp:9 IN IP4 0.0.0.0',
+      'a=ice-ufrag:tEsT',
+      'a=ice-pwd:0123456789abcdefghijklmn',
+      'a=ice-options:trickle',
+      'a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC',
+      'a=setup:actpass',
+      `a=mid:${mid}`,
+      'a=sendrecv',
+      `a=msid:stream track${mid}`,
+      'a=rtcp-mux',
+      ...(audio
+        ? ['a=rtpmap:111 opus/48000/2', 'a=fmtp:111 minptime=10;useinbandfec=1']
+        : ['a=rtpmap:96 VP8/90000', 'a=rtcp-fb:96 nack', 'a=rtcp-fb:96 nack pli']),
+      `a=ssrc:${1000 + mid} cname:test`,
+    );
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+let server;
+const sockets = [];
+
+function client() {
+  const socket = io(`${server.url}/sfu`, { transports: ['websocket'], forceNew: true, reconnection: false });
+  socket.participants = [];
+  socket.on('participants', (list) => socket.participants.push(list));
+  sockets.push(socket);
+  return socket;
+}
+
+function ack(socket, event, data, ms = 5000) {
+  return socket.timeout(ms).emitWithAck(event, data);
+}
+
+async function until(what, fn, ms = 5000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function room(name) {
+  const report = await (await fetch(`${server.url}/api/rooms`)).json();
+  return report.rooms.find((r) => r.room === name);
+}
+
+before(async () => {
+  server = await startServer({ args: ['--sfu-room-capacity', String(CAPACITY)] });
+});
+
+after(async () => {
+  for (const socket of sockets) socket.close();
+  await server?.stop();
+});
+
+describe('/sfu signaling', () => {
+  test('join answers the offer, lists participants and tells the others; full room refused', async () => {
+    const first = client();
+    const reply = await ack(first, 'join', { room: 'r-cap', name: 'Ada', sdp: offer() });
+    assert.equal(reply.type, 'answer');
+    assert.match(reply.id, /^p[0-9a-f]{12}$/);
+    assert.match(reply.sdp, /^v=0/);
+    assert.equal((reply.sdp.match(/^m=/gm) ?? []).length, 2, 'one answer section per offered one');
+    assert.match(reply.sdp, /a=setup:passive/);
+    assert.deepEqual(reply.participants.map((p) => p.name), ['Ada']);
+    assert.equal(reply.capacity, CAPACITY);
+
+    const others = [];
+    for (const name of ['Brian', 'Chen']) {
+      const socket = client();
+      const joined = await ack(socket, 'join', { room: 'r-cap', name, sdp: offer() });
+      assert.ok(joined.id, `${name} joined: ${JSON.stringify(joined)}`);
+      others.push(socket);
+    }
+    await until('Ada sees three participants', () => first.participants.at(-1)?.length === 3);
+    assert.deepEqual(first.participants.at(-1).map((p) => p.name).sort(), ['Ada', 'Brian', 'Chen']);
+
+    const fourth = client();
+    const refused = await ack(fourth, 'join', { room: 'r-cap', name: 'Dora', sdp: offer() });
+    assert.equal(refused.error?.code, 'full');
+    // Another room is not affected by this one being full.
+    const elsewhere = await ack(fourth, 'join', { room: 'r-other', name: 'Dora', sdp: offer() });
+    assert.ok(elsewhere.id);
+
+    // A leave and a disconnect both free a seat and update the others' lists.
+    assert.deepEqual(await ack(others[0], 'leave', {}), { ok: true });
+    others[1].close();
+    await until('Ada alone again', () => first.participants.at(-1)?.length === 1);
+    await until('the report agrees', async () => (await room('r-cap'))?.participants.length === 1);
+  });
+
+  test('bad input gets a clear error and changes nothing', async () => {
+    const socket = client();
+    const cases = [
+      [{ room: 'bad room!', name: 'x', sdp: offer() }, 'invalid_room'],
+      [{ room: 'r-bad', name: '', sdp: offer() }, 'invalid_name'],
+      [{ room: 'r-bad', name: 'x' }, 'invalid_sdp'],
+      [{ room: 'r-bad', name: 'x', sdp: 'v=0\r\nnot an offer' }, 'media_error'],
+      // A real browser sends 2-3 sections; hundreds would make every other member renegotiate.
+      [{ room: 'r-bad', name: 'x', sdp: offer(5) }, 'media_error'],
+      [{ room: 'r-bad', name: 'x', sdp: `${offer()}a=x:${'y'.repeat(70 * 1024)}\r\n` }, 'payload_too_large'],
+    ];
+    for (const [data, code] of cases) {
+      const reply = await ack(socket, 'join', data);
+      assert.equal(reply.error?.code, code, JSON.stringify(reply).slice(0, 200));
+      assert.ok(reply.error.message.length > 0);
+    }
+    assert.equal((await ack(socket, 'leave', {})).error?.code, 'not_joined');
+    assert.equal((await ack(socket, 'candidate', { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host' })).error?.code, 'not_joined');
+    assert.equal(await room('r-bad'), undefined, 'no room was created');
+    // The same connection can still join properly afterwards.
+    const reply = await ack(socket, 'join', { room: 'r-bad', name: 'x', sdp: offer() });
+    assert.ok(reply.id, JSON.stringify(reply));
+    assert.equal((await ack(socket, 'join', { room: 'r-bad', name: 'x', sdp: offer() })).error?.code, 'already_joined');
+    const garbage = await ack(socket, 'candidate', { candidate: 'candidate:garbage' });
+    assert.ok(garbage.error, 'a malformed candidate is refused');
+  });
+});
