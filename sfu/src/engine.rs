@@ -52,6 +52,10 @@ use crate::{
 const NEGOTIATION_DEBOUNCE: Duration = Duration::from_millis(40);
 /// ICE `Disconnected` this long (after str0m's own consent checks failed) = a vanished peer.
 const ICE_GRACE: Duration = Duration::from_secs(3);
+/// Nothing received from a connected browser for this long = a vanished peer. A browser
+/// sends RTCP at least every second while it receives media, and a STUN consent check every
+/// 4-6 s even when alone; str0m's own ICE verdict takes over 15 s.
+const SILENCE_LIMIT: Duration = Duration::from_secs(8);
 /// Datagrams read before the touched subscribers are flushed.
 const READ_BATCH: usize = 64;
 /// The loop wakes at least this often (keyframe-request throttle, ICE grace).
@@ -177,6 +181,8 @@ struct Participant {
     /// DTLS is up: str0m can protect what we write.
     connected: bool,
     ice_lost_since: Option<Instant>,
+    /// When the last datagram from this browser arrived.
+    last_received: Instant,
     /// `ParticipantEvent::Failed` was sent; waiting for the signaling side's `leave`.
     failed: bool,
     negotiation: Negotiation,
@@ -486,6 +492,7 @@ impl Engine {
                 dirty: false,
                 connected: false,
                 ice_lost_since: None,
+                last_received: now,
                 failed: false,
                 negotiation: Negotiation::default(),
                 negotiate_at: None,
@@ -710,8 +717,9 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
-        if let Err(error) = p.rtc.handle_input(input) {
-            tracing::debug!(id = %p.id, %error, "sfu: input refused");
+        match p.rtc.handle_input(input) {
+            Ok(()) => p.last_received = now,
+            Err(error) => tracing::debug!(id = %p.id, %error, "sfu: input refused"),
         }
         self.poll(key, now);
     }
@@ -744,7 +752,8 @@ impl Engine {
         for p in self.participants.values_mut() {
             let vanished = p
                 .ice_lost_since
-                .is_some_and(|t| now.duration_since(t) >= ICE_GRACE);
+                .is_some_and(|t| now.duration_since(t) >= ICE_GRACE)
+                || (p.connected && now.duration_since(p.last_received) >= SILENCE_LIMIT);
             if (vanished || !p.rtc.is_alive()) && !p.failed {
                 tracing::info!(id = %p.id, "sfu: media connection lost");
                 p.failed = true;
