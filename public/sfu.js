@@ -269,6 +269,7 @@ async function join() {
 
 // One server offer at a time (the server never sends another before this one is answered).
 async function onUpdate(offer, ack) {
+  log('update', 'received');
   try {
     await pc.setRemoteDescription(offer);
     const answer = await pc.createAnswer();

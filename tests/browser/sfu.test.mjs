@@ -221,6 +221,14 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
         return frames.length === count ? Math.max(0, ...frames.map((e) => e.t)) - start : null;
       }, i)));
     }
+    if (process.env.SFU_TIMELINE) {
+      // Each page's signaling/media events in ms from its join, to see where join time goes.
+      for (const page of pages) {
+        const events = await timed(page.evaluate(() => window.__sfu.events));
+        const start = events.find((e) => e.event === 'join').t;
+        console.log(page.label, events.filter((e) => e.t >= start).map((e) => `${e.t - start}:${e.event}${e.event === 'connection' || e.event === 'update' ? `=${e.detail}` : ''}`).join(' '));
+      }
+    }
     // 4-party join → all videos playing: from the first click to 12 decoding remote videos.
     await expectFullMesh(pages, 3);
     await pages[0].screenshot({ path: joinPath(ARTIFACTS, 'sfu-4-party.png'), timeout: 10_000 }).catch(() => {});
