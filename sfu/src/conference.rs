@@ -29,6 +29,9 @@ pub struct SfuConfig {
     pub room_capacity: usize,
     /// How long a browser has to answer an `update`.
     pub update_timeout: Duration,
+    /// A participant whose media has not connected this long after joining gives its seat
+    /// back (`ParticipantEvent::Failed`).
+    pub connect_timeout: Duration,
     pub keyframe_interval: Duration,
 }
 
@@ -39,6 +42,7 @@ impl SfuConfig {
             ports: None,
             room_capacity: 16,
             update_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(20),
             keyframe_interval: DEFAULT_MIN_INTERVAL,
         }
     }
@@ -376,5 +380,36 @@ mod tests {
         assert_eq!(sfu.counts(), (0, 0));
         let report = sfu.report().await;
         assert_eq!((report.joins, report.leaves, report.tasks), (1, 1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_participant_that_never_connects_gives_its_seat_back() {
+        let mut config = SfuConfig::new(NetConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            public_ip: None,
+        });
+        config.connect_timeout = Duration::from_millis(300);
+        let sfu = Sfu::new(config);
+        let (_client, _pending, offer) = client_offer();
+        let mut joined = sfu.join("r", "Ada", offer).await.unwrap();
+        let started = Instant::now();
+        let failed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match joined.events.recv().await {
+                    Some(ParticipantEvent::Failed) => return true,
+                    Some(_) => continue,
+                    None => return false,
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            failed,
+            Ok(true),
+            "Failed for a connection that never came up"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        sfu.leave(&joined.id).await;
+        assert_eq!(sfu.counts(), (0, 0));
     }
 }

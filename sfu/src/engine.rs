@@ -749,11 +749,13 @@ impl Engine {
         for key in rounds {
             self.start_round(key, now);
         }
+        let connect_timeout = self.config.connect_timeout;
         for p in self.participants.values_mut() {
             let vanished = p
                 .ice_lost_since
                 .is_some_and(|t| now.duration_since(t) >= ICE_GRACE)
-                || (p.connected && now.duration_since(p.last_received) >= SILENCE_LIMIT);
+                || (p.connected && now.duration_since(p.last_received) >= SILENCE_LIMIT)
+                || (!p.connected && now.duration_since(p.joined_at) >= connect_timeout);
             if (vanished || !p.rtc.is_alive()) && !p.failed {
                 tracing::info!(id = %p.id, "sfu: media connection lost");
                 p.failed = true;
