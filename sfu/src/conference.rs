@@ -280,7 +280,8 @@ pub struct RoomsReport {
     pub dropped_packets: u64,
     pub keyframe_requests_sent: u64,
     pub retransmissions: u64,
-    pub ports_in_use: Option<usize>,
+    /// The media socket's address as announced in our ICE candidates.
+    pub media_address: String,
     /// Media-plane state alive: `rtc` (participants' connections) and `update` (tasks
     /// waiting for a browser's answer).
     pub tasks: i64,

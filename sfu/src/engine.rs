@@ -1326,7 +1326,7 @@ impl Engine {
             dropped_packets: self.totals.dropped_packets,
             keyframe_requests_sent: self.totals.keyframe_requests_sent,
             retransmissions: 0,
-            ports_in_use: self.config.ports.as_ref().map(|_| 1),
+            media_address: self.local.to_string(),
             tasks: tasks_by_kind.values().sum(),
             tasks_by_kind,
             uptime_seconds: self.started.elapsed().as_secs(),

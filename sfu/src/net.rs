@@ -2,7 +2,7 @@
 
 use std::{
     io,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     ops::RangeInclusive,
 };
 
@@ -51,14 +51,20 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// The address put in our host candidate (and given to str0m as the packets' destination):
 /// `public_ip`, else the bound address, else — bound to every interface — the address of
-/// the interface with the default route.
+/// the interface with the default route, else (no network: a laptop offline, a test
+/// namespace) loopback, the only place a browser could then reach us from.
 pub fn announced_addr(net: &NetConfig, local: SocketAddr) -> SocketAddr {
+    let loopback = if local.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
     let ip = net
         .public_ip
         .filter(|ip| !ip.is_unspecified())
         .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
         .or_else(|| default_route_ip(local.is_ipv6()))
-        .unwrap_or(local.ip());
+        .unwrap_or(loopback);
     SocketAddr::new(ip, local.port())
 }
 
@@ -178,6 +184,12 @@ mod tests {
             announced_addr(&net(Some("203.0.113.7".parse().unwrap())), local),
             "203.0.113.7:5000".parse().unwrap()
         );
+        // Bound to every interface: never announce 0.0.0.0 (the default-route interface's
+        // address, or loopback where there is no network, as in the test namespace).
+        let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let announced = announced_addr(&net(None), any);
+        assert!(!announced.ip().is_unspecified(), "{announced}");
+        assert_eq!(announced.port(), 5000);
     }
 
     #[test]

@@ -13,12 +13,14 @@ export const signalBin = process.env.SIGNAL_BIN ?? path.join(repoRoot, 'target/d
  * @param {boolean} [options.tls] serve HTTPS with a generated certificate (default: plain HTTP)
  * @param {string} [options.turnConfig] start the embedded TURN relay from this file (default: no relay,
  *   so that parallel test files do not compete for port 3478)
+ * @param {string} [options.listen] listen address (default 127.0.0.1:0; the page is always
+ *   reached on 127.0.0.1)
  * @param {string[]} [options.args] extra flags
  * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer({ tls = false, turnConfig, args = [] } = {}) {
+export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', args = [] } = {}) {
   const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
-  const flags = ['--listen', '127.0.0.1:0', '--public-dir', path.join(repoRoot, 'public'), '--cert-dir', certDir, ...args];
+  const flags = ['--listen', listen, '--public-dir', path.join(repoRoot, 'public'), '--cert-dir', certDir, ...args];
   if (!tls) flags.push('--plain-http');
   flags.push(...(turnConfig ? ['--turn-config', turnConfig] : ['--no-turn']));
   const proc = spawn(signalBin, flags, { env: { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -27,7 +29,7 @@ export async function startServer({ tls = false, turnConfig, args = [] } = {}) {
     const timer = setTimeout(() => reject(new Error(`signal did not start within 10 s:\n${output}`)), 10_000);
     const onData = (chunk) => {
       output += chunk;
-      const match = output.match(/listening on 127\.0\.0\.1:(\d+)/);
+      const match = output.match(/listening on (?:127\.0\.0\.1|0\.0\.0\.0|\[::\]):(\d+)/);
       if (match) {
         clearTimeout(timer);
         resolve(Number(match[1]));

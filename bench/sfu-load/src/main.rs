@@ -544,7 +544,7 @@ async fn churn(server: &str, pid: u32, cycles: u32, group: u32, tolerance: f64) 
         "rss_change_pct": (change * 10.0).round() / 10.0,
         "samples_mib": samples.iter().map(|(c, r)| json!([c, *r as f64 / 1024.0])).collect::<Vec<_>>(),
         "rooms_after": rooms["rooms"], "participants_after": rooms["participants"],
-        "joins": rooms["joins"], "leaves": rooms["leaves"], "ports_in_use": rooms["ports_in_use"],
+        "joins": rooms["joins"], "leaves": rooms["leaves"], "media_address": rooms["media_address"],
         "sfu_tasks_after": rooms["tasks"], "sfu_tasks_by_kind": rooms["tasks_by_kind"],
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
