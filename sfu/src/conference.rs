@@ -335,11 +335,15 @@ mod tests {
 
     use super::*;
 
-    fn sfu(room_capacity: usize) -> Arc<Sfu> {
-        let mut config = SfuConfig::new(NetConfig {
+    fn loopback_config() -> SfuConfig {
+        SfuConfig::new(NetConfig {
             bind_ip: "127.0.0.1".parse().unwrap(),
             public_ip: None,
-        });
+        })
+    }
+
+    fn sfu(room_capacity: usize) -> Arc<Sfu> {
+        let mut config = loopback_config();
         config.room_capacity = room_capacity;
         Sfu::new(config)
     }
@@ -385,10 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_participant_that_never_connects_gives_its_seat_back() {
-        let mut config = SfuConfig::new(NetConfig {
-            bind_ip: "127.0.0.1".parse().unwrap(),
-            public_ip: None,
-        });
+        let mut config = loopback_config();
         config.connect_timeout = Duration::from_millis(300);
         let sfu = Sfu::new(config);
         let (_client, _pending, offer) = client_offer();

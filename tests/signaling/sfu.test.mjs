@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 
 import { startServer } from '../lib/server.mjs';
+import { until } from '../lib/browser.mjs';
 
 const CAPACITY = 3;
 
@@ -59,15 +60,6 @@ function ack(socket, event, data, ms = 5000) {
   return socket.timeout(ms).emitWithAck(event, data);
 }
 
-async function until(what, fn, ms = 5000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function room(name) {
   const report = await (await fetch(`${server.url}/api/rooms`)).json();
   return report.rooms.find((r) => r.room === name);
@@ -101,7 +93,7 @@ describe('/sfu signaling', () => {
       assert.ok(joined.id, `${name} joined: ${JSON.stringify(joined)}`);
       others.push(socket);
     }
-    await until('Ada sees three participants', () => first.participants.at(-1)?.length === 3);
+    await until('Ada sees three participants', () => first.participants.at(-1)?.length === 3, 5000);
     assert.deepEqual(first.participants.at(-1).map((p) => p.name).sort(), ['Ada', 'Brian', 'Chen']);
 
     const fourth = client();
@@ -114,8 +106,8 @@ describe('/sfu signaling', () => {
     // A leave and a disconnect both free a seat and update the others' lists.
     assert.deepEqual(await ack(others[0], 'leave', {}), { ok: true });
     others[1].close();
-    await until('Ada alone again', () => first.participants.at(-1)?.length === 1);
-    await until('the report agrees', async () => (await room('r-cap'))?.participants.length === 1);
+    await until('Ada alone again', () => first.participants.at(-1)?.length === 1, 5000);
+    await until('the report agrees', async () => (await room('r-cap'))?.participants.length === 1, 5000);
   });
 
   test('bad input gets a clear error and changes nothing', async () => {
