@@ -4,6 +4,7 @@
 
 use std::{
     hash::{BuildHasher, Hasher},
+    net::SocketAddr,
     ops::RangeInclusive,
     sync::{atomic::Ordering, Arc},
     thread,
@@ -96,6 +97,8 @@ pub struct Sfu {
     config: SfuConfig,
     /// `None` when the media socket could not be bound: every join fails.
     commands: Option<mpsc::UnboundedSender<Command>>,
+    /// The address put in our ICE candidates (`None` when the socket could not be bound).
+    media_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     /// The last report and when it was made: `GET /api/rooms` is public, and each report
     /// costs the media loop a pass over every participant.
@@ -122,16 +125,17 @@ impl Sfu {
     /// Binds the media socket and starts the media loop on its own thread.
     pub fn new(config: SfuConfig) -> Arc<Sfu> {
         let shared = Arc::new(Shared::default());
-        let commands = match Self::start(&config, shared.clone()) {
-            Ok(commands) => Some(commands),
+        let (commands, media_addr) = match Self::start(&config, shared.clone()) {
+            Ok((commands, media_addr)) => (Some(commands), Some(media_addr)),
             Err(error) => {
                 tracing::error!(%error, "sfu: cannot start the media plane");
-                None
+                (None, None)
             }
         };
         Arc::new(Sfu {
             config,
             commands,
+            media_addr,
             shared,
             last_report: tokio::sync::Mutex::new(None),
         })
@@ -140,7 +144,7 @@ impl Sfu {
     fn start(
         config: &SfuConfig,
         shared: Arc<Shared>,
-    ) -> std::io::Result<mpsc::UnboundedSender<Command>> {
+    ) -> std::io::Result<(mpsc::UnboundedSender<Command>, SocketAddr)> {
         let socket = net::bind(&config.net, config.ports.as_ref())?;
         let local = net::announced_addr(&config.net, socket.local_addr()?);
         tracing::info!(bound = %socket.local_addr()?, announced = %local, "sfu: media socket");
@@ -172,7 +176,13 @@ impl Sfu {
                         .await;
                 })
             })?;
-        Ok(tx)
+        Ok((tx, local))
+    }
+
+    /// The media address announced to browsers (what a TURN relay must be allowed to reach
+    /// for a participant behind a UDP-blocking firewall); `None` if the socket is not bound.
+    pub fn media_addr(&self) -> Option<SocketAddr> {
+        self.media_addr
     }
 
     pub fn room_capacity(&self) -> usize {

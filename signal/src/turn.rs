@@ -24,7 +24,14 @@ pub struct Turn {
     pub ice: Option<TurnConfig>,
 }
 
-pub async fn start(settings: &TurnSettings) -> Result<Turn, TurnError> {
+/// Starts the embedded relay (unless settings say otherwise). `sfu_media` is our SFU's media
+/// address: the relay may reach that one address even where its peer policy denies the IP
+/// (loopback, a private range), so a participant behind a UDP-blocking firewall can reach
+/// the SFU over TURN/TCP without the relay being opened to anything else there.
+pub async fn start(
+    settings: &TurnSettings,
+    sfu_media: Option<SocketAddr>,
+) -> Result<Turn, TurnError> {
     if !settings.embedded {
         let ice = settings.secret.as_ref().map(|secret| TurnConfig {
             urls: settings.urls.clone(),
@@ -33,10 +40,14 @@ pub async fn start(settings: &TurnSettings) -> Result<Turn, TurnError> {
         });
         return Ok(Turn { server: None, ice });
     }
-    let config = match &settings.config {
+    let mut config = match &settings.config {
         Some(path) => RelayConfig::from_file(path)?,
         None => default_relay_config(),
     };
+    if let Some(addr) = sfu_media {
+        tracing::info!(%addr, "the TURN relay may reach the SFU's media port");
+        config.allowed_peer_addrs.push(addr);
+    }
     for warning in &config.warnings {
         tracing::warn!("embedded TURN relay config: {warning}");
     }

@@ -85,6 +85,9 @@ pub struct RelayConfig {
     pub no_multicast_peers: bool,
     pub denied_peer_ips: Vec<IpRange>,
     pub allowed_peer_ips: Vec<IpRange>,
+    /// Exact peer addresses allowed whatever the IP rules say (not a coturn key: set by a
+    /// program embedding the relay, e.g. for its own SFU's media port).
+    pub allowed_peer_addrs: Vec<std::net::SocketAddr>,
     /// Allocations per user; 0 = unlimited.
     pub user_quota: u32,
     /// Allocations in total; 0 = unlimited.
@@ -134,6 +137,7 @@ impl Default for RelayConfig {
             no_multicast_peers: false,
             denied_peer_ips: Vec::new(),
             allowed_peer_ips: Vec::new(),
+            allowed_peer_addrs: Vec::new(),
             user_quota: 0,
             total_quota: 0,
             max_bps: 0,

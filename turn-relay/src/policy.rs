@@ -85,6 +85,10 @@ pub struct PeerPolicy {
     pub allow_multicast: bool,
     pub denied: Vec<IpRange>,
     pub allowed: Vec<IpRange>,
+    /// Exact transport addresses a client may reach even where the rules above deny their IP
+    /// (an SFU beside an embedded relay on loopback or a private address): only that port of
+    /// that IP is opened, in both directions; other ports of the IP stay denied.
+    pub allowed_addrs: Vec<SocketAddr>,
     /// The relay's own listening sockets. A peer may not be one of them, which stops
     /// a client looping the relay into itself. Relay ports are deliberately not
     /// listed: two clients of the same relay talking to each other's relayed
@@ -93,9 +97,23 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
-    /// Check a peer IP (permissions are per IP, RFC 8656 §9).
+    /// Check a peer IP (permissions are per IP, RFC 8656 §9). An IP named by an
+    /// `allowed_addrs` entry passes here; [`PeerPolicy::check_addr`] and
+    /// [`PeerPolicy::check_inbound`] then hold its traffic to that entry's port.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Denied> {
         let ip = normalize_ip(ip);
+        if self
+            .allowed_addrs
+            .iter()
+            .any(|a| normalize_ip(a.ip()) == ip)
+        {
+            return Ok(());
+        }
+        self.check_ip_by_rules(ip)
+    }
+
+    /// The IP rules alone, without `allowed_addrs`.
+    fn check_ip_by_rules(&self, ip: IpAddr) -> Result<(), Denied> {
         let unspecified = match ip {
             IpAddr::V4(v4) => v4.octets()[0] == 0, // 0.0.0.0/8: "this network"
             IpAddr::V6(v6) => v6.is_unspecified(),
@@ -128,11 +146,33 @@ impl PeerPolicy {
     /// Check a full peer transport address (Send, ChannelBind, outgoing data).
     pub fn check_addr(&self, addr: SocketAddr) -> Result<(), Denied> {
         let addr = normalize_addr(addr);
-        self.check_ip(addr.ip())?;
+        if self.is_allowed_addr(addr) {
+            return Ok(());
+        }
+        self.check_ip_by_rules(addr.ip())?;
         if self.is_own(addr) {
             return Err(Denied::OwnAddress);
         }
         Ok(())
+    }
+
+    /// May data from `peer` (already normalised), whose IP holds a permission, reach the
+    /// client? Permissions are per IP, so an IP let in only through an `allowed_addrs`
+    /// entry must be held to that entry's port here. Free when `allowed_addrs` is empty.
+    pub fn check_inbound(&self, peer: SocketAddr) -> Result<(), Denied> {
+        if self.is_own(peer) {
+            return Err(Denied::OwnAddress);
+        }
+        if self.allowed_addrs.is_empty() || self.is_allowed_addr(peer) {
+            return Ok(());
+        }
+        self.check_ip_by_rules(peer.ip())
+    }
+
+    fn is_allowed_addr(&self, addr: SocketAddr) -> bool {
+        self.allowed_addrs
+            .iter()
+            .any(|a| normalize_addr(*a) == addr)
     }
 
     /// Is `addr` (already normalised) one of our listeners? A wildcard listener
@@ -239,6 +279,36 @@ mod tests {
         assert_eq!(p.check_addr(a("192.0.2.5:5349")), Err(Denied::OwnAddress));
         assert_eq!(p.check_addr(a("127.0.0.1:3480")), Ok(()));
         assert_eq!(p.check_addr(a("192.0.2.5:50000")), Ok(()));
+    }
+
+    #[test]
+    fn an_allowed_address_opens_one_port_only() {
+        let sfu: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let p = PeerPolicy {
+            allowed_addrs: vec![sfu],
+            own: vec!["0.0.0.0:3478".parse().unwrap()],
+            ..Default::default()
+        };
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // The permission (per IP) is granted...
+        assert_eq!(p.check_ip(ip("127.0.0.1")), Ok(()));
+        assert_eq!(p.check_ip(ip("::ffff:127.0.0.1")), Ok(()));
+        // ...but traffic either way is held to that port.
+        assert_eq!(p.check_addr(sfu), Ok(()));
+        assert_eq!(p.check_addr(a("[::ffff:127.0.0.1]:40000")), Ok(()));
+        assert_eq!(p.check_addr(a("127.0.0.1:8443")), Err(Denied::Loopback));
+        assert_eq!(p.check_addr(a("127.0.0.1:3478")), Err(Denied::Loopback));
+        assert_eq!(p.check_inbound(sfu), Ok(()));
+        assert_eq!(p.check_inbound(a("127.0.0.1:8443")), Err(Denied::Loopback));
+        assert_eq!(
+            p.check_inbound(a("127.0.0.1:3478")),
+            Err(Denied::OwnAddress)
+        );
+        // Other loopback addresses are untouched.
+        assert_eq!(p.check_ip(ip("127.0.0.2")), Err(Denied::Loopback));
+        // Without allowed addresses, inbound checks only the loop rule.
+        let open = PeerPolicy::default();
+        assert_eq!(open.check_inbound(a("192.0.2.1:9")), Ok(()));
     }
 
     #[test]

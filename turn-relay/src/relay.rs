@@ -824,9 +824,10 @@ impl<I: RelayIo> Relay<I> {
                 return PeerAction::None;
             }
         }
-        if self.policy.is_own(peer) {
-            // Traffic from our own listeners (a loop) is never forwarded. The rest
-            // of the policy was applied to this IP when its permission was made.
+        if self.policy.check_inbound(peer).is_err() {
+            // Traffic from our own listeners (a loop), or from a port of an IP that is let
+            // in for one exact address only, is never forwarded. The rest of the policy was
+            // applied to this IP when its permission was made.
             self.stats.rejected_peers += 1;
             return PeerAction::None;
         }

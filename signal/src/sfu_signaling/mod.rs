@@ -373,7 +373,12 @@ impl SfuSettings {
 ///
 /// Media sockets bind to the announced address when it is loopback (tests), to the listen
 /// address when that is loopback, and to every interface otherwise.
-pub fn start(io: &SocketIo, config: &crate::config::Config) -> Router {
+/// Starts the SFU and its `/sfu` namespace; returns the routes of its HTTP API and the
+/// SFU's announced media address (if its socket is bound).
+pub fn start(
+    io: &SocketIo,
+    config: &crate::config::Config,
+) -> (Router, Option<std::net::SocketAddr>) {
     let listen_ip = config.listen.ip();
     let bind_ip = match config.sfu.public_ip {
         Some(ip) if ip.is_loopback() => ip,
@@ -387,9 +392,11 @@ pub fn start(io: &SocketIo, config: &crate::config::Config) -> Router {
     });
     sfu_config.ports = config.sfu.rtc_ports.clone();
     sfu_config.room_capacity = config.sfu.room_capacity;
-    let hub = SfuHub::new(Sfu::new(sfu_config), config.rate_limit);
+    let sfu = Sfu::new(sfu_config);
+    let media_addr = sfu.media_addr();
+    let hub = SfuHub::new(sfu, config.rate_limit);
     attach(io, hub.clone());
-    routes(hub)
+    (routes(hub), media_addr)
 }
 
 #[cfg(test)]

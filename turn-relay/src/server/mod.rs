@@ -300,6 +300,7 @@ impl TurnServer {
             allow_multicast: false,
             denied: config.denied_peer_ips.clone(),
             allowed: config.allowed_peer_ips.clone(),
+            allowed_addrs: config.allowed_peer_addrs.clone(),
             own: addrs.iter().map(|(_, a)| *a).collect(),
         };
         policy.own.extend(metrics_addr);
