@@ -46,6 +46,11 @@ pub struct Cli {
     /// Browsers only allow camera access on https:// or localhost.
     #[arg(long)]
     pub plain_http: bool,
+    /// Host name (or IP) put in the STUN/TURN URLs handed to browsers [default: the name the
+    /// browser used to reach this server]. Set it when browsers reach the web page through a
+    /// name that does not lead to this machine's TURN ports (a CDN or a proxy elsewhere).
+    #[arg(long, value_name = "NAME")]
+    pub public_host: Option<String>,
     /// A STUN URL to hand to browsers (repeatable), e.g. stun:stun.example.org:3478.
     #[arg(long = "stun-url", value_name = "URL")]
     pub stun_urls: Vec<String>,
@@ -98,6 +103,7 @@ pub struct FileConfig {
     pub room_capacity: Option<u16>,
     pub http_redirect_port: Option<u16>,
     pub plain_http: Option<bool>,
+    pub public_host: Option<String>,
     #[serde(default)]
     pub stun_urls: Vec<String>,
     pub rate_limit: Option<RateLimitConfig>,
@@ -138,6 +144,7 @@ pub struct Config {
     pub room_capacity: usize,
     pub http_redirect_port: Option<u16>,
     pub plain_http: bool,
+    pub public_host: Option<String>,
     pub stun_urls: Vec<String>,
     pub rate_limit: RateLimit,
     pub turn: TurnSettings,
@@ -241,6 +248,14 @@ impl Config {
                 "an external TURN relay needs both turn urls and its secret".into(),
             ));
         }
+        let public_host = cli.public_host.or(file.public_host);
+        if let Some(host) = &public_host {
+            if !crate::web::is_valid_host(host) {
+                return Err(ConfigError::Invalid(format!(
+                    "public_host {host:?} is not a host name or IP address (no scheme, no port)"
+                )));
+            }
+        }
         let room_capacity = cli.room_capacity.or(file.room_capacity).unwrap_or(2);
         if room_capacity == 0 {
             return Err(ConfigError::Invalid(
@@ -265,6 +280,7 @@ impl Config {
             room_capacity: usize::from(room_capacity),
             http_redirect_port: cli.http_redirect_port.or(file.http_redirect_port),
             plain_http: cli.plain_http || file.plain_http.unwrap_or(false),
+            public_host,
             stun_urls: if cli.stun_urls.is_empty() {
                 file.stun_urls
             } else {
@@ -359,6 +375,18 @@ mod tests {
         .is_err());
         assert!(Config::merge(FileConfig::default(), cli(&["--turn-secret", "s"])).is_err());
         assert!(Cli::try_parse_from(["signal", "--no-turn", "--turn-config", "x"]).is_err());
+    }
+
+    #[test]
+    fn public_host_is_a_bare_name() {
+        let ok = Config::merge(FileConfig::default(), cli(&["--public-host", "call.example"]));
+        assert_eq!(ok.unwrap().public_host.as_deref(), Some("call.example"));
+        for bad in ["https://call.example", "call.example:443", "a b"] {
+            assert!(
+                Config::merge(FileConfig::default(), cli(&["--public-host", bad])).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

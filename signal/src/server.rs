@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    http::{header, HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Redirect},
     Router,
 };
@@ -47,7 +47,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             config.public_dir.display()
         );
     }
-    let turn = turn::start(&config.turn, sfu_media).await?;
+    let turn = turn::start(&config.turn, config.sfu.public_ip, sfu_media).await?;
     let ice = IceConfig {
         stun_urls: config.stun_urls.clone(),
         turn: turn.ice.clone(),
@@ -58,6 +58,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         AppState {
             hub,
             ice: Arc::new(ice),
+            public_host: config.public_host.as_deref().map(Arc::from),
         },
     )
     .merge(sfu_routes);
@@ -137,11 +138,7 @@ fn announce(scheme: &str, local: SocketAddr) {
 fn spawn_redirect(addr: SocketAddr, https_port: u16) -> Result<(), ServerError> {
     let listener = bind(addr)?;
     let redirect = move |headers: HeaderMap, uri: Uri| async move {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(web::strip_port);
-        match host {
+        match web::request_host(&uri, &headers) {
             Some(host) => {
                 let path = uri.path_and_query().map_or("/", |p| p.as_str());
                 let host = if host.contains(':') {
@@ -149,9 +146,14 @@ fn spawn_redirect(addr: SocketAddr, https_port: u16) -> Result<(), ServerError> 
                 } else {
                     host.to_owned()
                 };
-                Redirect::permanent(&format!("https://{host}:{https_port}{path}")).into_response()
+                let port = if https_port == 443 {
+                    String::new()
+                } else {
+                    format!(":{https_port}")
+                };
+                Redirect::permanent(&format!("https://{host}{port}{path}")).into_response()
             }
-            None => (StatusCode::BAD_REQUEST, "missing Host header").into_response(),
+            None => (StatusCode::BAD_REQUEST, "missing or invalid Host header").into_response(),
         }
     };
     let app = Router::new().fallback(redirect);

@@ -3,7 +3,10 @@
 //! The relay and this server share a secret: the relay checks REST-API credentials that
 //! [`crate::ice`] mints per page load, so no password is ever in page source.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use base64::Engine as _;
 use turn_relay::{config::RelayConfig, Transport, TurnServer};
@@ -28,8 +31,11 @@ pub struct Turn {
 /// address: the relay may reach that one address even where its peer policy denies the IP
 /// (loopback, a private range), so a participant behind a UDP-blocking firewall can reach
 /// the SFU over TURN/TCP without the relay being opened to anything else there.
+/// `public_ip` (`--public-ip`, NAT 1:1) becomes the built-in relay's `external-ip`; a relay
+/// config file says its own.
 pub async fn start(
     settings: &TurnSettings,
+    public_ip: Option<IpAddr>,
     sfu_media: Option<SocketAddr>,
 ) -> Result<Turn, TurnError> {
     if !settings.embedded {
@@ -42,7 +48,10 @@ pub async fn start(
     }
     let mut config = match &settings.config {
         Some(path) => RelayConfig::from_file(path)?,
-        None => default_relay_config(),
+        None => RelayConfig {
+            external_ips: public_ip.map(|ip| (ip, None)).into_iter().collect(),
+            ..default_relay_config()
+        },
     };
     if let Some(addr) = sfu_media {
         tracing::info!(%addr, "the TURN relay may reach the SFU's media port");
@@ -52,7 +61,6 @@ pub async fn start(
         tracing::warn!("embedded TURN relay config: {warning}");
     }
     let secret = config.rest_secret().map(str::to_owned);
-    let public_ip = config.external_ips.first().map(|(public, _)| *public);
     let server = TurnServer::start(config).await?;
     let addrs = server.local_addrs();
     for (transport, addr) in &addrs {
@@ -61,7 +69,7 @@ pub async fn start(
     let ice = match secret {
         Some(secret) => Some(TurnConfig {
             urls: if settings.urls.is_empty() {
-                ice_urls(&addrs, public_ip.map(|ip| ip.to_string()).as_deref())
+                ice_urls(&addrs)
             } else {
                 settings.urls.clone()
             },
@@ -104,10 +112,11 @@ fn random_secret() -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
 
-/// `stun:`/`turn:`/`turns:` URLs for the relay's listeners. `host` is the relay's public
-/// address if configured, else `{host}`: the host the page was loaded from.
-fn ice_urls(addrs: &[(Transport, SocketAddr)], host: Option<&str>) -> Vec<String> {
-    let host = host.unwrap_or("{host}");
+/// `stun:`/`turn:`/`turns:` URLs for the relay's listeners. `{host}` stands for
+/// `--public-host`, else the host name the page was loaded from: a name (not the relay's
+/// `external-ip`) so that a `turns:` URL can match the certificate.
+fn ice_urls(addrs: &[(Transport, SocketAddr)]) -> Vec<String> {
+    let host = "{host}";
     let mut urls = Vec::new();
     let mut push = |url: String| {
         if !urls.contains(&url) {
@@ -150,17 +159,13 @@ mod tests {
             (Transport::Tls, "0.0.0.0:5349".parse().unwrap()),
         ];
         assert_eq!(
-            ice_urls(&addrs, None),
+            ice_urls(&addrs),
             [
                 "stun:{host}:3478",
                 "turn:{host}:3478?transport=udp",
                 "turn:{host}:3478?transport=tcp",
                 "turns:{host}:5349?transport=tcp",
             ]
-        );
-        assert_eq!(
-            ice_urls(&addrs[..1], Some("203.0.113.7"))[1],
-            "turn:203.0.113.7:3478?transport=udp"
         );
     }
 

@@ -8,8 +8,9 @@ use std::{
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::IntoResponse,
+    http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
+    middleware,
+    response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
@@ -28,6 +29,8 @@ pub const SOCKET_IO_CLIENT: &str = "node_modules/socket.io-client/dist/socket.io
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub ice: Arc<IceConfig>,
+    /// `--public-host`: the name put in ICE server URLs instead of the one the browser used.
+    pub public_host: Option<Arc<str>>,
 }
 
 /// The path of the socket.io client script inside `public_dir`, if it is installed.
@@ -60,21 +63,99 @@ pub fn router(public_dir: &Path, socket_io: SocketIoLayer, state: AppState) -> R
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         ))
+        .layer(middleware::map_response(utf8_text))
         .layer(socket_io)
         .with_state(state)
 }
 
-async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(strip_port)
-        .unwrap_or("localhost");
+async fn ice_servers(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let host = match state.public_host.as_deref() {
+        Some(host) => host,
+        None => match request_host(&uri, &headers) {
+            Some(host) => host,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "cannot tell which host name this server was reached by (no valid :authority or Host); \
+                     start the server with --public-host NAME",
+                )
+                    .into_response()
+            }
+        },
+    };
     // The username's id part only labels the allocation in the relay's logs.
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(state.ice.ice_servers(host, "web", SystemTime::now())),
     )
+        .into_response()
+}
+
+/// The host (without port) the client addressed: HTTP/2 carries it in the `:authority`
+/// pseudo-header, which hyper puts in the request URI (there is no `Host` header), HTTP/1.1
+/// in `Host`. Only a plausible DNS name or IP literal is returned: the value ends up in the
+/// ICE server URLs we hand back.
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST)?.to_str().ok())?;
+    // `user@host` cannot come from a browser; refuse rather than guess.
+    if authority.contains('@') {
+        return None;
+    }
+    let host = strip_port(authority);
+    is_valid_host(host).then_some(host)
+}
+
+/// A DNS name or an IP literal (no scheme, no port).
+pub fn is_valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Adds `charset=utf-8` to text responses that name no charset. `ServeDir` sends
+/// `text/html` and `text/javascript` bare, and a browser then decodes a page without
+/// `<meta charset>` as windows-1252 and refuses a UTF-8 script with non-ASCII characters.
+/// Everything we serve is UTF-8.
+async fn utf8_text(mut response: Response) -> Response {
+    let Some(value) = response.headers().get(header::CONTENT_TYPE) else {
+        return response;
+    };
+    if let Some(with_charset) = value.to_str().ok().and_then(with_utf8_charset) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, with_charset);
+    }
+    response
+}
+
+fn with_utf8_charset(content_type: &str) -> Option<HeaderValue> {
+    let lower = content_type.to_ascii_lowercase();
+    let essence = lower.split(';').next().unwrap_or("").trim();
+    let textual = essence.starts_with("text/")
+        || matches!(
+            essence,
+            "application/javascript" | "application/xml" | "image/svg+xml" | "application/manifest+json"
+        );
+    if !textual || lower.contains("charset=") {
+        return None;
+    }
+    HeaderValue::from_str(&format!("{content_type}; charset=utf-8")).ok()
 }
 
 async fn stats(State(state): State<AppState>) -> impl IntoResponse {
@@ -94,7 +175,36 @@ pub fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::*;
+
+    #[test]
+    fn host_from_http2_authority_or_http1_host() {
+        let h2: Uri = "https://call.example:8443/api/ice-servers".parse().unwrap();
+        assert_eq!(request_host(&h2, &HeaderMap::new()), Some("call.example"));
+        let h1: Uri = "/api/ice-servers".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("[2001:db8::1]:8443"));
+        assert_eq!(request_host(&h1, &headers), Some("2001:db8::1"));
+        assert_eq!(request_host(&h1, &HeaderMap::new()), None);
+        for bad in ["evil.example/x?", "a b", "", "x..y", "a@b"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(bad).unwrap());
+            assert_eq!(request_host(&h1, &headers), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_types_get_utf8() {
+        let get = |t: &str| with_utf8_charset(t).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(get("text/html").as_deref(), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            get("text/javascript").as_deref(),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(get("text/css; charset=ISO-8859-1"), None, "kept as given");
+        assert_eq!(get("application/json"), None, "JSON is UTF-8 by definition");
+        assert_eq!(get("image/png"), None);
+    }
 
     #[test]
     fn host_without_port() {
