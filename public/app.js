@@ -4,31 +4,35 @@
 //   client → server: join(room), leave(room), message(room, data)
 //   server → client: joined(room, id, info), other_joined(room, id), full(room, id),
 //                    leaved(room, id), bye(room, id), message(room, data), signal_error({code, message, event})
-// and mirrors the server's per-client state machine:
+// and mirrors the server's per-client state machine in a pure reducer (lib/call-state.js):
 //   leaved → joined → joined_conn ⇄ joined_unbind   (any joined state → leaved on leave/full)
 //
 // Roles: the member already in the room creates the offer when it receives `other_joined`;
 // the newcomer answers. Only `other_joined` is handled (the server also emits the `otherjoin`
 // alias for the course's published client; listening to both would negotiate twice).
 //
-// Test hooks (used by tests/browser/, stable):
-//   window.__pc            the current RTCPeerConnection, or null when there is none
-//   window.__pcGeneration  increases by one for every RTCPeerConnection created
-//   window.__state         the current signaling state (same string as [data-testid=state])
-//   window.__events        log of received signaling events: [{event, args, t}]
-//   window.__socket        the socket.io client socket (created on the first join)
+// Real networks (issue 8):
+//   - ICE servers (STUN, TURN with time-limited credentials) come from /api/ice-servers, so
+//     the call falls back to the relay by itself when no direct path exists.
+//   - When the path breaks (a NAT forgot its mapping, the home got a new public address) the
+//     page restarts ICE (lib/recovery.js decides when) through the signaling relay. Both sides
+//     may do so; glare is resolved as in "perfect negotiation": the newcomer yields.
+//   - When the signaling server goes away mid-call the call continues peer to peer; the page
+//     reconnects, joins the room again and, once the other side is back, renegotiates the
+//     same RTCPeerConnection (an offer with the same SDP session id is a renegotiation, a new
+//     session id a new call: lib/sdp.js).
 //
-// URL parameters: `?room=NAME` pre-fills the room; `?relay` sets iceTransportPolicy 'relay'
-// so that media must go through the TURN relay handed out by /api/ice-servers.
+// Test hooks: window.__rtc (lib/hooks.js). URL parameters: `?room=NAME` pre-fills the room;
+// `?relay` sets iceTransportPolicy 'relay' so that media must go through the TURN relay.
 
-'use strict';
-
-const STATE = Object.freeze({
-  LEAVED: 'leaved',
-  JOINED: 'joined',
-  CONN: 'joined_conn',
-  UNBIND: 'joined_unbind',
-});
+import { STATE, initialCall, reduce, showsCall } from './lib/call-state.js';
+import { createHooks, logEvent } from './lib/hooks.js';
+import { isStale, loadIceServers } from './lib/ice.js';
+import { openCameraAndMic, stopStream } from './lib/media.js';
+import { initialRecovery, recover } from './lib/recovery.js';
+import { ROOM_HINT, isValidRoom } from './lib/room.js';
+import { sameSession } from './lib/sdp.js';
+import { socketIo } from './lib/signaling.js';
 
 const STATE_LABEL = {
   [STATE.LEAVED]: 'Not in a room',
@@ -37,11 +41,10 @@ const STATE_LABEL = {
   [STATE.UNBIND]: 'Peer left',
 };
 
-// Same rule as the server (docs/protocol.md, `invalid_room`).
-const ROOM_RE = /^[A-Za-z0-9_.~-]{1,64}$/;
 const JOIN_TIMEOUT_MS = 10_000;
-const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 const LEAVE_TIMEOUT_MS = 3_000;
+const RECOVERY_TICK_MS = 500;
+const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -86,17 +89,20 @@ const ui = {
 // ---------------------------------------------------------------------------------------------
 // Application state
 
-let state = STATE.LEAVED;
-let room = null;            // room we are in (or joining)
-let pendingJoin = null;     // { room, timer } while a join awaits joined/full/signal_error
+const hooks = createHooks('call');
+let call = initialCall;     // the signaling state mirror (lib/call-state.js)
+let joinTimer = 0;          // while a join awaits joined/full/signal_error
 let leaving = null;         // timer while a leave awaits `leaved`
 let socket = null;
 let localStream = null;     // camera + microphone
 let screenTrack = null;     // getDisplayMedia track while sharing
 let pc = null;
-let pcGeneration = 0;
 let videoSender = null;     // RTCRtpSender carrying our video (camera or screen)
 let pendingCandidates = []; // remote candidates received before the remote description
+let makingOffer = false;    // perfect negotiation: an offer of ours is being made
+let resuming = false;       // our last offer renegotiates a call that survived a signaling outage
+let recovery = initialRecovery;
+let recoveryTimer = 0;
 let iceConfig = null;       // { iceServers, expiresAt }
 let callStartedAt = 0;
 let timerHandle = 0;
@@ -104,10 +110,7 @@ let statsHandle = 0;
 let lastStats = null;
 let queue = Promise.resolve();
 
-window.__pc = null;
-window.__pcGeneration = 0;
-window.__state = state;
-window.__events = [];
+hooks.state = call.state;
 
 // Signaling events are handled strictly one after another (offer handling is async and an ICE
 // candidate must never be applied before its offer).
@@ -119,29 +122,32 @@ function enqueue(fn) {
   return queue;
 }
 
-// ---------------------------------------------------------------------------------------------
-// State machine (client mirror)
-
-function setState(next) {
-  if (state === next) return;
-  console.info(`[state] ${state} → ${next}`);
-  state = next;
-  window.__state = next;
-  render();
+function dispatch(ev) {
+  const next = reduce(call, ev);
+  if (next !== call) {
+    if (next.state !== call.state) console.info(`[state] ${call.state} → ${next.state}`);
+    call = next;
+    hooks.state = call.state;
+    render();
+  }
+  return call;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
 function render() {
-  const inRoom = state !== STATE.LEAVED;
-  ui.body.dataset.state = state;
-  ui.state.textContent = state;
-  ui.statusLabel.textContent = pendingJoin ? 'Joining…' : STATE_LABEL[state];
+  const inRoom = showsCall(call);
+  ui.body.dataset.state = call.state;
+  ui.state.textContent = call.state;
+  ui.statusLabel.textContent = call.pending ? 'Joining…' : call.rejoining ? 'Reconnecting…' : STATE_LABEL[call.state];
   ui.lobby.hidden = inRoom;
   ui.stage.hidden = !inRoom;
   ui.roomChip.hidden = !inRoom;
-  ui.roomName.textContent = room ?? '';
-  ui.waitingRoom.textContent = room ?? '';
+  ui.roomName.textContent = call.room ?? '';
+  ui.waitingRoom.textContent = call.room ?? '';
 
-  const busy = Boolean(pendingJoin);
+  const busy = Boolean(call.pending);
   ui.body.classList.toggle('busy', busy);
   ui.join.disabled = inRoom || busy || ui.room.value.trim() === '';
   ui.room.disabled = inRoom || busy;
@@ -160,23 +166,27 @@ function render() {
   ui.pipOff.hidden = Boolean(screenTrack) || !(video ? !video.enabled : true);
   ui.localVideo.classList.toggle('mirror', !screenTrack);
 
-  // Remote tile.
-  const hasRemote = ui.remoteTile.classList.contains('has-video') && state === STATE.CONN;
+  // Remote tile: the picture stays up while signaling reconnects (the media does not need it).
+  const inCall = call.state === STATE.CONN || (call.rejoining && pc !== null);
+  const hasRemote = ui.remoteTile.classList.contains('has-video') && inCall;
   ui.waiting.hidden = hasRemote;
   ui.remoteName.hidden = !hasRemote;
   ui.statsChip.hidden = !hasRemote || !ui.statsChip.textContent;
-  if (state === STATE.JOINED) {
+  if (call.rejoining) {
+    ui.waitingTitle.textContent = 'Reconnecting to the server…';
+    ui.waitingSub.replaceChildren('You will be back in ', ui.waitingRoom, ' as soon as it answers.');
+  } else if (call.state === STATE.JOINED) {
     ui.waitingTitle.textContent = 'Waiting for someone to join';
     ui.waitingSub.replaceChildren('Share the room name ', ui.waitingRoom, ' or the invite link.');
-  } else if (state === STATE.UNBIND) {
+  } else if (call.state === STATE.UNBIND) {
     ui.waitingTitle.textContent = 'The other person left';
     ui.waitingSub.replaceChildren('Stay in ', ui.waitingRoom, ': a new call starts when someone joins.');
-  } else if (state === STATE.CONN) {
+  } else if (call.state === STATE.CONN) {
     ui.waitingTitle.textContent = 'Connecting…';
     ui.waitingSub.replaceChildren('Setting up a secure connection in ', ui.waitingRoom, '.');
   }
-  ui.waiting.classList.toggle('connecting', state === STATE.CONN);
-  ui.copyLink.hidden = state === STATE.CONN;
+  ui.waiting.classList.toggle('connecting', call.state === STATE.CONN || call.rejoining);
+  ui.copyLink.hidden = call.state === STATE.CONN || call.rejoining;
 }
 
 function setToggle(btn, off, offTitle, onTitle) {
@@ -189,12 +199,11 @@ function setToggle(btn, off, offTitle, onTitle) {
 
 function ensureSocket() {
   if (socket) return socket;
-  if (typeof window.io !== 'function') throw new Error('socket.io client failed to load');
-  socket = window.io({ reconnectionDelayMax: 4000 });
-  window.__socket = socket;
+  socket = socketIo()({ reconnectionDelayMax: 4000 });
+  hooks.socket = socket;
   const on = (event, handler) =>
     socket.on(event, (...args) => {
-      window.__events.push({ event, args, t: Math.round(performance.now()) });
+      hooks.events.push({ t: Date.now(), event, args });
       console.debug('[signal] ←', event, ...args);
       handler(...args);
     });
@@ -206,62 +215,56 @@ function ensureSocket() {
   on('message', (r, data) => enqueue(() => onMessage(r, data)));
   on('signal_error', (err) => enqueue(() => onSignalError(err)));
   socket.on('disconnect', (reason) => enqueue(() => onDisconnect(reason)));
+  socket.on('connect', () => enqueue(() => onConnect()));
   socket.on('connect_error', (err) => {
-    if (pendingJoin) toast(`Cannot reach the signaling server (${err.message}). Retrying…`, 'error');
+    if (call.pending) toast(`Cannot reach the signaling server (${err.message}). Retrying…`, 'error');
   });
   return socket;
 }
 
 function sendMessage(data) {
-  if (!socket || state !== STATE.CONN || !room) return;
-  socket.emit('message', room, data);
+  if (!socket?.connected || call.state !== STATE.CONN || !call.room) return false;
+  socket.emit('message', call.room, data);
+  return true;
 }
 
 async function join(name) {
-  if (state !== STATE.LEAVED || pendingJoin) return;
-  if (!ROOM_RE.test(name)) {
-    showNotice('Room names use letters, digits and - _ . ~ (1–64 characters).');
+  if (call.state !== STATE.LEAVED || call.pending || call.rejoining) return;
+  if (!isValidRoom(name)) {
+    showNotice(ROOM_HINT);
     ui.room.focus();
     return;
   }
   showNotice('');
-  pendingJoin = { room: name, timer: 0 };
-  render();
+  dispatch({ type: 'join', room: name });
   try {
     ensureSocket();
-    await Promise.all([acquireMedia(), loadIceConfig()]);
-    if (!pendingJoin) return; // cancelled meanwhile (disconnect)
-    pendingJoin.timer = setTimeout(() => {
-      if (!pendingJoin) return;
-      pendingJoin = null;
+    await Promise.all([acquireMedia(), refreshIceConfig()]);
+    if (call.pending !== name) return; // cancelled meanwhile (disconnect)
+    joinTimer = setTimeout(() => {
+      if (!call.pending) return;
+      dispatch({ type: 'signal_error', event: 'join' });
       stopMedia();
-      render();
       showNotice('The signaling server did not answer. Check your connection and try again.');
     }, JOIN_TIMEOUT_MS);
     socket.emit('join', name);
   } catch (err) {
     console.error(err);
-    clearPendingJoin();
+    dispatch({ type: 'signal_error', event: 'join' });
     stopMedia();
-    render();
     showNotice(err.message || String(err));
   }
 }
 
-function clearPendingJoin() {
-  if (pendingJoin) clearTimeout(pendingJoin.timer);
-  pendingJoin = null;
-}
-
 function leave() {
-  if (state === STATE.LEAVED || leaving) return;
+  if (!showsCall(call) || leaving) return;
   closePeerConnection();
   stopMedia();
-  if (!socket?.connected) {
+  if (!socket?.connected || call.rejoining) {
     finishLeave();
     return;
   }
-  socket.emit('leave', room);
+  socket.emit('leave', call.room);
   // Normally `leaved` arrives within milliseconds. If it does not, reconnect: the server then
   // drops us from the room on disconnect, so client and server agree again.
   leaving = setTimeout(() => {
@@ -273,19 +276,14 @@ function leave() {
 }
 
 // Back to `leaved`: no call, no media, no room.
-function resetCall() {
+function finishLeave() {
   if (leaving) clearTimeout(leaving);
   leaving = null;
   closePeerConnection();
   stopMedia();
-  room = null;
-  setState(STATE.LEAVED);
-  render();
-}
-
-function finishLeave() {
-  resetCall();
+  dispatch({ type: 'reset' });
   setRoomInUrl(null);
+  render();
 }
 
 // Keeps the URL shareable (`?room=`) without dropping other parameters such as `?relay`.
@@ -299,47 +297,69 @@ function setRoomInUrl(name) {
 
 // --- server events ---------------------------------------------------------------------------
 
+async function onConnect() {
+  // socket.io reconnected after an outage: take our seat again. The call, if any, kept going.
+  if (call.rejoining) {
+    logEvent(hooks, 'rejoin', call.room);
+    socket.emit('join', call.room);
+  }
+}
+
 async function onJoined(r, _id, info) {
-  if (!pendingJoin || pendingJoin.room !== r) return;
-  clearPendingJoin();
-  room = r;
+  const before = call;
+  if (dispatch({ type: 'joined', room: r, peers: info?.peers }) === before) return;
+  clearTimeout(joinTimer);
   setRoomInUrl(r);
-  const peers = Array.isArray(info?.peers) ? info.peers : [];
+  if (before.rejoining) {
+    // Back after a signaling outage: keep the call if it is still alive.
+    if (!isLive(pc)) createPeerConnection();
+    toast('Reconnected to the server.');
+    return;
+  }
   // As in the course: the RTCPeerConnection is created (and the tracks bound) on `joined`.
   createPeerConnection();
-  setState(peers.length > 0 ? STATE.CONN : STATE.JOINED);
   attachLocalPreview();
 }
 
 async function onOtherJoined(r, _id) {
-  if (r !== room || state === STATE.LEAVED) return;
+  const before = call;
+  if (dispatch({ type: 'other_joined', room: r }) === before) return;
+  await refreshIceConfigIfStale();
+  if (isLive(pc) && pc.remoteDescription) {
+    // The other side is back after a signaling outage (no `bye` closed our call): renegotiate
+    // the same connection, restarting ICE in case the path changed meanwhile.
+    await offer({ iceRestart: true, resume: true });
+    return;
+  }
   // A new peer: start a fresh call. We are the member already present, so we make the offer.
   if (!pc || pc.signalingState !== 'stable' || pc.remoteDescription) createPeerConnection();
-  setState(STATE.CONN);
-  await refreshIceConfigIfStale();
-  await call();
+  await offer({});
 }
 
 async function onFull(r) {
-  if (!pendingJoin || pendingJoin.room !== r) return;
-  clearPendingJoin();
+  const before = call;
+  if (dispatch({ type: 'full', room: r }) === before) return;
+  clearTimeout(joinTimer);
   closePeerConnection();
   stopMedia();
-  room = null;
-  setState(STATE.LEAVED);
+  if (before.rejoining) {
+    setRoomInUrl(null);
+    showNotice(`Someone else took your place in “${r}” while the server was unreachable.`);
+  } else {
+    showNotice(`Room “${r}” is full — it already has two people. Try another room name.`);
+  }
   render();
-  showNotice(`Room “${r}” is full — it already has two people. Try another room name.`);
 }
 
 async function onLeaved(r) {
-  if (r !== room) return;
+  if (r !== call.room) return;
   finishLeave();
 }
 
 async function onBye(r) {
-  if (r !== room || state === STATE.LEAVED) return;
+  const before = call;
+  if (dispatch({ type: 'bye', room: r }) === before) return;
   closePeerConnection();
-  setState(STATE.UNBIND);
   toast('The other person left the call.');
 }
 
@@ -347,53 +367,45 @@ async function onSignalError(err) {
   const code = err?.code ?? 'error';
   const msg = err?.message ?? '';
   toast(`${code}${msg && msg !== code ? `: ${msg}` : ''}`, 'error');
-  if (err?.event === 'join' && pendingJoin) {
-    clearPendingJoin();
+  if (err?.event === 'join' && call.pending) {
+    clearTimeout(joinTimer);
+    dispatch({ type: 'signal_error', event: 'join' });
     stopMedia();
-    render();
     showNotice(msg || code);
   }
 }
 
 async function onDisconnect(reason) {
   if (reason === 'io client disconnect') return; // our own reconnect after a lost `leaved`
-  const wasActive = state !== STATE.LEAVED || pendingJoin;
-  clearPendingJoin();
-  resetCall();
-  if (wasActive) showNotice('Connection to the server was lost. Join again when it is back.');
+  const before = call;
+  dispatch({ type: 'disconnected' });
+  clearTimeout(joinTimer);
+  if (call.rejoining) {
+    logEvent(hooks, 'signaling-lost', reason);
+    toast(isLive(pc) ? 'Lost the signaling server; the call goes on while we reconnect.' : 'Lost the signaling server; reconnecting…', 'warn');
+    // socket.io reconnects by itself unless the server closed the connection on purpose.
+    if (reason === 'io server disconnect') socket.connect();
+  } else if (before.pending) {
+    stopMedia();
+    showNotice('Connection to the server was lost. Join again when it is back.');
+  }
 }
 
 async function onMessage(r, data) {
-  if (r !== room || !data || typeof data !== 'object') return;
+  if (r !== call.room) return;
+  if (typeof data === 'string') {
+    // Plain text (the course's chat chapters); this page has no chat.
+    logEvent(hooks, 'text', data.slice(0, 200));
+    return;
+  }
+  if (!data || typeof data !== 'object') return;
   switch (data.type) {
-    case 'offer': {
-      if (state === STATE.JOINED || state === STATE.UNBIND) setState(STATE.CONN);
-      if (!pc || pc.signalingState !== 'stable' || pc.remoteDescription) {
-        const early = pendingCandidates; // candidates that arrived ahead of this offer
-        createPeerConnection();
-        pendingCandidates = early;
-      }
-      const mine = pc;
-      await mine.setRemoteDescription({ type: 'offer', sdp: data.sdp });
-      showSdp('remote', mine.remoteDescription);
-      await flushCandidates(mine);
-      const answer = await mine.createAnswer();
-      if (mine !== pc) return;
-      await mine.setLocalDescription(answer);
-      showSdp('local', mine.localDescription);
-      sendMessage({ type: 'answer', sdp: mine.localDescription.sdp });
+    case 'offer':
+      await onOffer(data.sdp);
       break;
-    }
-    case 'answer': {
-      if (!pc || pc.signalingState !== 'have-local-offer') {
-        console.warn('ignoring answer in signalingState', pc?.signalingState);
-        return;
-      }
-      await pc.setRemoteDescription({ type: 'answer', sdp: data.sdp });
-      showSdp('remote', pc.remoteDescription);
-      await flushCandidates(pc);
+    case 'answer':
+      await onAnswer(data.sdp);
       break;
-    }
     case 'candidate': {
       const init = {
         candidate: data.candidate ?? '',
@@ -414,63 +426,82 @@ async function onMessage(r, data) {
   }
 }
 
+async function onOffer(sdp) {
+  const renegotiation = pc && pc.remoteDescription && sameSession(pc.remoteDescription.sdp, sdp);
+  if (renegotiation) {
+    // Perfect negotiation: on glare the newcomer ("polite") yields, the other side ignores.
+    const collision = makingOffer || pc.signalingState !== 'stable';
+    if (collision && !call.polite) {
+      logEvent(hooks, 'glare', 'ignored their offer');
+      return;
+    }
+    if (collision) await pc.setLocalDescription({ type: 'rollback' });
+    logEvent(hooks, 'renegotiate', 'answering');
+  } else if (!pc || pc.signalingState !== 'stable' || pc.remoteDescription) {
+    const early = pendingCandidates; // candidates that arrived ahead of this offer
+    createPeerConnection();
+    pendingCandidates = early;
+  }
+  const mine = pc;
+  await mine.setRemoteDescription({ type: 'offer', sdp });
+  showSdp('remote', mine.remoteDescription);
+  await flushCandidates(mine);
+  const answer = await mine.createAnswer();
+  if (mine !== pc) return;
+  await mine.setLocalDescription(answer);
+  showSdp('local', mine.localDescription);
+  sendMessage({ type: 'answer', sdp: mine.localDescription.sdp });
+}
+
+async function onAnswer(sdp) {
+  if (!pc || pc.signalingState !== 'have-local-offer') {
+    console.warn('ignoring answer in signalingState', pc?.signalingState);
+    return;
+  }
+  try {
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+  } catch (err) {
+    if (!resuming) throw err;
+    // We offered to resume a call, but whoever answered is not the peer we had (their answer
+    // does not fit our connection): start a fresh call with them instead.
+    logEvent(hooks, 'resume-failed', String(err?.message ?? err));
+    resuming = false;
+    createPeerConnection();
+    await offer({});
+    return;
+  }
+  resuming = false;
+  showSdp('remote', pc.remoteDescription);
+  await flushCandidates(pc);
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebRTC
 
-async function loadIceConfig() {
-  try {
-    const res = await fetch('/api/ice-servers', { cache: 'no-store' });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const body = await res.json();
-    const ttl = Number(body.ttl) > 0 ? Number(body.ttl) : 3600;
-    iceConfig = {
-      iceServers: Array.isArray(body.iceServers) ? body.iceServers : [],
-      // Refresh a little before the TURN credentials expire.
-      expiresAt: Date.now() + ttl * 900,
-    };
-  } catch (err) {
-    console.warn('ICE server config unavailable', err);
-    if (!iceConfig) iceConfig = { iceServers: [], expiresAt: 0 };
-    toast('Could not load ICE servers; trying a direct connection.', 'warn');
-  }
+async function refreshIceConfig() {
+  iceConfig = await loadIceServers({
+    fallback: iceConfig,
+    onError: (err) => {
+      console.warn('ICE server config unavailable', err);
+      toast('Could not load ICE servers; trying a direct connection.', 'warn');
+    },
+  });
 }
 
 async function refreshIceConfigIfStale() {
-  if (!iceConfig || Date.now() > iceConfig.expiresAt) {
-    await loadIceConfig();
-    if (pc && !pc.remoteDescription && pc.signalingState === 'stable') {
-      pc.setConfiguration({ ...pc.getConfiguration(), iceServers: iceConfig.iceServers });
-    }
+  if (!isStale(iceConfig, Date.now())) return;
+  await refreshIceConfig();
+  if (pc && pc.connectionState !== 'closed') {
+    pc.setConfiguration({ ...pc.getConfiguration(), iceServers: iceConfig.iceServers });
   }
 }
 
 async function acquireMedia() {
   if (localStream) return;
-  if (!navigator.mediaDevices?.getUserMedia) {
-    throw new Error('This browser cannot access camera and microphone here (HTTPS is required).');
-  }
-  const attempts = [
-    { audio: true, video: { width: { ideal: 1280 }, height: { ideal: 720 } } },
-    { audio: true, video: false },
-    { audio: false, video: true },
-  ];
-  let lastErr;
-  for (const constraints of attempts) {
-    try {
-      localStream = await navigator.mediaDevices.getUserMedia(constraints);
-      if (!constraints.video) toast('No camera available — joining with audio only.', 'warn');
-      if (!constraints.audio) toast('No microphone available — joining with video only.', 'warn');
-      return;
-    } catch (err) {
-      lastErr = err;
-      if (err?.name === 'NotAllowedError' || err?.name === 'SecurityError') break;
-    }
-  }
-  throw new Error(
-    lastErr?.name === 'NotAllowedError'
-      ? 'Camera and microphone access was denied. Allow it in the browser and try again.'
-      : `Cannot open camera or microphone (${lastErr?.name ?? 'unknown error'}).`,
-  );
+  const { stream, missing } = await openCameraAndMic();
+  localStream = stream;
+  if (missing === 'video') toast('No camera available — joining with audio only.', 'warn');
+  if (missing === 'audio') toast('No microphone available — joining with video only.', 'warn');
 }
 
 function stopMedia() {
@@ -479,7 +510,7 @@ function stopMedia() {
     screenTrack.stop();
     screenTrack = null;
   }
-  localStream?.getTracks().forEach((t) => t.stop());
+  stopStream(localStream);
   localStream = null;
   ui.localVideo.srcObject = null;
 }
@@ -495,6 +526,8 @@ function attachLocalPreview() {
   render();
 }
 
+const isLive = (conn) => Boolean(conn) && conn.connectionState !== 'closed' && conn.connectionState !== 'failed';
+
 function createPeerConnection() {
   closePeerConnection();
   const mine = new RTCPeerConnection({
@@ -503,10 +536,12 @@ function createPeerConnection() {
     iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
   });
   pc = mine;
-  pcGeneration += 1;
-  window.__pc = mine;
-  window.__pcGeneration = pcGeneration;
+  hooks.pc = mine;
+  hooks.pcGeneration += 1;
   pendingCandidates = [];
+  makingOffer = false;
+  resuming = false;
+  recovery = initialRecovery;
 
   mine.onicecandidate = (e) => {
     if (mine !== pc || !e.candidate || !e.candidate.candidate) return;
@@ -524,14 +559,21 @@ function createPeerConnection() {
     if (ui.remoteVideo.srcObject !== stream) ui.remoteVideo.srcObject = stream;
     ui.remoteVideo.play().catch(() => {});
   };
+  mine.oniceconnectionstatechange = () => {
+    if (mine !== pc) return;
+    logEvent(hooks, 'ice', mine.iceConnectionState);
+    step({ type: 'ice', state: mine.iceConnectionState, now: Date.now() });
+  };
   mine.onconnectionstatechange = () => {
     if (mine !== pc) return;
     const s = mine.connectionState;
     console.info('[pc] connectionState', s);
     ui.remoteTile.dataset.conn = s;
     if (s === 'connected' && !callStartedAt) startCallTimer();
-    if (s === 'failed') toast('The media connection failed (no route between the peers).', 'error');
+    render();
   };
+  clearInterval(recoveryTimer);
+  recoveryTimer = setInterval(() => step({ type: 'tick', now: Date.now() }), RECOVERY_TICK_MS);
 
   // Bind our tracks (course: bindTracks()).
   videoSender = null;
@@ -543,18 +585,45 @@ function createPeerConnection() {
   return mine;
 }
 
-async function call() {
+/** Makes and sends an offer on the current connection (course: call()). */
+async function offer({ iceRestart = false, resume = false }) {
   const mine = pc;
+  if (!mine || mine.signalingState !== 'stable') return false;
   // Receive audio and video even if we have nothing to send.
   const kinds = mine.getTransceivers().map((t) => t.receiver.track.kind);
   if (!kinds.includes('audio')) mine.addTransceiver('audio', { direction: 'recvonly' });
   if (!kinds.includes('video')) mine.addTransceiver('video', { direction: 'recvonly' });
-  const offer = await mine.createOffer();
-  if (mine !== pc) return;
-  await mine.setLocalDescription(offer);
+  makingOffer = true;
+  try {
+    const description = await mine.createOffer({ iceRestart });
+    if (mine !== pc || mine.signalingState !== 'stable') return false;
+    await mine.setLocalDescription(description);
+  } finally {
+    makingOffer = false;
+  }
+  resuming = resume;
   showSdp('local', mine.localDescription);
-  showSdp('remote', null);
-  sendMessage({ type: 'offer', sdp: mine.localDescription.sdp });
+  if (!iceRestart) showSdp('remote', null);
+  return sendMessage({ type: 'offer', sdp: mine.localDescription.sdp });
+}
+
+// ICE recovery: lib/recovery.js decides, this acts.
+function step(input) {
+  const { state, action } = recover(recovery, input);
+  recovery = state;
+  if (action === 'restart') enqueue(restartIce);
+  if (action === 'give-up') {
+    logEvent(hooks, 'ice-give-up');
+    toast('The connection to the other person was lost.', 'error');
+  }
+}
+
+async function restartIce() {
+  // Without signaling the restart cannot be negotiated; the rejoin will restart ICE anyway.
+  if (!pc || !socket?.connected || call.state !== STATE.CONN) return;
+  await refreshIceConfigIfStale();
+  logEvent(hooks, 'ice-restart', pc.iceConnectionState);
+  if (await offer({ iceRestart: true })) recovery = recover(recovery, { type: 'restarted', now: Date.now() }).state;
 }
 
 async function flushCandidates(target) {
@@ -567,19 +636,22 @@ async function addCandidate(target, init) {
   try {
     await target.addIceCandidate(init);
   } catch (err) {
+    // A candidate of an offer we ignored on glare, or of an older ICE generation.
     console.warn('addIceCandidate failed', init, err);
   }
 }
 
 function closePeerConnection() {
+  clearInterval(recoveryTimer);
+  recoveryTimer = 0;
   if (pc) {
-    pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+    pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = pc.oniceconnectionstatechange = null;
     pc.close();
   }
   pc = null;
+  hooks.pc = null;
   videoSender = null;
   pendingCandidates = [];
-  window.__pc = null;
   ui.remoteVideo.srcObject = null;
   ui.remoteTile.classList.remove('has-video');
   delete ui.remoteTile.dataset.conn;
@@ -619,7 +691,7 @@ async function toggleShare() {
     if (err?.name !== 'NotAllowedError') toast(`Screen sharing failed (${err?.name ?? err}).`, 'error');
     return;
   }
-  if (state === STATE.LEAVED) {
+  if (!showsCall(call)) {
     display.getTracks().forEach((t) => t.stop());
     return;
   }
@@ -780,5 +852,5 @@ ui.remoteVideo.addEventListener('emptied', () => {
 window.addEventListener('pagehide', () => socket?.disconnect());
 
 const initialRoom = new URLSearchParams(location.search).get('room');
-if (initialRoom && ROOM_RE.test(initialRoom)) ui.room.value = initialRoom;
+if (isValidRoom(initialRoom)) ui.room.value = initialRoom;
 render();

@@ -4,13 +4,29 @@
 //   → join {room, name, sdp}        ack {id, sdp, participants, capacity} | {error}
 //   ← update {type:'offer', sdp}    ack {type:'answer', sdp} | {error}
 //   ← participants [{id, name, streams, audio, video}]
+//   → restart {}                     ack {ok} | {error}: the server restarts ICE with an update
 //   → leave                          ack {ok}
 //
-// Test hooks: [data-testid] room, name, join, leave, local-video, remote-video (one per remote
-// participant, data-participant = its id); window.__sfu = {pc, id, participants, events}.
+// Real networks (issue 8): ICE servers come from /api/ice-servers (a participant whose
+// firewall blocks UDP reaches the SFU through the TURN relay over TCP or TLS); a broken path
+// is repaired by a server-driven ICE restart (lib/recovery.js decides when to ask); and when
+// the server goes away (a restart) or drops our media session, the page joins the room again
+// by itself as soon as it can.
+//
+// Test hooks: [data-testid] room, name, join, leave, status, local-video, remote-video (one
+// per remote participant, data-participant = its id); window.__rtc (lib/hooks.js).
+
+import { createHooks, logEvent } from './lib/hooks.js';
+import { isStale, loadIceServers } from './lib/ice.js';
+import { dropMeter, levelMeter, stopStream } from './lib/media.js';
+import { initialRecovery, recover } from './lib/recovery.js';
+import { ROOM_HINT, isValidRoom } from './lib/room.js';
+import { emitWithAck, socketIo } from './lib/signaling.js';
 
 const $ = (id) => document.getElementById(id);
-const hooks = (window.__sfu = { pc: null, id: null, participants: [], events: [], joinedAt: 0 });
+const hooks = createHooks('sfu');
+hooks.joinedAt = 0;
+const log = (event, detail) => logEvent(hooks, event, detail);
 
 const ADJECTIVES = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'kind', 'lively', 'merry', 'nice', 'proud', 'quick', 'silly', 'witty'];
 const ANIMALS = ['otter', 'panda', 'koala', 'lynx', 'heron', 'falcon', 'badger', 'dolphin', 'fox', 'owl', 'tiger', 'whale', 'yak', 'zebra', 'moose'];
@@ -18,43 +34,24 @@ const pick = (list) => list[Math.floor(Math.random() * list.length)];
 const randomRoom = () => `${pick(ADJECTIVES)}-${pick(ANIMALS)}-${Math.floor(Math.random() * 900 + 100)}`;
 const randomName = () => { const a = pick(ANIMALS); return a[0].toUpperCase() + a.slice(1) + ' ' + Math.floor(Math.random() * 90 + 10); };
 
+/** At most this many automatic rejoins per minute after the server dropped our media. */
+const MAX_REJOINS_PER_MINUTE = 4;
+const RECOVERY_TICK_MS = 500;
+
 let socket = null;
 let pc = null;
 let localStream = null;
 let previewStream = null;
-let audioCtx = null;
-const tiles = new Map(); // participant id → {el, video, stream, analyser, name}
-const meters = new Set(); // {analyser, data, onLevel}
+let session = null;        // {room, name} while we want to be in a room
+let iceConfig = null;
+let recovery = initialRecovery;
+let recoveryTimer = 0;
+let rejoinTimes = [];
+let joining = null;        // the promise of the join in progress
+const tiles = new Map();   // participant id → {el, video, stream, meter, name}
 
 function status(text) { $('status').textContent = text; }
 function showError(text) { const e = $('error'); e.textContent = text; e.hidden = !text; }
-function log(event, detail) { hooks.events.push({ t: Date.now(), event, detail }); }
-
-// ------------------------------------------------------------------ audio levels
-function ctx() {
-  if (!audioCtx) audioCtx = new AudioContext();
-  if (audioCtx.state === 'suspended') audioCtx.resume().catch(() => {});
-  return audioCtx;
-}
-function levelMeter(stream, onLevel) {
-  if (!stream.getAudioTracks().length) return null;
-  const source = ctx().createMediaStreamSource(stream);
-  const analyser = ctx().createAnalyser();
-  analyser.fftSize = 512;
-  source.connect(analyser);
-  const meter = { analyser, source, data: new Uint8Array(analyser.fftSize), onLevel };
-  meters.add(meter);
-  return meter;
-}
-function dropMeter(meter) { if (meter) { meters.delete(meter); try { meter.source.disconnect(); } catch {} } }
-setInterval(() => {
-  for (const m of meters) {
-    m.analyser.getByteTimeDomainData(m.data);
-    let sum = 0;
-    for (const v of m.data) { const x = (v - 128) / 128; sum += x * x; }
-    m.onLevel(Math.sqrt(sum / m.data.length));
-  }
-}, 100);
 
 // ------------------------------------------------------------------ lobby
 async function listDevices() {
@@ -105,13 +102,10 @@ async function openPreview() {
   if (previewStream) previewMeter = levelMeter(previewStream, (level) => { $('meter').style.width = `${Math.min(100, level * 400)}%`; });
 }
 
-function stopStream(stream) { stream?.getTracks().forEach((t) => t.stop()); }
-
 async function initLobby() {
-  const params = urlParams;
-  $('room').value = params.get('room') || '';
-  $('name').value = params.get('name') || localStorage.getItem('sfu-name') || '';
-  const res = params.get('res');
+  $('room').value = urlParams.get('room') || '';
+  $('name').value = urlParams.get('name') || localStorage.getItem('sfu-name') || '';
+  const res = urlParams.get('res');
   if (res && /^\d{2,4}x\d{2,4}$/.test(res)) {
     if (![...$('resolution').options].some((o) => o.value === res)) $('resolution').add(new Option(res.replace('x', '×'), res));
     $('resolution').value = res;
@@ -130,7 +124,7 @@ async function initLobby() {
   document.body.dataset.ready = 'true';
 }
 
-// ------------------------------------------------------------------ call
+// ------------------------------------------------------------------ tiles
 function layout() {
   $('grid').dataset.count = String(1 + tiles.size);
   $('count').textContent = String(1 + tiles.size);
@@ -206,64 +200,35 @@ function onTrack(event) {
   log('track', { id, kind: track.kind });
 }
 
-function ackOrTimeout(event, data, ms = 15000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${event}: no answer from the server`)), ms);
-    socket.emit(event, data, (reply) => { clearTimeout(timer); resolve(reply); });
+// ------------------------------------------------------------------ signaling
+function connectSocket() {
+  if (socket) return socket;
+  socket = socketIo()('/sfu', { transports: ['websocket'], reconnectionDelayMax: 4000 });
+  hooks.socket = socket;
+  socket.on('update', onUpdate);
+  socket.on('participants', onParticipants);
+  socket.on('sfu_error', onSfuError);
+  socket.on('disconnect', (reason) => {
+    log('disconnect', reason);
+    if (!session) return;
+    // The server forgot our media session with the connection: set up a new one when it
+    // is back (socket.io reconnects by itself, except after a server-side disconnect).
+    endMedia();
+    status('Reconnecting to the server…');
+    if (reason === 'io server disconnect') socket.connect();
   });
+  socket.on('connect', () => {
+    log('connect');
+    if (session && !pc && !joining) rejoin('reconnected');
+  });
+  return socket;
 }
 
-async function join() {
-  showError('');
-  const room = $('room').value.trim();
-  const name = $('name').value.trim();
-  if (!/^[A-Za-z0-9_.~-]{1,64}$/.test(room)) return showError('Room ID: 1-64 letters, digits or _ . ~ -');
-  if (!name) return showError('Please enter your name (or press Random).');
-  localStorage.setItem('sfu-name', name);
-  log('join', room);
-  $('join').disabled = true;
-  status('Connecting…');
-  try {
-    await previewReady;
-    localStream = previewStream;
-    previewStream = null;
-    dropMeter(previewMeter);
-    pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
-    hooks.pc = pc;
-    pc.ontrack = onTrack;
-    pc.onconnectionstatechange = () => {
-      log('connection', pc.connectionState);
-      if (pc.connectionState === 'connected') status(`Connected · ${room}`);
-      if (pc.connectionState === 'failed') status('Media connection failed');
-    };
-    if (localStream) {
-      for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
-    }
-    // A viewer (no devices) still needs m-lines to receive on; the SFU fills them.
-    if (!localStream?.getAudioTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
-    if (!localStream?.getVideoTracks().length) pc.addTransceiver('video', { direction: 'recvonly' });
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-
-    socket = io('/sfu', { transports: ['websocket'], reconnection: false });
-    socket.on('update', onUpdate);
-    socket.on('participants', onParticipants);
-    socket.on('sfu_error', (e) => { log('sfu_error', e); if (e.code === 'media_failed') { status('Media connection lost'); } });
-    socket.on('disconnect', (reason) => { log('disconnect', reason); if (hooks.id) { status('Disconnected from the server'); } });
-    hooks.joinedAt = performance.now();
-    const reply = await ackOrTimeout('join', { room, name, sdp: pc.localDescription.sdp });
-    if (reply?.error) throw new Error(reply.error.code === 'full' ? `Room "${room}" is full.` : reply.error.message);
-    hooks.id = reply.id;
-    await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
-    enterCall(room, name);
-    onParticipants(reply.participants);
-    log('joined', reply.id);
-  } catch (err) {
-    cleanup();
-    showError(err.message || String(err));
-    status('Ready');
-  } finally {
-    $('join').disabled = false;
+function onSfuError(error) {
+  log('sfu_error', error);
+  if (error?.code === 'media_failed' && session) {
+    endMedia();
+    rejoin('media_failed');
   }
 }
 
@@ -282,6 +247,140 @@ async function onUpdate(offer, ack) {
   }
 }
 
+// ------------------------------------------------------------------ media session
+async function join() {
+  showError('');
+  const room = $('room').value.trim();
+  const name = $('name').value.trim();
+  if (!isValidRoom(room)) return showError(ROOM_HINT);
+  if (!name) return showError('Please enter your name (or press Random).');
+  localStorage.setItem('sfu-name', name);
+  log('join', room);
+  $('join').disabled = true;
+  status('Connecting…');
+  try {
+    await previewReady;
+    localStream = previewStream;
+    previewStream = null;
+    dropMeter(previewMeter);
+    session = { room, name };
+    connectSocket();
+    joining = startMedia();
+    await joining;
+    enterCall(room, name);
+  } catch (err) {
+    cleanup();
+    showError(err.message || String(err));
+    status('Ready');
+  } finally {
+    joining = null;
+    $('join').disabled = false;
+  }
+}
+
+/** Offers our tracks to the SFU in `join` and applies its answer. */
+async function startMedia() {
+  if (isStale(iceConfig, Date.now())) {
+    iceConfig = await loadIceServers({ fallback: iceConfig, onError: (err) => log('ice-servers', String(err)) });
+  }
+  const mine = new RTCPeerConnection({ iceServers: iceConfig.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  pc = mine;
+  hooks.pc = mine;
+  hooks.pcGeneration += 1;
+  recovery = initialRecovery;
+  mine.ontrack = onTrack;
+  mine.onconnectionstatechange = () => {
+    if (mine !== pc) return;
+    log('connection', mine.connectionState);
+    if (mine.connectionState === 'connected') status(`Connected · ${session?.room ?? ''}`);
+  };
+  mine.oniceconnectionstatechange = () => {
+    if (mine !== pc) return;
+    log('ice', mine.iceConnectionState);
+    step({ type: 'ice', state: mine.iceConnectionState, now: Date.now() });
+  };
+  clearInterval(recoveryTimer);
+  recoveryTimer = setInterval(() => step({ type: 'tick', now: Date.now() }), RECOVERY_TICK_MS);
+  for (const track of localStream?.getTracks() ?? []) mine.addTrack(track, localStream);
+  // A viewer (no devices) still needs m-lines to receive on; the SFU fills them.
+  if (!localStream?.getAudioTracks().length) mine.addTransceiver('audio', { direction: 'recvonly' });
+  if (!localStream?.getVideoTracks().length) mine.addTransceiver('video', { direction: 'recvonly' });
+  await mine.setLocalDescription(await mine.createOffer());
+  hooks.joinedAt = performance.now();
+  const reply = await emitWithAck(socket, 'join', { room: session.room, name: session.name, sdp: mine.localDescription.sdp });
+  if (mine !== pc) throw new Error('the session ended while joining');
+  if (reply?.error) {
+    const err = new Error(reply.error.code === 'full' ? `Room "${session.room}" is full.` : reply.error.message);
+    err.code = reply.error.code;
+    throw err;
+  }
+  hooks.id = reply.id;
+  await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+  onParticipants(reply.participants);
+  log('joined', reply.id);
+}
+
+/** Drops the media session (the server's side of it is gone or going). */
+function endMedia() {
+  clearInterval(recoveryTimer);
+  recoveryTimer = 0;
+  if (pc) {
+    pc.ontrack = pc.onconnectionstatechange = pc.oniceconnectionstatechange = null;
+    pc.close();
+  }
+  pc = null;
+  hooks.pc = null;
+  hooks.id = null;
+  for (const id of [...tiles.keys()]) removeTile(id);
+}
+
+/** Joins the same room again with a new media session, as long as the user wants to be there. */
+function rejoin(why) {
+  if (!session || joining) return;
+  const now = Date.now();
+  rejoinTimes = rejoinTimes.filter((t) => now - t < 60_000);
+  if (rejoinTimes.length >= MAX_REJOINS_PER_MINUTE) {
+    status('Media connection lost');
+    showCallError('The connection to the room keeps failing. Leave and join again later.');
+    return;
+  }
+  rejoinTimes.push(now);
+  log('rejoin', why);
+  status('Rejoining…');
+  endMedia();
+  joining = startMedia()
+    .catch((err) => {
+      log('rejoin-failed', err.message);
+      endMedia();
+      if (err.code === 'full') {
+        session = null;
+        showCallError(err.message);
+        return;
+      }
+      // The socket's next `connect` tries again; if it is up, try again shortly.
+      if (socket?.connected) setTimeout(() => rejoin('retry'), 2000);
+    })
+    .finally(() => { joining = null; });
+}
+
+// ICE recovery: lib/recovery.js decides, the server restarts ICE (an `update` round).
+function step(input) {
+  const { state, action } = recover(recovery, input);
+  recovery = state;
+  if (action === 'restart') requestRestart();
+  if (action === 'give-up') rejoin('ice-give-up');
+}
+
+async function requestRestart() {
+  if (!socket?.connected || !pc) return;
+  recovery = recover(recovery, { type: 'restarted', now: Date.now() }).state;
+  log('ice-restart', pc.iceConnectionState);
+  const reply = await emitWithAck(socket, 'restart', {}, 5000).catch((err) => ({ error: { code: 'timeout', message: err.message } }));
+  // A server without ICE restarts: a new session is the other way to a new path.
+  if (reply?.error) rejoin(`restart refused: ${reply.error.code}`);
+}
+
+// ------------------------------------------------------------------ call view
 let localMeter = null;
 function enterCall(room, name) {
   document.body.dataset.view = 'call';
@@ -311,23 +410,28 @@ function enterCall(room, name) {
   layout();
 }
 
+function showCallError(text) {
+  status(text);
+  log('call-error', text);
+}
+
 function cleanup() {
+  session = null;
+  endMedia();
   socket?.off();
   socket?.disconnect();
   socket = null;
-  pc?.close();
-  pc = null;
-  hooks.pc = null;
-  hooks.id = null;
+  hooks.socket = null;
   dropMeter(localMeter);
-  for (const id of [...tiles.keys()]) removeTile(id);
   stopStream(localStream);
   localStream = null;
 }
 
 async function leave() {
   log('leave');
-  if (socket) await ackOrTimeout('leave', {}, 2000).catch(() => {});
+  const leaving = session;
+  session = null;
+  if (leaving && socket?.connected) await emitWithAck(socket, 'leave', {}, 2000).catch(() => {});
   cleanup();
   document.body.dataset.view = 'lobby';
   $('call').hidden = true;

@@ -16,8 +16,8 @@
 //   unshare --net --pid --fork --kill-child --mount-proc \
 //     sh -c 'ip link set lo up && exec node --test tests/browser/'
 //
-// Page test hooks (documented in public/app.js): window.__pc (current RTCPeerConnection),
-// window.__pcGeneration, window.__events (received signaling events), [data-testid] elements.
+// Page test hooks (documented in public/lib/hooks.js): window.__rtc.pc (current RTCPeerConnection),
+// .pcGeneration, .events (received signaling events carry `args`), [data-testid] elements.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -111,12 +111,12 @@ async function waitState(page, expected) {
   }
 }
 
-const events = (page) => page.evaluate(() => window.__events.map(({ event, args }) => [event, ...args.map((a) => (typeof a === 'object' && a && 'sdp' in a ? `<${a.type}>` : a))]));
+const events = (page) => page.evaluate(() => window.__rtc.events.filter((e) => e.args).map(({ event, args }) => [event, ...args.map((a) => (typeof a === 'object' && a && 'sdp' in a ? `<${a.type}>` : a))]));
 
 // Media statistics of the page's current RTCPeerConnection.
 function mediaStats(page) {
   return page.evaluate(async () => {
-    const pc = window.__pc;
+    const pc = window.__rtc.pc;
     if (!pc) return null;
     const report = await pc.getStats();
     const out = { connectionState: pc.connectionState, framesDecoded: 0, framesReceived: 0, audioPackets: 0, audioBytes: 0 };
@@ -263,8 +263,8 @@ describe('1-to-1 call in two real browsers', { timeout: 180_000 }, () => {
     t.diagnostic(`call 1 B: ${JSON.stringify(b)}`);
 
     // Exactly one negotiation each (other_joined handled once, the otherjoin alias ignored).
-    assert.equal(await A.evaluate(() => window.__pcGeneration), 1);
-    assert.equal(await B.evaluate(() => window.__pcGeneration), 1);
+    assert.equal(await A.evaluate(() => window.__rtc.pcGeneration), 1);
+    assert.equal(await B.evaluate(() => window.__rtc.pcGeneration), 1);
     const evA = await events(A);
     assert.equal(evA.filter(([e]) => e === 'other_joined').length, 1, `A events: ${JSON.stringify(evA)}`);
     // The SDP panel shows the offer (A) and the answer (B).
@@ -285,7 +285,7 @@ describe('1-to-1 call in two real browsers', { timeout: 180_000 }, () => {
     assert.equal(await D.getByTestId('join').isEnabled(), true, 'D can try again');
     await screenshot(D, 'full.png');
     // A `signal_error` is shown as a toast (here: an event the server does not know).
-    await D.evaluate(() => window.__socket.emit('no_such_event', 'x'));
+    await D.evaluate(() => window.__rtc.socket.emit('no_such_event', 'x'));
     const toast = D.getByTestId('toast').filter({ hasText: 'unknown_event' });
     await toast.waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.equal(await state(D), 'leaved', 'a rejected event changes nothing');
@@ -299,7 +299,7 @@ describe('1-to-1 call in two real browsers', { timeout: 180_000 }, () => {
   });
 
   it('B leaves: A goes joined_unbind and closes its peer connection', async (t) => {
-    const bId = (await B.evaluate(() => window.__events.find((e) => e.event === 'joined').args[1]));
+    const bId = (await B.evaluate(() => window.__rtc.events.find((e) => e.event === 'joined').args[1]));
     const t0 = Date.now();
     await B.getByTestId('leave').click({ timeout: WAIT_MS });
     await Promise.all([waitState(B, 'leaved'), waitState(A, 'joined_unbind')]);
@@ -307,7 +307,7 @@ describe('1-to-1 call in two real browsers', { timeout: 180_000 }, () => {
     const evA = await events(A);
     const bye = evA.find(([e]) => e === 'bye');
     assert.deepEqual(bye, ['bye', ROOM, bId], `A events: ${JSON.stringify(evA)}`);
-    assert.equal(await A.evaluate(() => window.__pc), null, 'A closed its RTCPeerConnection');
+    assert.equal(await A.evaluate(() => window.__rtc.pc), null, 'A closed its RTCPeerConnection');
     const evB = await events(B);
     assert.deepEqual(evB.at(-1), ['leaved', ROOM, bId]);
     assert.equal(await B.getByTestId('leave').isDisabled(), true, 'leave disabled when leaved');
@@ -326,7 +326,7 @@ describe('1-to-1 call in two real browsers', { timeout: 180_000 }, () => {
     t.diagnostic(`call 2: both joined_conn after ${figures.joinedConn2Ms} ms`);
     t.diagnostic(`call 2 A: ${JSON.stringify(a)}`);
     t.diagnostic(`call 2 C: ${JSON.stringify(c)}`);
-    assert.equal(await A.evaluate(() => window.__pcGeneration), 2, 'A made a fresh RTCPeerConnection');
+    assert.equal(await A.evaluate(() => window.__rtc.pcGeneration), 2, 'A made a fresh RTCPeerConnection');
 
     // Let the live stats chip and call timer fill in, then take the product screenshots.
     await A.waitForFunction(() => document.getElementById('stats-chip')?.textContent.includes('fps'), null, { timeout: WAIT_MS });

@@ -23,7 +23,7 @@ after(async () => {
 async function received(page) {
   return page.evaluate(async () => {
     const out = { frames: 0, audioPackets: 0 };
-    (await window.__sfu.pc.getStats()).forEach((r) => {
+    (await window.__rtc.pc.getStats()).forEach((r) => {
       if (r.type !== 'inbound-rtp') return;
       if (r.kind === 'video') out.frames += r.framesDecoded ?? 0;
       else out.audioPackets += r.packetsReceived ?? 0;
@@ -42,7 +42,7 @@ test('two participants see and hear each other through the SFU bound to 0.0.0.0'
     await page.getByTestId('room').fill('default-bind');
     await page.getByTestId('name').fill(name);
     await page.getByTestId('join').click();
-    await page.waitForFunction(() => window.__sfu.id, null, { timeout: 15_000 });
+    await page.waitForFunction(() => window.__rtc.id, null, { timeout: 15_000 });
     pages.push(page);
   }
   for (const page of pages) {

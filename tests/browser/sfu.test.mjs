@@ -47,7 +47,7 @@ async function until(what, fn, ms = WAIT_MS, interval = 100) {
   } catch (error) {
     const events = [];
     for (const page of pages) {
-      const e = await timed(page.evaluate(() => window.__sfu.events.filter((x) => x.event !== 'track'))).catch(() => 'closed');
+      const e = await timed(page.evaluate(() => window.__rtc.events.filter((x) => x.event !== 'track'))).catch(() => 'closed');
       events.push(`${page.label}: ${JSON.stringify(e).slice(-600)}`);
     }
     error.message += `\npages:\n${events.join('\n')}\nserver:\n${server.logs().split('\n').slice(-25).join('\n')}`;
@@ -99,7 +99,7 @@ async function join(page) {
   await page.getByTestId('name').fill(page.label);
   const t0 = Date.now();
   await page.getByTestId('join').click();
-  await page.waitForFunction(() => window.__sfu.id, null, { timeout: WAIT_MS });
+  await page.waitForFunction(() => window.__rtc.id, null, { timeout: WAIT_MS });
   return t0;
 }
 
@@ -112,7 +112,7 @@ function timed(promise, ms = 5_000) {
 function inbound(page) {
   return timed(page.evaluate(async () => {
     const out = { video: {}, audio: {} };
-    const pc = window.__sfu.pc;
+    const pc = window.__rtc.pc;
     if (!pc) return out;
     (await pc.getStats()).forEach((r) => {
       if (r.type !== 'inbound-rtp') return;
@@ -157,7 +157,7 @@ async function videosDecoding(page, count) {
 async function participantsEventDelay(list, id, t0) {
   const delays = [];
   for (const page of list) {
-    const events = await timed(page.evaluate(() => window.__sfu.events.filter((e) => e.event === 'participants')));
+    const events = await timed(page.evaluate(() => window.__rtc.events.filter((e) => e.event === 'participants')));
     const removed = events.find((e) => e.t >= t0 && !e.detail.includes(id));
     delays.push(removed ? removed.t - t0 : null);
   }
@@ -215,7 +215,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     for (const [i, page] of pages.entries()) {
       figures.joinToAllFirstFramesInPageMs.push(await timed(page.evaluate((count) => {
         if (count === 0) return null;
-        const events = window.__sfu.events;
+        const events = window.__rtc.events;
         const start = events.find((e) => e.event === 'join').t;
         const frames = events.filter((e) => e.event === 'first-frame' && e.t >= start).slice(0, count);
         return frames.length === count ? Math.max(0, ...frames.map((e) => e.t)) - start : null;
@@ -224,7 +224,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     if (process.env.SFU_TIMELINE) {
       // Each page's signaling/media events in ms from its join, to see where join time goes.
       for (const page of pages) {
-        const events = await timed(page.evaluate(() => window.__sfu.events));
+        const events = await timed(page.evaluate(() => window.__rtc.events));
         const start = events.find((e) => e.event === 'join').t;
         console.log(page.label, events.filter((e) => e.t >= start).map((e) => `${e.t - start}:${e.event}${e.event === 'connection' || e.event === 'update' ? `=${e.detail}` : ''}`).join(' '));
       }
@@ -246,7 +246,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     const t0 = await join(fifth);
     await until('Eve: 4 videos decoding', () => videosDecoding(fifth, 4));
     figures.lateJoinerAllVideosMs = Date.now() - t0;
-    const eve = await fifth.evaluate(() => window.__sfu.id);
+    const eve = await fifth.evaluate(() => window.__rtc.id);
     for (const page of pages.slice(0, 4)) await until(`${page.label}: Eve's tile`, async () => (await remoteTiles(page)).includes(eve));
     figures.othersSeeLateJoinerMs = Date.now() - t0;
     await expectFullMesh(pages, 4);
@@ -255,13 +255,13 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
 
   it('a participant who leaves disappears for the others', async () => {
     const fifth = pages.pop();
-    const eve = await fifth.evaluate(() => window.__sfu.id);
+    const eve = await fifth.evaluate(() => window.__rtc.id);
     const t0 = Date.now();
     await fifth.getByTestId('leave').click();
     for (const page of pages) await until(`${page.label}: Eve's tile removed`, async () => !(await remoteTiles(page)).includes(eve));
     figures.leaveRemovedMs = Date.now() - t0;
     // From the page's own leave handler (a click on a starved renderer can take seconds).
-    const clicked = await timed(fifth.evaluate(() => window.__sfu.events.findLast((e) => e.event === 'leave').t));
+    const clicked = await timed(fifth.evaluate(() => window.__rtc.events.findLast((e) => e.event === 'leave').t));
     figures.leaveClickMs = clicked - t0;
     figures.leaveParticipantsEventMs = await participantsEventDelay(pages, eve, clicked);
     assert.equal(await fifth.locator('[data-testid="remote-video"]').count(), 0);
@@ -270,7 +270,7 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
 
   it('a killed browser is removed for the others within 10 s', async () => {
     const victim = pages.pop();
-    const dora = await victim.evaluate(() => window.__sfu.id);
+    const dora = await victim.evaluate(() => window.__rtc.id);
     const t0 = Date.now();
     victimBrowser.kill();
     browsers.splice(browsers.indexOf(victimBrowser), 1);

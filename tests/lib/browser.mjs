@@ -1,35 +1,38 @@
-// Headless Chromium for call tests: Debian's browser with fake camera and microphone,
-// allowed to use loopback ICE candidates (tests run in a loopback-only network namespace).
+// Headless Chromium for call tests: Debian's browser with fake camera and microphone.
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
+/**
+ * Chromium's flags for call tests. `loopback` lets ICE use loopback candidates: the tests in
+ * tests/browser run in a namespace that has nothing else; the network lab never sets it.
+ */
+export function chromiumArgs({ loopback = true } = {}) {
+  return [
+    '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream',
+    '--headless=new',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--disable-background-networking',
+    ...(loopback ? ['--allow-loopback-in-peer-connection'] : []),
+    '--no-first-run',
+  ];
+}
+
 export function launchChromium() {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--disable-background-networking',
-      '--allow-loopback-in-peer-connection',
-      '--no-first-run',
-    ],
-    timeout: 20_000,
-  });
+  return chromium.launch({ executablePath: CHROMIUM, args: chromiumArgs(), timeout: 20_000 });
 }
 
 /**
- * Inbound media and the selected ICE candidate pair of `window.__pc` in `page`.
+ * Inbound media and the selected ICE candidate pair of `window.__rtc.pc` in `page`.
  * @returns {Promise<null | {connectionState: string, framesDecoded: number, audioPackets: number,
  *   local?: {type: string, protocol: string, address: string}, remote?: {type: string, address: string}}>}
  */
 export function callStats(page) {
   return page.evaluate(async () => {
-    const pc = window.__pc;
+    const pc = window.__rtc.pc;
     if (!pc) return null;
     const report = await pc.getStats();
     const byId = new Map();

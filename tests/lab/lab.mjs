@@ -1,0 +1,388 @@
+// The network lab: a public server, homes behind NAT routers, and links that lose, delay and
+// cap packets, built from Linux network namespaces inside the sandbox namespace that
+// `scripts/test` creates. Nothing here touches the machine's real interfaces: the lab refuses
+// to start in a namespace that has any interface besides loopback.
+//
+//                         "the internet" 198.51.100.0/24 (a bridge in the sandbox namespace,
+//                          which is also the observer at .1: it can reach the server)
+//        ┌───────────────────────┼─────────────────────────┐
+//   server .10             router A .21 (nft NAT)     router B .22 (nft NAT)
+//   signal: HTTPS 8443,      │ DNS on 10.0.1.1           │ DNS on 10.0.2.1
+//   TURN 3478, TURNS 443,  home A 10.0.1.2           home B 10.0.2.2
+//   SFU media (UDP)        (Chromium)                (Chromium)
+//
+// Browsers reach the server by its name (`call.test`) through the home router's DNS, over
+// HTTPS with a certificate from the lab's own CA, which each home's browser trusts (as a real
+// user's browser trusts a real CA). They get no help a user's browser would not have: no
+// loopback candidates, no forced relay, no ignored certificate errors.
+//
+// Needs root, iproute2, nftables, conntrack, openssl, certutil (libnss3-tools), and /run/netns
+// (scripts/test mounts a tmpfs on /run for the lab's own mount namespace).
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+import { CHROMIUM, chromiumArgs } from '../lib/browser.mjs';
+import { repoRoot, signalBin } from '../lib/server.mjs';
+
+const run = promisify(execFile);
+
+export const SERVER_NAME = 'call.test';
+export const SERVER_IP = '198.51.100.10';
+const OBSERVER_IP = '198.51.100.1';
+export const WEB_PORT = 8443;
+export const TURNS_PORT = 443;
+const HOMES = { a: 1, b: 2, c: 3 };
+
+/** Runs a command; rejects with its stderr. */
+async function sh(cmd, args, { input, timeout = 10_000 } = {}) {
+  if (input === undefined) {
+    const { stdout } = await run(cmd, args, { timeout }).catch((err) => {
+      throw new Error(`${cmd} ${args.join(' ')}: ${err.stderr || err.message}`);
+    });
+    return stdout;
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: ${err}`))));
+    child.stdin.end(input);
+  });
+}
+
+/** The lab refuses to run where it could reach a real network. */
+async function assertSandbox() {
+  if (process.getuid?.() !== 0) throw new Error('the network lab needs root (run it through scripts/test)');
+  const links = (await sh('ip', ['-o', 'link', 'show'])).split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0]);
+  const foreign = links.filter((name) => name !== 'lo');
+  if (foreign.length) {
+    throw new Error(`refusing to build the lab in a namespace with real interfaces (${foreign.join(', ')}); run it through scripts/test`);
+  }
+  if (!existsSync('/run/netns')) {
+    throw new Error('/run/netns is missing: scripts/test runs the lab with a tmpfs on /run in its own mount namespace');
+  }
+}
+
+/** nftables for a home router: NAT on the WAN side, nothing unsolicited in, optional firewall. */
+export function routerRules({ nat = 'cone', firewall = 'open' } = {}) {
+  const masquerade = { cone: 'masquerade', symmetric: 'masquerade fully-random' }[nat];
+  if (!masquerade) throw new Error(`unknown NAT kind ${nat}`);
+  const block = {
+    open: [],
+    // A firewall that drops every UDP packet leaving the home (DNS to the router is input,
+    // not forwarded, so the home still resolves names).
+    'no-udp': ['iifname "lan" meta l4proto udp drop'],
+    // Only TCP to the HTTPS ports gets out: the strictest corporate networks.
+    'https-only': ['iifname "lan" meta l4proto udp drop', `iifname "lan" tcp dport != { ${TURNS_PORT}, ${WEB_PORT} } drop`],
+  }[firewall];
+  if (!block) throw new Error(`unknown firewall ${firewall}`);
+  return `flush ruleset
+table ip nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" ${masquerade}
+  }
+}
+table inet filter {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iifname "lo" accept
+    ct state established,related accept
+    iifname "lan" accept
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+${block.map((rule) => `    ${rule}\n`).join('')}    ct state established,related accept
+    iifname "lan" oifname "wan" accept
+  }
+}
+`;
+}
+
+export class Lab {
+  /** @param {{homes?: string[]}} options */
+  static async create({ homes = ['a', 'b'] } = {}) {
+    await assertSandbox();
+    const lab = new Lab(homes);
+    try {
+      await lab.#up();
+    } catch (err) {
+      await lab.down();
+      throw err;
+    }
+    return lab;
+  }
+
+  constructor(homes) {
+    this.id = `lab${process.pid % 100000}`;
+    this.dir = mkdtempSync(path.join(tmpdir(), 'rtc-lab-'));
+    this.homes = homes;
+    this.namespaces = [];
+    this.processes = new Set();
+    this.browsers = new Set();
+    this.server = null;
+    this.bridge = `${this.id}-wan`;
+    this.wanIp = Object.fromEntries(homes.map((h) => [h, `198.51.100.${20 + HOMES[h]}`]));
+  }
+
+  ns(role) {
+    return `${this.id}-${role}`;
+  }
+
+  /** Runs `cmd` inside namespace `role` ('srv', 'ra', 'ha', …). */
+  exec(role, cmd, args = [], options) {
+    return sh('ip', ['netns', 'exec', this.ns(role), cmd, ...args], options);
+  }
+
+  async #addNs(role) {
+    await sh('ip', ['netns', 'add', this.ns(role)]);
+    this.namespaces.push(this.ns(role));
+    await this.exec(role, 'ip', ['link', 'set', 'lo', 'up']);
+  }
+
+  async #up() {
+    await this.#pki();
+    await sh('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
+    await sh('ip', ['addr', 'add', `${OBSERVER_IP}/24`, 'dev', this.bridge]);
+    await sh('ip', ['link', 'set', this.bridge, 'up']);
+
+    await this.#addNs('srv');
+    await this.#wire('srv', 'eth0', `${SERVER_IP}/24`);
+    await this.exec('srv', 'ip', ['route', 'add', 'default', 'via', OBSERVER_IP]);
+
+    for (const home of this.homes) {
+      const n = HOMES[home];
+      const router = `r${home}`;
+      const host = `h${home}`;
+      await this.#addNs(router);
+      await this.#addNs(host);
+      await this.#wire(router, 'wan', `${this.wanIp[home]}/24`);
+      await this.exec(router, 'ip', ['route', 'add', 'default', 'via', OBSERVER_IP]);
+      await sh('ip', ['link', 'add', `${this.id}-l${home}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns(host)]);
+      await sh('ip', ['link', 'set', `${this.id}-l${home}`, 'netns', this.ns(router)]);
+      await this.exec(router, 'ip', ['link', 'set', `${this.id}-l${home}`, 'name', 'lan']);
+      await this.exec(router, 'ip', ['addr', 'add', `10.0.${n}.1/24`, 'dev', 'lan']);
+      await this.exec(router, 'ip', ['link', 'set', 'lan', 'up']);
+      await this.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      await this.exec(host, 'ip', ['addr', 'add', `10.0.${n}.2/24`, 'dev', 'eth0']);
+      await this.exec(host, 'ip', ['link', 'set', 'eth0', 'up']);
+      await this.exec(host, 'ip', ['route', 'add', 'default', 'via', `10.0.${n}.1`]);
+      await this.setRouter(home, {});
+      await this.#startDns(home);
+      this.#browserWrapper(home);
+    }
+  }
+
+  /** A veth from the internet bridge to `role`'s `ifname`. */
+  async #wire(role, ifname, cidr) {
+    const outside = `${this.id}-${role}`;
+    await sh('ip', ['link', 'add', outside, 'type', 'veth', 'peer', 'name', ifname, 'netns', this.ns(role)]);
+    await sh('ip', ['link', 'set', outside, 'master', this.bridge, 'up']);
+    await this.exec(role, 'ip', ['addr', 'add', cidr, 'dev', ifname]);
+    await this.exec(role, 'ip', ['link', 'set', ifname, 'up']);
+  }
+
+  /** The lab's CA, a certificate for the server's name, and an NSS database per home that trusts the CA. */
+  async #pki() {
+    const d = this.dir;
+    this.caCert = path.join(d, 'ca.pem');
+    this.cert = path.join(d, 'server.pem');
+    this.key = path.join(d, 'server-key.pem');
+    await sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+      '-subj', '/CN=rtc-call lab CA', '-keyout', path.join(d, 'ca-key.pem'), '-out', this.caCert,
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
+    await sh('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${SERVER_NAME}`,
+      '-keyout', this.key, '-out', path.join(d, 'server.csr')]);
+    writeFileSync(path.join(d, 'server.ext'), `subjectAltName=DNS:${SERVER_NAME}\nextendedKeyUsage=serverAuth\n`);
+    await sh('openssl', ['x509', '-req', '-in', path.join(d, 'server.csr'), '-CA', this.caCert, '-CAkey', path.join(d, 'ca-key.pem'),
+      '-CAcreateserial', '-days', '2', '-extfile', path.join(d, 'server.ext'), '-out', this.cert]);
+  }
+
+  async #startDns(home) {
+    const n = HOMES[home];
+    await this.spawn(`dns-${home}`, 'ip', ['netns', 'exec', this.ns(`r${home}`), process.execPath,
+      path.join(repoRoot, 'tests/lab/dns.mjs'), `10.0.${n}.1`, `${SERVER_NAME}=${SERVER_IP}`], /dns ready/);
+    writeFileSync(path.join(this.dir, `resolv-${home}.conf`), `nameserver 10.0.${n}.1\noptions timeout:1 attempts:2\n`);
+  }
+
+  /** An executable that starts Chromium inside home `home`, resolving names through its router. */
+  #browserWrapper(home) {
+    const nss = path.join(this.dir, `home-${home}`);
+    mkdirSync(path.join(nss, '.pki/nssdb'), { recursive: true });
+    const wrapper = path.join(this.dir, `chromium-${home}`);
+    writeFileSync(wrapper, `#!/bin/sh
+# Chromium in lab home ${home}: its network namespace, its router's DNS, a HOME whose NSS
+# database trusts the lab CA.
+exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.conf && export HOME="$2" && shift 2 && exec "$@"' \\
+  sh ${path.join(this.dir, `resolv-${home}.conf`)} ${nss} ${CHROMIUM} "$@"
+`);
+    chmodSync(wrapper, 0o755);
+  }
+
+  async #trustCa(home) {
+    const db = `sql:${path.join(this.dir, `home-${home}`, '.pki/nssdb')}`;
+    if (existsSync(path.join(this.dir, `home-${home}`, '.pki/nssdb/cert9.db'))) return;
+    await sh('certutil', ['-N', '-d', db, '--empty-password']);
+    await sh('certutil', ['-A', '-d', db, '-n', 'rtc-call lab CA', '-t', 'C,,', '-i', this.caCert]);
+  }
+
+  /** Spawns a long-lived process; resolves once its output matches `ready`. */
+  spawn(label, cmd, args, ready, { timeout = 15_000, env } = {}) {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    child.label = label;
+    child.output = '';
+    this.processes.add(child);
+    child.on('exit', () => this.processes.delete(child));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${label} not ready within ${timeout} ms:\n${child.output}`)), timeout);
+      const onData = (chunk) => {
+        child.output += chunk;
+        if (child.output.length > 2_000_000) child.output = child.output.slice(-1_000_000);
+        if (ready.test(child.output)) {
+          clearTimeout(timer);
+          resolve(child);
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${label} exited (${code ?? signal}):\n${child.output}`));
+      });
+    });
+  }
+
+  /** NAT kind ('cone' | 'symmetric') and firewall ('open' | 'no-udp' | 'https-only') of a home's router. */
+  async setRouter(home, { nat = 'cone', firewall = 'open' }) {
+    await this.exec(`r${home}`, 'nft', ['-f', '-'], { input: routerRules({ nat, firewall }) });
+    await this.flushMappings(home);
+  }
+
+  /** Forgets every NAT mapping of a home's router (what a router reboot or a timeout does). */
+  async flushMappings(home) {
+    await this.exec(`r${home}`, 'conntrack', ['-F']).catch(() => {}); // exits 1 when the table is empty
+  }
+
+  /** Gives a home's router a new public address, as an ISP does; old mappings die with it. */
+  async renumber(home) {
+    const old = this.wanIp[home];
+    const next = `198.51.100.${Number(old.split('.')[3]) + 100}`;
+    await this.exec(`r${home}`, 'ip', ['addr', 'add', `${next}/24`, 'dev', 'wan']);
+    await this.exec(`r${home}`, 'ip', ['addr', 'del', `${old}/24`, 'dev', 'wan']);
+    await this.exec(`r${home}`, 'ip', ['route', 'replace', 'default', 'via', OBSERVER_IP, 'src', next]);
+    await this.flushMappings(home);
+    this.wanIp[home] = next;
+    return next;
+  }
+
+  /**
+   * Impairs the link between a home and its router, both ways: `lossPct` and `delayMs`
+   * (one way; RTT adds both directions) with `jitterMs`, and a `rateKbit` cap.
+   */
+  async impair(home, { delayMs = 0, jitterMs = 0, lossPct = 0, rateKbit = 0 } = {}) {
+    const netem = ['netem', 'limit', '200'];
+    if (delayMs) netem.push('delay', `${delayMs}ms`, ...(jitterMs ? [`${jitterMs}ms`, 'distribution', 'normal'] : []));
+    if (lossPct) netem.push('loss', `${lossPct}%`);
+    if (rateKbit) netem.push('rate', `${rateKbit}kbit`);
+    await this.exec(`h${home}`, 'tc', ['qdisc', 'replace', 'dev', 'eth0', 'root', ...netem]);
+    await this.exec(`r${home}`, 'tc', ['qdisc', 'replace', 'dev', 'lan', 'root', ...netem]);
+  }
+
+  async clearImpairment(home) {
+    await this.exec(`h${home}`, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root']).catch(() => {});
+    await this.exec(`r${home}`, 'tc', ['qdisc', 'del', 'dev', 'lan', 'root']).catch(() => {});
+  }
+
+  /**
+   * Starts `signal` on the server, reachable as https://call.test:8443/. Embedded TURN on
+   * UDP/TCP 3478 and, with `turnTls`, TURN over TLS on 443 (the lab certificate).
+   * @param {{turn?: boolean, turnTls?: boolean, args?: string[], publicDir?: string}} options
+   */
+  async startServer({ turn = true, turnTls = false, args = [], publicDir } = {}) {
+    const flags = ['--listen', `0.0.0.0:${WEB_PORT}`, '--cert', this.cert, '--key', this.key,
+      '--public-dir', publicDir ?? path.join(repoRoot, 'public'), '--cert-dir', path.join(this.dir, 'certs'), ...args];
+    if (!turn) flags.push('--no-turn');
+    else flags.push('--turn-config', this.#turnConfig({ tls: turnTls }));
+    this.serverFlags = flags;
+    return this.#launchServer();
+  }
+
+  async #launchServer() {
+    const env = { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' };
+    const proc = await this.spawn('signal', 'ip', ['netns', 'exec', this.ns('srv'), signalBin, ...this.serverFlags],
+      new RegExp(`listening on 0\\.0\\.0\\.0:${WEB_PORT}`), { env });
+    this.server = proc;
+    return { url: `https://${SERVER_NAME}:${WEB_PORT}`, proc, logs: () => proc.output };
+  }
+
+  /** Stops the server (SIGTERM, or `signal` as given) and starts it again with the same flags. */
+  async restartServer({ downMs = 0, signal = 'SIGTERM' } = {}) {
+    await this.stopServer(signal);
+    if (downMs) await new Promise((r) => setTimeout(r, downMs));
+    return this.#launchServer();
+  }
+
+  async stopServer(signal = 'SIGTERM') {
+    const proc = this.server;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** A coturn-style config for the embedded relay: a fixed secret, so restarts keep credentials valid. */
+  #turnConfig({ tls }) {
+    const file = path.join(this.dir, `turn${tls ? '-tls' : ''}.conf`);
+    const lines = ['listening-port=3478', 'use-auth-secret', 'static-auth-secret=lab-secret-not-for-production',
+      'fingerprint', 'realm=call.test', 'no-dtls', 'no-multicast-peers', 'user-quota=12', 'total-quota=1200'];
+    if (tls) lines.push(`tls-listening-port=${TURNS_PORT}`, `cert=${this.cert}`, `pkey=${this.key}`);
+    else lines.push('no-tls');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    return file;
+  }
+
+  /** Headless Chromium inside home `home` (fake camera and microphone). */
+  async browser(home) {
+    await this.#trustCa(home);
+    const browser = await chromium.launch({
+      executablePath: path.join(this.dir, `chromium-${home}`),
+      args: chromiumArgs({ loopback: false }),
+      timeout: 30_000,
+    });
+    this.browsers.add(browser);
+    browser.on('disconnected', () => this.browsers.delete(browser));
+    return browser;
+  }
+
+  /** What the observer (on the internet) sees of the server: GET over HTTPS by IP. */
+  async serverJson(pathname) {
+    const out = await sh('curl', ['-sS', '--max-time', '5', '--cacert', this.caCert, '--resolve', `${SERVER_NAME}:${WEB_PORT}:${SERVER_IP}`,
+      `https://${SERVER_NAME}:${WEB_PORT}${pathname}`]);
+    return JSON.parse(out);
+  }
+
+  /** Tears everything down: browsers, processes, namespaces, the bridge, the files. Safe to call twice. */
+  async down() {
+    await Promise.all([...this.browsers].map((b) => b.close().catch(() => {})));
+    for (const child of this.processes) child.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    for (const ns of this.namespaces.splice(0)) await sh('ip', ['netns', 'del', ns]).catch(() => {});
+    await sh('ip', ['link', 'del', this.bridge]).catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** What the lab left behind (for the clean-up check): namespaces and links of this lab. */
+  async leftovers() {
+    const nsList = existsSync('/run/netns') ? (await sh('ip', ['netns', 'list'])).split('\n').filter((l) => l.startsWith(this.id)) : [];
+    const links = (await sh('ip', ['-o', 'link', 'show'])).split('\n').filter((l) => l.includes(this.id));
+    return { namespaces: nsList, links, processes: this.processes.size, dir: existsSync(this.dir) };
+  }
+}
