@@ -29,7 +29,7 @@ import { STATE, initialCall, reduce, showsCall } from './lib/call-state.js';
 import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
 import { openCameraAndMic, stopStream } from './lib/media.js';
-import { initialRecovery, recover } from './lib/recovery.js';
+import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { sameSession } from './lib/sdp.js';
 import { socketIo } from './lib/signaling.js';
@@ -181,6 +181,9 @@ function render() {
   } else if (call.state === STATE.UNBIND) {
     ui.waitingTitle.textContent = 'The other person left';
     ui.waitingSub.replaceChildren('Stay in ', ui.waitingRoom, ': a new call starts when someone joins.');
+  } else if (call.state === STATE.CONN && pc?.connectionState === 'failed' && !recovery.everConnected) {
+    ui.waitingTitle.textContent = 'Could not connect';
+    ui.waitingSub.replaceChildren('There is no network path to the other person (a firewall or NAT in the way, and no relay to fall back on).');
   } else if (call.state === STATE.CONN) {
     ui.waitingTitle.textContent = 'Connecting…';
     ui.waitingSub.replaceChildren('Setting up a secure connection in ', ui.waitingRoom, '.');
@@ -570,10 +573,14 @@ function createPeerConnection() {
     console.info('[pc] connectionState', s);
     ui.remoteTile.dataset.conn = s;
     if (s === 'connected' && !callStartedAt) startCallTimer();
+    if (s === 'failed' && !recovery.everConnected) toast('No route between you and the other person: the call could not connect.', 'error');
     render();
   };
   clearInterval(recoveryTimer);
-  recoveryTimer = setInterval(() => step({ type: 'tick', now: Date.now() }), RECOVERY_TICK_MS);
+  recoveryTimer = setInterval(async () => {
+    const bytes = await transportBytes(mine).catch(() => null);
+    if (mine === pc && bytes) step({ type: 'traffic', ...bytes, now: Date.now() });
+  }, RECOVERY_TICK_MS);
 
   // Bind our tracks (course: bindTracks()).
   videoSender = null;
@@ -611,7 +618,11 @@ async function offer({ iceRestart = false, resume = false }) {
 function step(input) {
   const { state, action } = recover(recovery, input);
   recovery = state;
-  if (action === 'restart') enqueue(restartIce);
+  if (action === 'restart') {
+    // Counted now, so that readings before the offer goes out do not ask again.
+    recovery = recover(recovery, { type: 'restarted', now: input.now }).state;
+    enqueue(restartIce);
+  }
   if (action === 'give-up') {
     logEvent(hooks, 'ice-give-up');
     toast('The connection to the other person was lost.', 'error');
@@ -623,7 +634,7 @@ async function restartIce() {
   if (!pc || !socket?.connected || call.state !== STATE.CONN) return;
   await refreshIceConfigIfStale();
   logEvent(hooks, 'ice-restart', pc.iceConnectionState);
-  if (await offer({ iceRestart: true })) recovery = recover(recovery, { type: 'restarted', now: Date.now() }).state;
+  await offer({ iceRestart: true });
 }
 
 async function flushCandidates(target) {

@@ -19,7 +19,7 @@
 import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
 import { dropMeter, levelMeter, stopStream } from './lib/media.js';
-import { initialRecovery, recover } from './lib/recovery.js';
+import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
 
@@ -300,7 +300,10 @@ async function startMedia() {
     step({ type: 'ice', state: mine.iceConnectionState, now: Date.now() });
   };
   clearInterval(recoveryTimer);
-  recoveryTimer = setInterval(() => step({ type: 'tick', now: Date.now() }), RECOVERY_TICK_MS);
+  recoveryTimer = setInterval(async () => {
+    const bytes = await transportBytes(mine).catch(() => null);
+    if (mine === pc && bytes) step({ type: 'traffic', ...bytes, now: Date.now() });
+  }, RECOVERY_TICK_MS);
   for (const track of localStream?.getTracks() ?? []) mine.addTrack(track, localStream);
   // A viewer (no devices) still needs m-lines to receive on; the SFU fills them.
   if (!localStream?.getAudioTracks().length) mine.addTransceiver('audio', { direction: 'recvonly' });

@@ -16,8 +16,9 @@
 // user's browser trusts a real CA). They get no help a user's browser would not have: no
 // loopback candidates, no forced relay, no ignored certificate errors.
 //
-// Needs root, iproute2, nftables, conntrack, openssl, certutil (libnss3-tools), and /run/netns
-// (scripts/test mounts a tmpfs on /run for the lab's own mount namespace).
+// Needs root, iproute2, nftables, conntrack, openssl, certutil (libnss3-tools), python3, and
+// /run/netns (scripts/test mounts a tmpfs on /run for the lab's own mount namespace). The
+// access links are a userspace cable (linkem.py): the kernel here has no netem.
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -125,6 +126,7 @@ export class Lab {
     this.homes = homes;
     this.namespaces = [];
     this.processes = new Set();
+    this.links = {};
     this.browsers = new Set();
     this.server = null;
     this.bridge = `${this.id}-wan`;
@@ -164,9 +166,10 @@ export class Lab {
       await this.#addNs(host);
       await this.#wire(router, 'wan', `${this.wanIp[home]}/24`);
       await this.exec(router, 'ip', ['route', 'add', 'default', 'via', OBSERVER_IP]);
-      await sh('ip', ['link', 'add', `${this.id}-l${home}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns(host)]);
-      await sh('ip', ['link', 'set', `${this.id}-l${home}`, 'netns', this.ns(router)]);
-      await this.exec(router, 'ip', ['link', 'set', `${this.id}-l${home}`, 'name', 'lan']);
+      // The access link: a userspace cable (linkem.py) between TAP devices, so that it can
+      // lose, delay and jitter packets on a kernel without netem.
+      this.links[home] = await this.spawn(`link-${home}`, 'python3', [path.join(repoRoot, 'tests/lab/linkem.py'),
+        this.ns(host), 'eth0', this.ns(router), 'lan'], /^ready$/m, { stdin: true });
       await this.exec(router, 'ip', ['addr', 'add', `10.0.${n}.1/24`, 'dev', 'lan']);
       await this.exec(router, 'ip', ['link', 'set', 'lan', 'up']);
       await this.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
@@ -233,8 +236,8 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   }
 
   /** Spawns a long-lived process; resolves once its output matches `ready`. */
-  spawn(label, cmd, args, ready, { timeout = 15_000, env } = {}) {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  spawn(label, cmd, args, ready, { timeout = 15_000, env, stdin = false } = {}) {
+    const child = spawn(cmd, args, { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: env ?? process.env });
     child.label = label;
     child.output = '';
     this.processes.add(child);
@@ -273,9 +276,10 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   async renumber(home) {
     const old = this.wanIp[home];
     const next = `198.51.100.${Number(old.split('.')[3]) + 100}`;
-    await this.exec(`r${home}`, 'ip', ['addr', 'add', `${next}/24`, 'dev', 'wan']);
-    await this.exec(`r${home}`, 'ip', ['addr', 'del', `${old}/24`, 'dev', 'wan']);
-    await this.exec(`r${home}`, 'ip', ['route', 'replace', 'default', 'via', OBSERVER_IP, 'src', next]);
+    const router = `r${home}`;
+    await this.exec(router, 'ip', ['addr', 'del', `${old}/24`, 'dev', 'wan']);
+    await this.exec(router, 'ip', ['addr', 'add', `${next}/24`, 'dev', 'wan']);
+    await this.exec(router, 'ip', ['route', 'replace', 'default', 'via', OBSERVER_IP]);
     await this.flushMappings(home);
     this.wanIp[home] = next;
     return next;
@@ -283,20 +287,34 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
 
   /**
    * Impairs the link between a home and its router, both ways: `lossPct` and `delayMs`
-   * (one way; RTT adds both directions) with `jitterMs`, and a `rateKbit` cap.
+   * (one way; the round trip adds both directions) with `jitterMs` (normal, no reordering) in
+   * the link emulator, and a `rateKbit` cap with the kernel's token bucket filter.
    */
   async impair(home, { delayMs = 0, jitterMs = 0, lossPct = 0, rateKbit = 0 } = {}) {
-    const netem = ['netem', 'limit', '200'];
-    if (delayMs) netem.push('delay', `${delayMs}ms`, ...(jitterMs ? [`${jitterMs}ms`, 'distribution', 'normal'] : []));
-    if (lossPct) netem.push('loss', `${lossPct}%`);
-    if (rateKbit) netem.push('rate', `${rateKbit}kbit`);
-    await this.exec(`h${home}`, 'tc', ['qdisc', 'replace', 'dev', 'eth0', 'root', ...netem]);
-    await this.exec(`r${home}`, 'tc', ['qdisc', 'replace', 'dev', 'lan', 'root', ...netem]);
+    await this.#configureLink(home, { delay_ms: delayMs, jitter_ms: jitterMs, loss_pct: lossPct });
+    for (const [role, dev] of [[`h${home}`, 'eth0'], [`r${home}`, 'lan']]) {
+      if (rateKbit) {
+        // A home router's buffer: ~300 ms at the capped rate.
+        await this.exec(role, 'tc', ['qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', `${rateKbit}kbit`, 'burst', '6000', 'latency', '300ms']);
+      } else {
+        await this.exec(role, 'tc', ['qdisc', 'del', 'dev', dev, 'root']).catch(() => {});
+      }
+    }
   }
 
   async clearImpairment(home) {
-    await this.exec(`h${home}`, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root']).catch(() => {});
-    await this.exec(`r${home}`, 'tc', ['qdisc', 'del', 'dev', 'lan', 'root']).catch(() => {});
+    await this.impair(home, {});
+  }
+
+  async #configureLink(home, config) {
+    const link = this.links[home];
+    const seen = (link.output.match(/^configured$/gm) ?? []).length;
+    link.stdin.write(`${JSON.stringify({ ...config, seed: 1 })}\n`);
+    const deadline = Date.now() + 5000;
+    while ((link.output.match(/^configured$/gm) ?? []).length <= seen) {
+      if (Date.now() > deadline) throw new Error(`link emulator of home ${home} did not take its configuration:\n${link.output}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /**
@@ -372,8 +390,15 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   /** Tears everything down: browsers, processes, namespaces, the bridge, the files. Safe to call twice. */
   async down() {
     await Promise.all([...this.browsers].map((b) => b.close().catch(() => {})));
-    for (const child of this.processes) child.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 100));
+    const exits = [...this.processes].map((child) => new Promise((resolve) => {
+      child.once('exit', resolve);
+      child.kill('SIGKILL');
+      setTimeout(resolve, 5000);
+    }));
+    await Promise.all(exits);
+    // The outside ends of the veths go first: a namespace whose sockets linger (TCP in
+    // TIME_WAIT) is destroyed later by the kernel, and its veth with it.
+    for (const ns of this.namespaces) await sh('ip', ['link', 'del', ns]).catch(() => {});
     for (const ns of this.namespaces.splice(0)) await sh('ip', ['netns', 'del', ns]).catch(() => {});
     await sh('ip', ['link', 'del', this.bridge]).catch(() => {});
     rmSync(this.dir, { recursive: true, force: true });
