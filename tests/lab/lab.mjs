@@ -7,8 +7,8 @@
 //                          which is also the observer at .1: it can reach the server)
 //        ┌───────────────────────┼─────────────────────────┐
 //   server .10             router A .21 (nft NAT)     router B .22 (nft NAT)
-//   signal: HTTPS 8443,      │ DNS on 10.0.1.1           │ DNS on 10.0.2.1
-//   TURN 3478, TURNS 443,  home A 10.0.1.2           home B 10.0.2.2
+//   signal: HTTPS 443,       │ DNS on 10.0.1.1           │ DNS on 10.0.2.1
+//   TURN 3478, TURNS 5349, home A 10.0.1.2           home B 10.0.2.2
 //   SFU media (UDP)        (Chromium)                (Chromium)
 //
 // Browsers reach the server by its name (`call.test`) through the home router's DNS, over
@@ -32,10 +32,12 @@ import { repoRoot, signalBin } from '../lib/server.mjs';
 const run = promisify(execFile);
 
 export const SERVER_NAME = 'call.test';
+/** A second name for the same server: TURN over TLS on 443 behind nginx (docs/deploy.md). */
+export const TURN_NAME = 'turn.call.test';
 export const SERVER_IP = '198.51.100.10';
 const OBSERVER_IP = '198.51.100.1';
-export const WEB_PORT = 8443;
-export const TURNS_PORT = 443;
+export const WEB_PORT = 443;
+export const TURNS_PORT = 5349;
 const HOMES = { a: 1, b: 2, c: 3 };
 
 /** Runs a command; rejects with its stderr. */
@@ -74,13 +76,16 @@ async function assertSandbox() {
 export function routerRules({ nat = 'cone', firewall = 'open' } = {}) {
   const masquerade = { cone: 'masquerade', symmetric: 'masquerade fully-random' }[nat];
   if (!masquerade) throw new Error(`unknown NAT kind ${nat}`);
+  const noUdp = 'iifname "lan" meta l4proto udp drop';
   const block = {
     open: [],
     // A firewall that drops every UDP packet leaving the home (DNS to the router is input,
     // not forwarded, so the home still resolves names).
-    'no-udp': ['iifname "lan" meta l4proto udp drop'],
-    // Only TCP to the HTTPS ports gets out: the strictest corporate networks.
-    'https-only': ['iifname "lan" meta l4proto udp drop', `iifname "lan" tcp dport != { ${TURNS_PORT}, ${WEB_PORT} } drop`],
+    'no-udp': [noUdp],
+    // No UDP, and TCP only to the TLS ports (web and TURN over TLS).
+    'tls-only': [noUdp, `iifname "lan" tcp dport != { ${WEB_PORT}, ${TURNS_PORT} } drop`],
+    // Only TCP 443 gets out: the strictest corporate networks.
+    'https-only': [noUdp, 'iifname "lan" tcp dport != 443 drop'],
   }[firewall];
   if (!block) throw new Error(`unknown firewall ${firewall}`);
   return `flush ruleset
@@ -202,7 +207,7 @@ export class Lab {
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
     await sh('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${SERVER_NAME}`,
       '-keyout', this.key, '-out', path.join(d, 'server.csr')]);
-    writeFileSync(path.join(d, 'server.ext'), `subjectAltName=DNS:${SERVER_NAME}\nextendedKeyUsage=serverAuth\n`);
+    writeFileSync(path.join(d, 'server.ext'), `subjectAltName=DNS:${SERVER_NAME},DNS:${TURN_NAME}\nextendedKeyUsage=serverAuth\n`);
     await sh('openssl', ['x509', '-req', '-in', path.join(d, 'server.csr'), '-CA', this.caCert, '-CAkey', path.join(d, 'ca-key.pem'),
       '-CAcreateserial', '-days', '2', '-extfile', path.join(d, 'server.ext'), '-out', this.cert]);
   }
@@ -210,7 +215,7 @@ export class Lab {
   async #startDns(home) {
     const n = HOMES[home];
     await this.spawn(`dns-${home}`, 'ip', ['netns', 'exec', this.ns(`r${home}`), process.execPath,
-      path.join(repoRoot, 'tests/lab/dns.mjs'), `10.0.${n}.1`, `${SERVER_NAME}=${SERVER_IP}`], /dns ready/);
+      path.join(repoRoot, 'tests/lab/dns.mjs'), `10.0.${n}.1`, `${SERVER_NAME}=${SERVER_IP}`, `${TURN_NAME}=${SERVER_IP}`], /dns ready/);
     writeFileSync(path.join(this.dir, `resolv-${home}.conf`), `nameserver 10.0.${n}.1\noptions timeout:1 attempts:2\n`);
   }
 
@@ -235,13 +240,19 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
     await sh('certutil', ['-A', '-d', db, '-n', 'rtc-call lab CA', '-t', 'C,,', '-i', this.caCert]);
   }
 
-  /** Spawns a long-lived process; resolves once its output matches `ready`. */
+  /** Spawns a long-lived process; resolves once its output matches `ready` (at once if null). */
   spawn(label, cmd, args, ready, { timeout = 15_000, env, stdin = false } = {}) {
     const child = spawn(cmd, args, { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: env ?? process.env });
     child.label = label;
     child.output = '';
     this.processes.add(child);
     child.on('exit', () => this.processes.delete(child));
+    if (ready === null) {
+      const collect = (chunk) => { child.output += chunk; };
+      child.stdout.on('data', collect);
+      child.stderr.on('data', collect);
+      return Promise.resolve(child);
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${label} not ready within ${timeout} ms:\n${child.output}`)), timeout);
       const onData = (chunk) => {
@@ -318,8 +329,8 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   }
 
   /**
-   * Starts `signal` on the server, reachable as https://call.test:8443/. Embedded TURN on
-   * UDP/TCP 3478 and, with `turnTls`, TURN over TLS on 443 (the lab certificate).
+   * Starts `signal` on the server, reachable as https://call.test/. Embedded TURN on UDP/TCP
+   * 3478 and, with `turnTls`, TURN over TLS on 5349 (the lab certificate).
    * @param {{turn?: boolean, turnTls?: boolean, args?: string[], publicDir?: string}} options
    */
   async startServer({ turn = true, turnTls = false, args = [], publicDir } = {}) {
@@ -327,16 +338,22 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
       '--public-dir', publicDir ?? path.join(repoRoot, 'public'), '--cert-dir', path.join(this.dir, 'certs'), ...args];
     if (!turn) flags.push('--no-turn');
     else flags.push('--turn-config', this.#turnConfig({ tls: turnTls }));
+    return this.startSignal(flags, `0.0.0.0:${WEB_PORT}`);
+  }
+
+  /** Starts `signal` on the server with exactly `flags`; ready when it listens on `listen`. */
+  async startSignal(flags, listen) {
     this.serverFlags = flags;
+    this.serverListen = listen;
     return this.#launchServer();
   }
 
   async #launchServer() {
     const env = { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' };
-    const proc = await this.spawn('signal', 'ip', ['netns', 'exec', this.ns('srv'), signalBin, ...this.serverFlags],
-      new RegExp(`listening on 0\\.0\\.0\\.0:${WEB_PORT}`), { env });
+    const listening = new RegExp(`listening on ${this.serverListen.replaceAll('.', '\\.')}`);
+    const proc = await this.spawn('signal', 'ip', ['netns', 'exec', this.ns('srv'), signalBin, ...this.serverFlags], listening, { env });
     this.server = proc;
-    return { url: `https://${SERVER_NAME}:${WEB_PORT}`, proc, logs: () => proc.output };
+    return { url: `https://${SERVER_NAME}`, proc, logs: () => proc.output };
   }
 
   /** Stops the server (SIGTERM, or `signal` as given) and starts it again with the same flags. */
@@ -383,7 +400,7 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   /** What the observer (on the internet) sees of the server: GET over HTTPS by IP. */
   async serverJson(pathname) {
     const out = await sh('curl', ['-sS', '--max-time', '5', '--cacert', this.caCert, '--resolve', `${SERVER_NAME}:${WEB_PORT}:${SERVER_IP}`,
-      `https://${SERVER_NAME}:${WEB_PORT}${pathname}`]);
+      `https://${SERVER_NAME}${pathname}`]);
     return JSON.parse(out);
   }
 

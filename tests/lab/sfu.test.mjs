@@ -1,8 +1,8 @@
 // SFU rooms across real networks (issue 8): three homes behind NAT routers join one room on
-// the public server (https://call.test:8443/sfu.html). A home whose firewall blocks UDP joins
+// the public server (https://call.test/sfu.html). A home whose firewall blocks UDP joins
 // through the TURN relay; a bad link, a new public address and a server restart are survived.
 // Figures are printed as diagnostics and summarised in docs/BENCHMARKS.md.
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -57,7 +57,15 @@ async function roomReport(room) {
 before(async () => {
   lab = await Lab.create({ homes: HOMES });
   for (const home of HOMES) browsers[home] = await lab.browser(home);
-  await serve();
+});
+
+// Every scenario starts from the same lab: pages closed, routers open cone NATs, clean links.
+afterEach(async () => {
+  for (const page of open.splice(0)) await page.context().close().catch(() => {});
+  for (const home of HOMES) {
+    await lab.setRouter(home, { nat: 'cone' });
+    await lab.clearImpairment(home);
+  }
 });
 
 after(async () => {
@@ -69,6 +77,7 @@ after(async () => {
 
 describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
   it('cone NATs: everyone sees everyone through the SFU', async (t) => {
+    await serve();
     const { pages, stats, setupMs } = await meet('cone');
     for (const home of HOMES) assert.equal(stats[home].pair.remote.address, `${'198.51.100.10'}:${stats[home].pair.remote.address.split(':')[1]}`, 'media goes to the server');
     figures.coneSetupMs = setupMs;
@@ -78,6 +87,7 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
 
   it('UDP blocked in one home: that participant joins through the relay over TCP', async (t) => {
     await lab.setRouter('a', { nat: 'cone', firewall: 'no-udp' });
+    await serve();
     const { pages, stats, setupMs } = await meet('no-udp');
     assert.equal(stats.a.pair.local.type, 'relay', pairText(stats.a));
     assert.equal(stats.a.pair.local.relayProtocol, 'tcp', pairText(stats.a));
@@ -89,19 +99,18 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     await leaveAll(pages);
   });
 
-  it('only HTTPS ports open: that participant joins through the relay over TLS', async (t) => {
-    await lab.setRouter('a', { nat: 'cone', firewall: 'https-only' });
+  it('no UDP, TCP only to the TLS ports: that participant joins through the relay over TLS', async (t) => {
+    await lab.setRouter('a', { nat: 'cone', firewall: 'tls-only' });
     await serve({ turnTls: true });
     const { pages, stats, setupMs } = await meet('tls');
     assert.equal(stats.a.pair.local.relayProtocol, 'tls', pairText(stats.a));
     figures.tlsOnlySetupMs = setupMs;
     t.diagnostic(`${pairText(stats.a)}; first join → everyone decoding everyone ${setupMs} ms`);
     await leaveAll(pages);
-    await lab.setRouter('a', { nat: 'cone' });
-    await serve();
   });
 
   it('a new public address mid-call: the participant is back within seconds', async (t) => {
+    await serve();
     const { pages } = await meet('renumber');
     const samplers = Object.fromEntries(await Promise.all(HOMES.map(async (h) => [h, await startSampler(pages[h])])));
     await sleep(2000);
@@ -122,6 +131,7 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
   });
 
   it('the server restarts: everyone rejoins by themselves', async (t) => {
+    await serve();
     const { pages } = await meet('restart');
     const ids = await Promise.all(HOMES.map((h) => pages[h].evaluate(() => window.__rtc.id)));
     const t0 = Date.now();
@@ -137,6 +147,7 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
   });
 
   it('a lossy, slow link in one home: the room keeps playing', async (t) => {
+    await serve();
     const { pages } = await meet('badlink');
     const runs = {};
     for (const [label, impairment] of [
