@@ -31,8 +31,8 @@ pub struct Turn {
 /// address: the relay may reach that one address even where its peer policy denies the IP
 /// (loopback, a private range), so a participant behind a UDP-blocking firewall can reach
 /// the SFU over TURN/TCP without the relay being opened to anything else there.
-/// `public_ip` (`--public-ip`, NAT 1:1) becomes the built-in relay's `external-ip`; a relay
-/// config file says its own.
+/// `public_ip` (`--public-ip`, NAT 1:1) becomes the relay's `external-ip` unless its config
+/// file names one.
 pub async fn start(
     settings: &TurnSettings,
     public_ip: Option<IpAddr>,
@@ -48,11 +48,12 @@ pub async fn start(
     }
     let mut config = match &settings.config {
         Some(path) => RelayConfig::from_file(path)?,
-        None => RelayConfig {
-            external_ips: public_ip.map(|ip| (ip, None)).into_iter().collect(),
-            ..default_relay_config()
-        },
+        None => default_relay_config(),
     };
+    if let (Some(ip), true) = (public_ip, config.external_ips.is_empty()) {
+        tracing::info!(%ip, "the TURN relay announces the public address as its external-ip");
+        config.external_ips.push((ip, None));
+    }
     if let Some(addr) = sfu_media {
         tracing::info!(%addr, "the TURN relay may reach the SFU's media port");
         config.allowed_peer_addrs.push(addr);
