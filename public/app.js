@@ -440,6 +440,7 @@ async function onOffer(sdp) {
     }
     if (collision) await pc.setLocalDescription({ type: 'rollback' });
     logEvent(hooks, 'renegotiate', 'answering');
+    recovery = recover(recovery, { type: 'remote-restart', now: Date.now() }).state;
   } else if (!pc || pc.signalingState !== 'stable' || pc.remoteDescription) {
     const early = pendingCandidates; // candidates that arrived ahead of this offer
     createPeerConnection();

@@ -39,7 +39,9 @@ const CONNECTED = new Set(['connected', 'completed']);
  * @param {typeof initialRecovery} state
  * @param {{type: 'ice', state: RTCIceConnectionState, now: number} |
  *         {type: 'traffic', received: number, sent: number, now: number} |
- *         {type: 'tick', now: number} | {type: 'restarted', now: number}} input
+ *         {type: 'tick', now: number} | {type: 'restarted', now: number} |
+ *         {type: 'remote-restart', now: number}} input  `restarted`: we restarted ICE;
+ *         `remote-restart`: we answered the other side's restart (no need for ours too)
  * @returns {{state: typeof initialRecovery, action: null | 'restart' | 'give-up'}}
  */
 export function recover(state, input) {
@@ -64,6 +66,7 @@ export function recover(state, input) {
     s.restarts += 1;
     s.restartedAt = now;
   }
+  if (input.type === 'remote-restart' && s.everConnected) s.restartedAt = now;
   if (!s.everConnected || s.gaveUp || s.ice === 'closed') return { state: s, action: null };
   if (s.restartedAt !== null && now - s.restartedAt < RESTART_TIMEOUT_MS) return { state: s, action: null };
   const silent = s.sending && s.lastReceivedAt !== null && now - s.lastReceivedAt >= SILENCE_MS;

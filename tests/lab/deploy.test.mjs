@@ -62,7 +62,7 @@ before(async () => {
 
 afterEach(async () => {
   for (const page of open.splice(0)) await page.context().close().catch(() => {});
-  for (const child of [...lab.processes].filter((c) => ['nginx', 'caddy'].includes(c.label))) child.kill('SIGKILL');
+  await Promise.all([...lab.processes].filter((c) => ['nginx', 'caddy'].includes(c.label)).map((c) => lab.stop(c)));
   await lab.stopServer();
 });
 

@@ -272,6 +272,24 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
     });
   }
 
+  /**
+   * Stops a process started by `spawn`: SIGTERM, so that a daemon's own children go with it
+   * (nginx's workers outlive a SIGKILLed master and hold our pipes open), then SIGKILL.
+   */
+  stop(child) {
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
+      const give = setTimeout(resolve, 6000);
+      child.once('exit', () => {
+        clearTimeout(kill);
+        clearTimeout(give);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+
   /** NAT kind ('cone' | 'symmetric') and firewall ('open' | 'no-udp' | 'https-only') of a home's router. */
   async setRouter(home, { nat = 'cone', firewall = 'open' }) {
     await this.exec(`r${home}`, 'nft', ['-f', '-'], { input: routerRules({ nat, firewall }) });
@@ -366,11 +384,23 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   async stopServer(signal = 'SIGTERM') {
     const proc = this.server;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    if (signal === 'SIGTERM') return this.stop(proc);
     const exited = new Promise((resolve) => proc.once('exit', resolve));
     proc.kill(signal);
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
     await exited;
-    clearTimeout(timer);
+  }
+
+  /**
+   * Starts coturn (Debian's `turnserver`, the relay ours stands in for) on the server, on
+   * UDP/TCP `port`, with REST-API credentials signed with `secret`: the peer in side-by-side
+   * measurements.
+   */
+  async startCoturn({ port = 3479, secret }) {
+    return this.spawn('coturn', 'ip', ['netns', 'exec', this.ns('srv'), 'turnserver', '-n', '--listening-port', String(port),
+      '--listening-ip', SERVER_IP, '--relay-ip', SERVER_IP, '--min-port', '30000', '--max-port', '39999',
+      '--use-auth-secret', `--static-auth-secret=${secret}`, '--realm', SERVER_NAME, '--no-tls', '--no-dtls', '--fingerprint',
+      '--no-cli', '--no-multicast-peers', '--log-file', 'stdout', '--simple-log', '--pidfile', path.join(this.dir, 'turnserver.pid')],
+    /Total General servers/);
   }
 
   /** A coturn-style config for the embedded relay: a fixed secret, so restarts keep credentials valid. */
@@ -407,12 +437,18 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   /** Tears everything down: browsers, processes, namespaces, the bridge, the files. Safe to call twice. */
   async down() {
     await Promise.all([...this.browsers].map((b) => b.close().catch(() => {})));
-    const exits = [...this.processes].map((child) => new Promise((resolve) => {
-      child.once('exit', resolve);
-      child.kill('SIGKILL');
-      setTimeout(resolve, 5000);
-    }));
-    await Promise.all(exits);
+    await Promise.all([...this.processes].map((child) => this.stop(child)));
+    // Anything still inside a lab namespace (a daemon's orphaned child) goes too.
+    for (const ns of this.namespaces) {
+      const pids = (await sh('ip', ['netns', 'pids', ns]).catch(() => '')).split('\n').filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone already */
+        }
+      }
+    }
     // The outside ends of the veths go first: a namespace whose sockets linger (TCP in
     // TIME_WAIT) is destroyed later by the kernel, and its veth with it.
     for (const ns of this.namespaces) await sh('ip', ['link', 'del', ns]).catch(() => {});

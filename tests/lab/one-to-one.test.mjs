@@ -99,6 +99,34 @@ describe('1-to-1 calls between two homes', { timeout: 600_000 }, () => {
     await hangUp(a, b);
   });
 
+  it('symmetric NATs: our relay beside coturn, the same calls in turn', async (t) => {
+    await lab.setRouter('a', { nat: 'symmetric' });
+    await lab.setRouter('b', { nat: 'symmetric' });
+    const secret = 'lab-peer-secret';
+    const coturn = await lab.startCoturn({ port: 3479, secret });
+    const viaCoturn = ['--turn-secret', secret, '--turn-url', 'stun:{host}:3479',
+      '--turn-url', 'turn:{host}:3479?transport=udp', '--turn-url', 'turn:{host}:3479?transport=tcp'];
+    const runs = { ours: [], coturn: [] };
+    for (let round = 0; round < 3; round++) {
+      for (const relay of ['ours', 'coturn']) {
+        await serve(relay === 'ours' ? {} : { turn: false, args: viaCoturn });
+        const room = `peer-${relay}-${round}`;
+        const { a, b, sa, setupMs } = await call(room);
+        const relayPort = Number((sa.pair.local.type === 'relay' ? sa.pair.local : sa.pair.remote).address.split(':')[1]);
+        assert.equal(relay === 'coturn', relayPort >= 30000 && relayPort <= 39999, `${relay} relays the call (${pairText(sa)})`);
+        const before = await mediaStats(a);
+        await sleep(3000);
+        runs[relay].push({ setupMs, fps: quality(before, await mediaStats(a), 3).fps });
+        await hangUp(a, b);
+      }
+    }
+    await lab.stop(coturn);
+    const median = (list) => [...list].sort((x, y) => x - y)[Math.floor(list.length / 2)];
+    const summary = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, { setupMs: median(v.map((r) => r.setupMs)), fps: median(v.map((r) => r.fps)) }]));
+    figures.relayVsCoturn = { ...summary, setupRatio: Math.round((summary.ours.setupMs / summary.coturn.setupMs) * 100) / 100, runs };
+    t.diagnostic(`medians of 3, alternating: ours ${summary.ours.setupMs} ms / ${summary.ours.fps} fps, coturn ${summary.coturn.setupMs} ms / ${summary.coturn.fps} fps; setup ratio ${figures.relayVsCoturn.setupRatio}`);
+  });
+
   it('negative control: symmetric NATs with STUN but no relay never connect', async (t) => {
     await lab.setRouter('a', { nat: 'symmetric' });
     await lab.setRouter('b', { nat: 'symmetric' });

@@ -96,3 +96,12 @@ test('a first attempt that never connected is not restarted', () => {
   const { actions } = play([ice('checking', 0), ...traffic(0, 15_000, { receiving: () => false }), ice('disconnected', 15_000), ice('failed', 15_500), ...traffic(15_500, 40_000, { receiving: () => false })]);
   assert.deepEqual(actions, []);
 });
+
+test('answering the other side\'s restart holds ours back for the timeout', () => {
+  const cut = 6000;
+  const inputs = [...connectedCall, ...traffic(5500, cut + 900, { receiving: (t) => t < cut }), { type: 'remote-restart', now: cut + 1000 },
+    ...traffic(cut + 1000, cut + 1000 + RESTART_TIMEOUT_MS + 500, { receiving: (t) => t < cut })];
+  const { actions } = play(inputs);
+  assert.deepEqual(actions.map(([, a]) => a), ['restart'], 'one restart, after the timeout only');
+  assert.ok(actions[0][0] >= cut + 1000 + RESTART_TIMEOUT_MS, `not before the answered restart timed out (${actions[0][0]})`);
+});
