@@ -65,8 +65,10 @@ async function listDevices() {
   }
 }
 
-// URL parameters `res=WxH` and `fps=N` preset the camera (tests keep fake-video load modest).
+// URL parameters `res=WxH` and `fps=N` preset the camera (tests keep fake-video load modest);
+// `relay` sends all media through the TURN relay (iceTransportPolicy 'relay'), to check it.
 const urlParams = new URLSearchParams(location.search);
+const FORCE_RELAY = urlParams.has('relay');
 const frameRate = Math.min(60, Math.max(1, Number(urlParams.get('fps')) || 30));
 
 function constraints() {
@@ -283,7 +285,12 @@ async function startMedia() {
   if (isStale(iceConfig, Date.now())) {
     iceConfig = await loadIceServers({ fallback: iceConfig, onError: (err) => log('ice-servers', String(err)) });
   }
-  const mine = new RTCPeerConnection({ iceServers: iceConfig.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  const mine = new RTCPeerConnection({
+    iceServers: iceConfig.iceServers,
+    iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
+    bundlePolicy: 'max-bundle',
+    rtcpMuxPolicy: 'require',
+  });
   pc = mine;
   hooks.pc = mine;
   hooks.pcGeneration += 1;
