@@ -250,7 +250,7 @@ for (const [version, io] of Object.entries(clients)) {
       await b.next('joined');
       await a.next('other_joined');
 
-      for (const bad of [undefined, 'offer', 7, [], { sdp: 'v=0' }, { type: 'bye' }, { type: 'offer', sdp: 1 }, { type: 'candidate', label: 'x', candidate: 'c' }]) {
+      for (const bad of [undefined, 7, null, [], { sdp: 'v=0' }, { type: 'bye' }, { type: 'offer', sdp: 1 }, { type: 'candidate', label: 'x', candidate: 'c' }]) {
         a.emit('message', room, bad);
         await a.error('invalid_message');
       }
@@ -260,6 +260,23 @@ for (const [version, io] of Object.entries(clients)) {
       await b.none('message', 100);
       a.emit('message', room, { type: 'offer', sdp: 'ok' });
       assert.equal((await b.next('message'))[1].sdp, 'ok');
+    });
+
+    test('data is relayed exactly as sent: key order kept, plain text passed on', async () => {
+      const room = freshRoom();
+      const [a, b] = await Promise.all([peer('A'), peer('B')]);
+      a.emit('join', room);
+      await a.next('joined');
+      b.emit('join', room);
+      await b.next('joined');
+      await a.next('other_joined');
+      // The course's candidate shape, keys in its order (not sorted).
+      a.emit('message', room, { type: 'candidate', label: 0, id: '0', candidate: 'candidate:1 1 udp 1 192.0.2.1 9 typ host' });
+      const [, candidate] = await b.next('message');
+      assert.deepEqual(Object.keys(candidate), ['type', 'label', 'id', 'candidate']);
+      // The course's chat chapters send plain text through `message`.
+      a.emit('message', room, 'hello, 你好');
+      assert.equal((await b.next('message'))[1], 'hello, 你好');
     });
 
     test('four simultaneous joins: exactly two joined, two full', async () => {
