@@ -44,6 +44,14 @@ const STATE_LABEL = {
 const JOIN_TIMEOUT_MS = 10_000;
 const LEAVE_TIMEOUT_MS = 3_000;
 const RECOVERY_TICK_MS = 500;
+// Back from a signaling outage, the room can look full for a few seconds: our old
+// connection holds the seat until the server's ping timeout (2 + 2 s) notices it is gone.
+const REJOIN_RETRY_MS = 1500;
+const REJOIN_ATTEMPTS = 8;
+// After `bye`, a call whose media still flows is kept this long in case the peer only lost
+// its signaling connection and comes back (a new public address kills its WebSocket, not
+// its media). A peer that hung up stops answering ICE, and the connection goes within ~5 s.
+const PEER_RETURN_MS = 15_000;
 const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 
 const $ = (id) => document.getElementById(id);
@@ -103,6 +111,8 @@ let makingOffer = false;    // perfect negotiation: an offer of ours is being ma
 let resuming = false;       // our last offer renegotiates a call that survived a signaling outage
 let recovery = initialRecovery;
 let recoveryTimer = 0;
+let rejoinAttempts = 0;
+let heldTimer = 0;          // while a connection outlives the peer's `bye`
 let iceConfig = null;       // { iceServers, expiresAt }
 let callStartedAt = 0;
 let timerHandle = 0;
@@ -303,9 +313,16 @@ function setRoomInUrl(name) {
 async function onConnect() {
   // socket.io reconnected after an outage: take our seat again. The call, if any, kept going.
   if (call.rejoining) {
-    logEvent(hooks, 'rejoin', call.room);
-    socket.emit('join', call.room);
+    rejoinAttempts = 0;
+    rejoin();
   }
+}
+
+function rejoin() {
+  if (!call.rejoining || !socket?.connected) return;
+  rejoinAttempts += 1;
+  logEvent(hooks, 'rejoin', call.room);
+  socket.emit('join', call.room);
 }
 
 async function onJoined(r, _id, info) {
@@ -327,6 +344,7 @@ async function onJoined(r, _id, info) {
 async function onOtherJoined(r, _id) {
   const before = call;
   if (dispatch({ type: 'other_joined', room: r }) === before) return;
+  clearTimeout(heldTimer);
   await refreshIceConfigIfStale();
   if (isLive(pc) && pc.remoteDescription) {
     // The other side is back after a signaling outage (no `bye` closed our call): renegotiate
@@ -340,17 +358,22 @@ async function onOtherJoined(r, _id) {
 }
 
 async function onFull(r) {
+  if (call.rejoining && r === call.room) {
+    if (rejoinAttempts < REJOIN_ATTEMPTS) {
+      setTimeout(() => enqueue(async () => rejoin()), REJOIN_RETRY_MS);
+      return;
+    }
+    // The seat stayed taken: someone else is in the room now.
+    finishLeave();
+    showNotice(`Someone else took your place in “${r}” while the server was unreachable.`);
+    return;
+  }
   const before = call;
   if (dispatch({ type: 'full', room: r }) === before) return;
   clearTimeout(joinTimer);
   closePeerConnection();
   stopMedia();
-  if (before.rejoining) {
-    setRoomInUrl(null);
-    showNotice(`Someone else took your place in “${r}” while the server was unreachable.`);
-  } else {
-    showNotice(`Room “${r}” is full — it already has two people. Try another room name.`);
-  }
+  showNotice(`Room “${r}” is full — it already has two people. Try another room name.`);
   render();
 }
 
@@ -362,8 +385,23 @@ async function onLeaved(r) {
 async function onBye(r) {
   const before = call;
   if (dispatch({ type: 'bye', room: r }) === before) return;
-  closePeerConnection();
   toast('The other person left the call.');
+  if (pc?.connectionState !== 'connected') {
+    closePeerConnection();
+    return;
+  }
+  // The peer's signaling is gone; its media may not be. Keep the connection until it fails
+  // or the peer is back (onOtherJoined resumes it).
+  logEvent(hooks, 'held', 'after bye');
+  const held = pc;
+  const release = () => {
+    if (held === pc && call.state !== STATE.CONN) closePeerConnection();
+  };
+  clearTimeout(heldTimer);
+  heldTimer = setTimeout(release, PEER_RETURN_MS);
+  held.addEventListener('connectionstatechange', () => {
+    if (['disconnected', 'failed', 'closed'].includes(held.connectionState)) release();
+  });
 }
 
 async function onSignalError(err) {
@@ -462,18 +500,17 @@ async function onAnswer(sdp) {
     console.warn('ignoring answer in signalingState', pc?.signalingState);
     return;
   }
-  try {
-    await pc.setRemoteDescription({ type: 'answer', sdp });
-  } catch (err) {
-    if (!resuming) throw err;
-    // We offered to resume a call, but whoever answered is not the peer we had (their answer
-    // does not fit our connection): start a fresh call with them instead.
-    logEvent(hooks, 'resume-failed', String(err?.message ?? err));
+  if (resuming && !sameSession(pc.remoteDescription?.sdp, sdp)) {
+    // We offered to resume a call, but the answer comes from another connection than the one
+    // we had (someone new, or the peer started afresh). Chromium would accept it and never
+    // connect (a new DTLS fingerprint on an old transport): start a fresh call instead.
+    logEvent(hooks, 'resume-failed', 'answer from another session');
     resuming = false;
     createPeerConnection();
     await offer({});
     return;
   }
+  await pc.setRemoteDescription({ type: 'answer', sdp });
   resuming = false;
   showSdp('remote', pc.remoteDescription);
   await flushCandidates(pc);
@@ -596,7 +633,11 @@ function createPeerConnection() {
 /** Makes and sends an offer on the current connection (course: call()). */
 async function offer({ iceRestart = false, resume = false }) {
   const mine = pc;
-  if (!mine || mine.signalingState !== 'stable') return false;
+  if (!mine) return false;
+  // An offer of ours still waiting for its answer was lost with a signaling connection (a
+  // new public address kills the WebSocket mid-call): take it back and make a new one.
+  if (mine.signalingState === 'have-local-offer') await mine.setLocalDescription({ type: 'rollback' });
+  if (mine !== pc || mine.signalingState !== 'stable') return false;
   // Receive audio and video even if we have nothing to send.
   const kinds = mine.getTransceivers().map((t) => t.receiver.track.kind);
   if (!kinds.includes('audio')) mine.addTransceiver('audio', { direction: 'recvonly' });
@@ -656,6 +697,7 @@ async function addCandidate(target, init) {
 function closePeerConnection() {
   clearInterval(recoveryTimer);
   recoveryTimer = 0;
+  clearTimeout(heldTimer);
   if (pc) {
     pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = pc.oniceconnectionstatechange = null;
     pc.close();

@@ -39,9 +39,10 @@ export function reduce(call, ev) {
     case 'bye':
       return same && call.state === STATE.CONN ? { ...call, state: STATE.UNBIND } : call;
     case 'full':
+      // While rejoining, `full` is usually our own old connection, which the server has not
+      // yet seen die (it notices within its ping timeout): the page tries again, and gives up
+      // with a `reset` if the seat stays taken.
       if (call.pending === ev.room) return { ...call, pending: null };
-      // Our seat was taken while we were away.
-      if (call.rejoining && same) return { ...initialCall };
       return call;
     case 'leaved':
       return same ? { ...initialCall } : call;

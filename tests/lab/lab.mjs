@@ -132,6 +132,7 @@ export class Lab {
     this.namespaces = [];
     this.processes = new Set();
     this.links = {};
+    this.rates = {};
     this.browsers = new Set();
     this.server = null;
     this.bridge = `${this.id}-wan`;
@@ -321,6 +322,10 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
    */
   async impair(home, { delayMs = 0, jitterMs = 0, lossPct = 0, rateKbit = 0 } = {}) {
     await this.#configureLink(home, { delay_ms: delayMs, jitter_ms: jitterMs, loss_pct: lossPct });
+    // Touch the qdiscs only when the cap changes: Chromium takes a qdisc change on its
+    // interface for a network change (ERR_NETWORK_CHANGED on requests in flight).
+    if ((this.rates[home] ?? 0) === rateKbit) return;
+    this.rates[home] = rateKbit;
     for (const [role, dev] of [[`h${home}`, 'eth0'], [`r${home}`, 'lan']]) {
       if (rateKbit) {
         // A home router's buffer: ~300 ms at the capped rate.

@@ -188,17 +188,29 @@ describe('1-to-1 calls between two homes', { timeout: 600_000 }, () => {
     await sleep(2000);
     const t0 = Date.now();
     const address = await lab.renumber('a');
-    await until('A reconnected through its new address', async () => {
-      const s = await mediaStats(a);
-      return s?.pair?.local.address.startsWith(`${address}:`) && s.iceState === 'connected';
-    }, 30_000, 250);
+    let last = null;
+    try {
+      // Decoding again on both sides, past what the jitter buffers held at the change.
+      await sleep(1500);
+      const baseline = await Promise.all([a, b].map(mediaStats));
+      await until('video flowing again both ways', async () => {
+        last = await mediaStats(a);
+        const now = [last, await mediaStats(b)];
+        return now.every((s, i) => s?.video[0]?.framesDecoded > (baseline[i]?.video[0]?.framesDecoded ?? 0) + 10);
+      }, 30_000, 250);
+    } catch (err) {
+      const timeline = await Promise.all([a, b].map((p) => eventsSince(p, t0 - 500, ['ice', 'ice-restart', 'renegotiate', 'glare', 'rejoin', 'signaling-lost', 'resume-failed', 'ice-give-up'])));
+      err.message += `\nA's last stats: ${JSON.stringify(last)}\nA: ${timeline[0].join(' ')}\nB: ${timeline[1].join(' ')}`;
+      throw err;
+    }
     await sleep(3000);
     const [sa, sb] = await Promise.all(samplers.map((s) => s.stop()));
     const recovery = [resumedAfter(sa, t0), resumedAfter(sb, t0)];
     assert.ok(recovery.every((ms) => ms !== null), 'video resumed on both sides');
     figures.renumberVideoResumedMs = recovery;
     figures.renumberStallMs = [longestStall(sa, t0 - 1000), longestStall(sb, t0 - 1000)];
-    t.diagnostic(`new address ${address}: video resumed after ${recovery.join(' / ')} ms (A / B); longest stall ${figures.renumberStallMs.join(' / ')} ms`);
+    const path = (await mediaStats(a)).pair;
+    t.diagnostic(`new address ${address}: video resumed after ${recovery.join(' / ')} ms (A / B); longest stall ${figures.renumberStallMs.join(' / ')} ms; now ${path.local.type} ${path.local.address} ⇄ ${path.remote.type}`);
     for (const page of [a, b]) t.diagnostic(`${page.label}: ${(await eventsSince(page, t0, ['ice', 'ice-restart', 'renegotiate', 'glare'])).join(' ')}`);
     assert.ok(Math.max(...recovery) <= 10_000, `video resumed within 10 s (${recovery})`);
     await hangUp(a, b);

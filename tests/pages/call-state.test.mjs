@@ -39,7 +39,7 @@ const expected = {
   joined: { join: '=', joinedAlone: '=', joinedWithPeer: '=', otherJoined: [CONN, R, null, false, false], bye: '=', full: '=', leaved: idle, joinError: '=', disconnected: [LEAVED, R, null, true, false], reset: idle },
   conn: { join: '=', joinedAlone: '=', joinedWithPeer: '=', otherJoined: [CONN, R, null, false, false], bye: [UNBIND, R, null, false, true], full: '=', leaved: idle, joinError: '=', disconnected: [LEAVED, R, null, true, true], reset: idle },
   unbind: { join: '=', joinedAlone: '=', joinedWithPeer: '=', otherJoined: [CONN, R, null, false, false], bye: '=', full: '=', leaved: idle, joinError: '=', disconnected: [LEAVED, R, null, true, true], reset: idle },
-  rejoining: { join: '=', joinedAlone: [JOINED, R, null, false, false], joinedWithPeer: [CONN, R, null, false, true], otherJoined: '=', bye: '=', full: idle, leaved: idle, joinError: '=', disconnected: [LEAVED, R, null, true, true], reset: idle },
+  rejoining: { join: '=', joinedAlone: [JOINED, R, null, false, false], joinedWithPeer: [CONN, R, null, false, true], otherJoined: '=', bye: '=', full: '=', leaved: idle, joinError: '=', disconnected: [LEAVED, R, null, true, true], reset: idle },
 };
 
 test('every state × input pair', () => {
