@@ -60,7 +60,7 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// A participant whose browser nominated a path from a new address is moved to it once
 /// nothing has come from the old address for this long (NAT rebinding). The old path
 /// still carrying traffic means the new one is not a move (or is a replayed check).
-const REBIND_SILENCE: Duration = Duration::from_secs(2);
+const REBIND_SILENCE: Duration = Duration::from_secs(1);
 
 /// What the signaling side asks of the media plane.
 #[derive(Debug)]

@@ -42,7 +42,7 @@ pub struct Participant {
     pub failed: bool,
     /// Our current ICE ufrag (changes with an ICE restart).
     pub ufrag: String,
-    /// Where str0m sends this participant's datagrams (its nominated path).
+    /// Where str0m sends this participant's media (its nominated path).
     pub sending_to: Option<SocketAddr>,
     /// The browser nominated a path from another address (NAT rebinding): follow it once
     /// the old one has gone quiet.
@@ -121,7 +121,12 @@ impl Participant {
         loop {
             match self.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => {
-                    self.sending_to = Some(t.destination);
+                    // STUN goes wherever a check came from or is due; media and DTLS go
+                    // down the nominated path.
+                    let stun = t.contents.first().is_some_and(|b| *b < 2);
+                    if !stun {
+                        self.sending_to = Some(t.destination);
+                    }
                     out.push_back(Output::Transmit(Transmit {
                         participant: self.id,
                         destination: t.destination,
