@@ -165,9 +165,10 @@ impl Driver {
         };
         if !self.outbox.is_empty() {
             let core = &mut self.core;
-            self.outbox.send(self.socket.as_raw_fd(), &mut self.batch, |owner| {
-                core.datagram_dropped(owner)
-            });
+            self.outbox
+                .send(self.socket.as_raw_fd(), &mut self.batch, |owner| {
+                    core.datagram_dropped(owner)
+                });
         }
         let (rooms, participants) = self.core.counts();
         self.shared.rooms.store(rooms, Ordering::Relaxed);
@@ -181,10 +182,12 @@ impl Driver {
     fn read(&mut self) {
         let fd = self.socket.as_raw_fd();
         let inbox = &mut self.inbox;
-        let received = self.socket.try_io(Interest::READABLE, || match inbox.recv(fd) {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-            other => other,
-        });
+        let received = self
+            .socket
+            .try_io(Interest::READABLE, || match inbox.recv(fd) {
+                Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+                other => other,
+            });
         match received {
             Ok(_) => {
                 let now = Instant::now();

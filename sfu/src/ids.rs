@@ -180,8 +180,19 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in ["", "p", "x0123456789ab", "p0123456789a", "p0123456789abc", "p0123456789ag"] {
-            assert_eq!(bad.parse::<ParticipantId>(), Err(InvalidParticipantId), "{bad:?}");
+        for bad in [
+            "",
+            "p",
+            "x0123456789ab",
+            "p0123456789a",
+            "p0123456789abc",
+            "p0123456789ag",
+        ] {
+            assert_eq!(
+                bad.parse::<ParticipantId>(),
+                Err(InvalidParticipantId),
+                "{bad:?}"
+            );
         }
     }
 

@@ -307,14 +307,21 @@ mod tests {
             }
         }
         assert_eq!(got, payloads, "all, in order");
-        assert_eq!(batch.recv(receiver.as_raw_fd(), arena.chunks_mut(256)).unwrap(), 0);
+        assert_eq!(
+            batch
+                .recv(receiver.as_raw_fd(), arena.chunks_mut(256))
+                .unwrap(),
+            0
+        );
     }
 
     #[test]
     fn a_truncated_datagram_has_no_source() {
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sender.send_to(&[7u8; 100], receiver.local_addr().unwrap()).unwrap();
+        sender
+            .send_to(&[7u8; 100], receiver.local_addr().unwrap())
+            .unwrap();
         let mut small = [0u8; 10];
         let mut batch = MmsgBatch::new(4);
         let n = batch

@@ -151,8 +151,7 @@ fn parse_check(datagram: &[u8]) -> Option<Check<'_>> {
     // this, and str0m's parser allocates on errors.
     const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
     const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
-    if datagram.len() < 20 || datagram[0..2] != BINDING_REQUEST || datagram[4..8] != MAGIC_COOKIE
-    {
+    if datagram.len() < 20 || datagram[0..2] != BINDING_REQUEST || datagram[4..8] != MAGIC_COOKIE {
         return None;
     }
     let message = StunMessage::parse(datagram).ok()?;
@@ -208,7 +207,10 @@ mod tests {
 
     #[test]
     fn finds_our_ufrag_in_a_binding_request() {
-        assert_eq!(stun_username_ufrag(&binding_request("srvA:brw")), Some("srvA"));
+        assert_eq!(
+            stun_username_ufrag(&binding_request("srvA:brw")),
+            Some("srvA")
+        );
         assert_eq!(stun_username_ufrag(&binding_request("s1:b22x")), Some("s1"));
     }
 
@@ -243,7 +245,10 @@ mod tests {
         let (a, b) = (ParticipantSlot(0), ParticipantSlot(1));
         demux.add_ufrag("ufA".into(), a);
         demux.add_ufrag("ufB".into(), b);
-        assert_eq!(demux.route(addr(1), &binding_request("ufB:x"), t0), check(b));
+        assert_eq!(
+            demux.route(addr(1), &binding_request("ufB:x"), t0),
+            check(b)
+        );
         assert_eq!(
             demux.route(addr(1), &binding_request("nobody:x"), t0),
             Route::Unknown
@@ -286,13 +291,19 @@ mod tests {
         let a = ParticipantSlot(0);
         demux.add_ufrag("old".into(), a);
         demux.add_ufrag("new".into(), a);
-        assert_eq!(demux.route(addr(5), &binding_request("old:x"), t0), check(a));
+        assert_eq!(
+            demux.route(addr(5), &binding_request("old:x"), t0),
+            check(a)
+        );
         demux.remove_ufrag("old", a);
         assert_eq!(
             demux.route(addr(5), &binding_request("old:x"), t0),
             Route::Unknown
         );
-        assert_eq!(demux.route(addr(5), &binding_request("new:x"), t0), check(a));
+        assert_eq!(
+            demux.route(addr(5), &binding_request("new:x"), t0),
+            check(a)
+        );
         demux.learn(addr(5), a, t0);
         demux.forget(a);
         assert!(demux.is_empty());

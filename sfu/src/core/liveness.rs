@@ -35,7 +35,9 @@ pub enum Phase {
     /// The ICE-restart offer is out; its answer's deadline is the negotiation's.
     Restarting,
     /// The browser answered the restart; media must be back by then.
-    Reconnecting { by: Instant },
+    Reconnecting {
+        by: Instant,
+    },
     Failed,
 }
 
@@ -95,9 +97,10 @@ impl Liveness {
         match (self.phase, state) {
             (Phase::Up, IceConnectionState::Disconnected) => self.want_restart(),
             // Came back before the restart was offered: nothing to repair.
-            (Phase::RestartWanted, IceConnectionState::Connected | IceConnectionState::Completed)
-                if self.connected_once =>
-            {
+            (
+                Phase::RestartWanted,
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.connected_once => {
                 self.restart_due = false;
                 self.phase = Phase::Up;
             }
@@ -225,7 +228,11 @@ mod tests {
         assert_eq!(l.deadline(), Some(t0 + s(9)));
         assert_eq!(l.verdict(t0 + s(8)), Verdict::Fine);
         assert_eq!(l.verdict(t0 + s(9)), Verdict::RestartIce);
-        assert_eq!(l.verdict(t0 + s(30)), Verdict::Fine, "one restart, not one per tick");
+        assert_eq!(
+            l.verdict(t0 + s(30)),
+            Verdict::Fine,
+            "one restart, not one per tick"
+        );
         assert_eq!(l.deadline(), None, "the update timeout bounds the offer");
         l.restart_offered();
         l.restart_answered(t0 + s(10));

@@ -137,7 +137,13 @@ impl SfuCore {
     }
 
     /// The browser sends on a new m-line: a publication the others subscribe to.
-    pub(super) fn publish(&mut self, now: Instant, slot: ParticipantSlot, mid: Mid, kind: TrackKind) {
+    pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        slot: ParticipantSlot,
+        mid: Mid,
+        kind: TrackKind,
+    ) {
         let id = self.ids.publication();
         let participant = &mut self.participants[slot.0];
         let publication = PublicationSlot(self.publications.insert(Publication::new(
@@ -200,7 +206,8 @@ impl SfuCore {
                 }
                 Sink::Tap(tap) => {
                     let tap = self.taps.remove(tap.0);
-                    self.outputs.push_back(Output::Tap(TapOutput::Ended(tap.id)));
+                    self.outputs
+                        .push_back(Output::Tap(TapOutput::Ended(tap.id)));
                 }
             }
         }

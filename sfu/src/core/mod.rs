@@ -74,7 +74,9 @@ pub enum Command {
         offer: String,
     },
     /// The join answer reached the browser: server offers may start.
-    Ready { id: ParticipantId },
+    Ready {
+        id: ParticipantId,
+    },
     /// The browser's answer to `update` `round`, or why there is none.
     Answer {
         id: ParticipantId,
@@ -86,15 +88,21 @@ pub enum Command {
         candidate: IceCandidate,
     },
     /// The browser asks for an ICE restart (its path looks broken from its side).
-    Restart { id: ParticipantId },
+    Restart {
+        id: ParticipantId,
+    },
     /// Leave the room (also on disconnect). Idempotent.
-    Leave { id: ParticipantId },
+    Leave {
+        id: ParticipantId,
+    },
     /// Attach a tap to `publisher`'s track of `kind`.
     AttachTap {
         publisher: ParticipantId,
         kind: TrackKind,
     },
-    DetachTap { tap: TapId },
+    DetachTap {
+        tap: TapId,
+    },
     Report,
 }
 

@@ -222,6 +222,9 @@ mod tests {
         assert_eq!(n.deadline(), Some(t0 + Duration::from_secs(10)));
         let overdue = n.take_overdue(t0 + Duration::from_secs(10)).unwrap();
         assert_eq!(overdue.round, round);
-        assert!(n.take_pending(round).is_none(), "a late answer finds nothing");
+        assert!(
+            n.take_pending(round).is_none(),
+            "a late answer finds nothing"
+        );
     }
 }

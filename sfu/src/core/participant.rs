@@ -173,7 +173,9 @@ impl Participant {
             }
             Event::MediaEgressStats(stats) => {
                 if let Some(remote) = stats.remote {
-                    self.stats.lost_outbound.insert(stats.mid, remote.packets_lost);
+                    self.stats
+                        .lost_outbound
+                        .insert(stats.mid, remote.packets_lost);
                 }
                 self.stats.nacks.insert(stats.mid, stats.nacks);
                 if self.stats.rtt_ms.is_none() {
@@ -210,8 +212,17 @@ impl Participant {
         let mut forgotten = false;
         // It was learnt from a check (peer-reflexive) or signalled (host).
         for kind in [CandidateKind::PeerReflexive, CandidateKind::Host] {
-            let candidate =
-                Candidate::from_parts(String::new(), 1, Protocol::Udp, 0, addr, kind, None, None, None);
+            let candidate = Candidate::from_parts(
+                String::new(),
+                1,
+                Protocol::Udp,
+                0,
+                addr,
+                kind,
+                None,
+                None,
+                None,
+            );
             forgotten |= self.rtc.direct_api().invalidate_candidate(&candidate);
         }
         forgotten

@@ -59,7 +59,10 @@ mod tests {
         rooms.add("a", ParticipantSlot(0));
         rooms.add("a", ParticipantSlot(1));
         assert_eq!(rooms.size("a"), 2);
-        assert_eq!(rooms.members("a"), &[ParticipantSlot(0), ParticipantSlot(1)]);
+        assert_eq!(
+            rooms.members("a"),
+            &[ParticipantSlot(0), ParticipantSlot(1)]
+        );
         assert_eq!(
             rooms.sorted().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             ["a", "b"]

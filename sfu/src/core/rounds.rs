@@ -37,9 +37,12 @@ impl SfuCore {
                 .any(|(_, s)| s.publication == Some(publication));
             if !subscribed {
                 let target = &mut self.publications[publication.0];
-                let subscription = SubscriptionSlot(participant.subscriptions.insert(
-                    Subscription::new(publication, target.id, target.kind),
-                ));
+                let subscription =
+                    SubscriptionSlot(participant.subscriptions.insert(Subscription::new(
+                        publication,
+                        target.id,
+                        target.kind,
+                    )));
                 target.sinks.add(Sink::Subscriber {
                     participant: slot,
                     subscription,

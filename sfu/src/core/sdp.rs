@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn counts_media_sections() {
-        assert_eq!(media_sections("v=0\r\nm=audio 9 x\r\na=mid:0\r\nm=video 9 x\r\n"), 2);
+        assert_eq!(
+            media_sections("v=0\r\nm=audio 9 x\r\na=mid:0\r\nm=video 9 x\r\n"),
+            2
+        );
         assert_eq!(media_sections("v=0\r\n"), 0);
     }
 }

@@ -40,9 +40,8 @@ impl Sinks {
 
     /// Every subscription of `participant` (it is leaving).
     pub fn remove_participant(&mut self, participant: ParticipantSlot) {
-        self.0.retain(
-            |s| !matches!(s, Sink::Subscriber { participant: p, .. } if *p == participant),
-        );
+        self.0
+            .retain(|s| !matches!(s, Sink::Subscriber { participant: p, .. } if *p == participant));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Sink> + '_ {
@@ -168,7 +167,9 @@ mod tests {
         fn deliver(&mut self, sink: Sink, packet: &Incoming) -> Delivery {
             self.seen.push(sink);
             match sink {
-                Sink::Subscriber { subscription, .. } if subscription.0 == 9 && !packet.keyframe => {
+                Sink::Subscriber { subscription, .. }
+                    if subscription.0 == 9 && !packet.keyframe =>
+                {
                     Delivery::WaitingKeyframe
                 }
                 Sink::Subscriber { .. } => Delivery::Written {
@@ -207,7 +208,10 @@ mod tests {
             ..Default::default()
         };
         let result = fan_out(&packet(100, false), &sinks, &mut recorder);
-        assert_eq!(recorder.seen, vec![subscriber(1, 0), subscriber(2, 9), Sink::Tap(TapSlot(0))]);
+        assert_eq!(
+            recorder.seen,
+            vec![subscriber(1, 0), subscriber(2, 9), Sink::Tap(TapSlot(0))]
+        );
         assert_eq!(
             result,
             FanOut {
@@ -233,7 +237,10 @@ mod tests {
         sinks.add(subscriber(1, 1));
         sinks.add(Sink::Tap(TapSlot(3)));
         sinks.remove_participant(ParticipantSlot(1));
-        assert_eq!(sinks.iter().collect::<Vec<_>>(), vec![subscriber(2, 0), Sink::Tap(TapSlot(3))]);
+        assert_eq!(
+            sinks.iter().collect::<Vec<_>>(),
+            vec![subscriber(2, 0), Sink::Tap(TapSlot(3))]
+        );
         sinks.remove(Sink::Tap(TapSlot(3)));
         assert_eq!(sinks.iter().count(), 1);
     }

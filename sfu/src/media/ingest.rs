@@ -237,17 +237,19 @@ pub(crate) mod tests {
         let lookup = |pt: u8| (pt == 96).then(|| params(96, Codec::Vp8));
         let small: Arc<[u8]> = Arc::from(&[0x10u8][..]);
         assert_eq!(
-            ingest(&mut publication, 1, &header(97, None), small, now, lookup)
-                .unwrap_err(),
+            ingest(&mut publication, 1, &header(97, None), small, now, lookup).unwrap_err(),
             Refused::UnknownPayloadType(97)
         );
         let big: Arc<[u8]> = vec![0u8; MAX_FORWARDED_PAYLOAD + 1].into();
         assert_eq!(
-            ingest(&mut publication, 2, &header(96, None), big, now, lookup)
-                .unwrap_err(),
+            ingest(&mut publication, 2, &header(96, None), big, now, lookup).unwrap_err(),
             Refused::Oversized(MAX_FORWARDED_PAYLOAD + 1)
         );
-        assert_eq!(publication.loss.lost(), 0, "refused packets are not counted");
+        assert_eq!(
+            publication.loss.lost(),
+            0,
+            "refused packets are not counted"
+        );
     }
 
     #[test]

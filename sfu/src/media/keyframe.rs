@@ -147,9 +147,15 @@ mod tests {
             &[0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00]
         ));
         // Same with P=1 (inter frame).
-        assert!(!starts_keyframe(Codec::Vp8, &[0x90, 0x80, 0x81, 0x23, 0x11]));
+        assert!(!starts_keyframe(
+            Codec::Vp8,
+            &[0x90, 0x80, 0x81, 0x23, 0x11]
+        ));
         // Not the start of a partition.
-        assert!(!starts_keyframe(Codec::Vp8, &[0x80, 0x80, 0x81, 0x23, 0x10]));
+        assert!(!starts_keyframe(
+            Codec::Vp8,
+            &[0x80, 0x80, 0x81, 0x23, 0x10]
+        ));
         // Minimal descriptor.
         assert!(starts_keyframe(Codec::Vp8, &[0x10, 0x10]));
         // Truncated.
@@ -175,7 +181,10 @@ mod tests {
         assert!(!starts_keyframe(Codec::H264, &[0x41, 0x00]));
         // SPS alone: our rule (Chromium sends it in a packet before the IDR).
         assert!(starts_keyframe(Codec::H264, &[0x67, 0x42, 0x00]));
-        assert!(!detect_h264_keyframe(&[0x67, 0x42, 0x00]), "str0m alone would say no");
+        assert!(
+            !detect_h264_keyframe(&[0x67, 0x42, 0x00]),
+            "str0m alone would say no"
+        );
         // STAP-A carrying SPS + PPS.
         assert!(starts_keyframe(
             Codec::H264,

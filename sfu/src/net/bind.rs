@@ -184,10 +184,19 @@ mod tests {
     fn ranges() {
         assert_eq!(parse_port_range("40000-40100"), Ok(40000..=40100));
         assert_eq!(parse_port_range("5000-5000"), Ok(5000..=5000));
-        assert!(matches!(parse_port_range("0-10"), Err(PortRangeError::Empty(0, 10))));
+        assert!(matches!(
+            parse_port_range("0-10"),
+            Err(PortRangeError::Empty(0, 10))
+        ));
         assert!(parse_port_range("10-5").is_err());
-        assert!(matches!(parse_port_range("10"), Err(PortRangeError::Syntax(_))));
-        assert!(matches!(parse_port_range("a-b"), Err(PortRangeError::NotAPort(_))));
+        assert!(matches!(
+            parse_port_range("10"),
+            Err(PortRangeError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_port_range("a-b"),
+            Err(PortRangeError::NotAPort(_))
+        ));
     }
 
     #[test]

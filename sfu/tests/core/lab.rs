@@ -278,7 +278,12 @@ impl Lab {
     }
 
     /// Runs until `done` holds (checked after every step); panics after `limit`.
-    pub fn run_until(&mut self, what: &str, limit: Duration, done: impl Fn(&Lab) -> bool) -> Duration {
+    pub fn run_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Lab) -> bool,
+    ) -> Duration {
         let started = self.now;
         let until = self.now + limit;
         while !done(self) {
@@ -524,7 +529,10 @@ impl Lab {
                     .find(|p| p.spec().codec == Codec::Opus)
                     .map(|p| p.pt());
                 if let Some(pt) = pt {
-                    let time = MediaTime::new(client.rtp_time * 48 / 90, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+                    let time = MediaTime::new(
+                        client.rtp_time * 48 / 90,
+                        str0m::media::Frequency::FORTY_EIGHT_KHZ,
+                    );
                     let _ = writer.write(pt, now, time, vec![0xfc; 60]);
                     wrote = true;
                 }

@@ -33,9 +33,14 @@ fn a_vanished_peer_is_failed_after_the_silence_limit() {
     lab.clients[bob].alive = false;
     lab.clients[bob].updates = Updates::Refuse;
     let gone = lab.now;
-    lab.run_until("Bob failed", secs(30), |lab| lab.clients[bob].failed_at.is_some());
+    lab.run_until("Bob failed", secs(30), |lab| {
+        lab.clients[bob].failed_at.is_some()
+    });
     let after = failed_after(&lab, bob, gone);
-    assert!(after >= secs(8) && after < secs(9), "failed {after:?} after vanishing");
+    assert!(
+        after >= secs(8) && after < secs(9),
+        "failed {after:?} after vanishing"
+    );
     assert_eq!(lab.clients[ada].participants.len(), 1, "Ada sees Bob go");
     assert_eq!(lab.core.counts(), (1, 1));
 }
@@ -48,10 +53,15 @@ fn a_frozen_page_is_failed_after_the_update_timeout() {
     lab.clients[bob].alive = false;
     lab.clients[bob].updates = Updates::Ignore;
     let gone = lab.now;
-    lab.run_until("Bob failed", secs(30), |lab| lab.clients[bob].failed_at.is_some());
+    lab.run_until("Bob failed", secs(30), |lab| {
+        lab.clients[bob].failed_at.is_some()
+    });
     let after = failed_after(&lab, bob, gone);
     // 8 s of silence, then 10 s for the restart offer's answer.
-    assert!(after >= secs(18) && after < secs(19), "failed {after:?} after freezing");
+    assert!(
+        after >= secs(18) && after < secs(19),
+        "failed {after:?} after freezing"
+    );
 }
 
 /// An `update` answered with an error fails the participant at once; one never answered,
@@ -63,7 +73,9 @@ fn a_failed_update_drops_the_participant() {
     let cy = lab.client("Cy", true);
     lab.join(cy, "r").unwrap();
     let t0 = lab.now;
-    lab.run_until("Bob failed", secs(5), |lab| lab.clients[bob].failed_at.is_some());
+    lab.run_until("Bob failed", secs(5), |lab| {
+        lab.clients[bob].failed_at.is_some()
+    });
     assert!(failed_after(&lab, bob, t0) < secs(1));
     assert!(lab.clients[ada].failed_at.is_none() && lab.clients[cy].failed_at.is_none());
 
@@ -71,9 +83,14 @@ fn a_failed_update_drops_the_participant() {
     let dee = lab.client("Dee", true);
     lab.join(dee, "r").unwrap();
     let t1 = lab.now;
-    lab.run_until("Ada failed", secs(15), |lab| lab.clients[ada].failed_at.is_some());
+    lab.run_until("Ada failed", secs(15), |lab| {
+        lab.clients[ada].failed_at.is_some()
+    });
     let after = failed_after(&lab, ada, t1);
-    assert!(after >= secs(10) && after < secs(11), "failed {after:?} after the offer");
+    assert!(
+        after >= secs(10) && after < secs(11),
+        "failed {after:?} after the offer"
+    );
     // Cy and Dee go on.
     let t2 = lab.now;
     lab.run_for(secs(1));
@@ -88,7 +105,9 @@ fn a_connection_that_never_comes_up_gives_its_seat_back() {
     lab.join(ada, "r").unwrap();
     lab.clients[ada].cut = true;
     let t0 = lab.now;
-    lab.run_until("Ada failed", secs(30), |lab| lab.clients[ada].failed_at.is_some());
+    lab.run_until("Ada failed", secs(30), |lab| {
+        lab.clients[ada].failed_at.is_some()
+    });
     let after = failed_after(&lab, ada, t0);
     assert!(after >= secs(20) && after < secs(21), "{after:?}");
     assert_eq!(lab.core.counts(), (0, 0));
@@ -102,11 +121,18 @@ fn a_restart_asked_by_the_page_renews_ice_and_media_goes_on() {
     let joined_ufrag = ice_ufrag(&lab.clients[ada].answer).unwrap().to_owned();
     let offers = lab.clients[ada].offers.len();
     let id = lab.id(ada);
-    assert!(matches!(lab.command(Command::Restart { id }), Ok(Reply::Done)));
+    assert!(matches!(
+        lab.command(Command::Restart { id }),
+        Ok(Reply::Done)
+    ));
     // A second request while one is under way is folded into it.
     lab.command(Command::Restart { id }).unwrap();
     lab.run_for(ms(200));
-    assert_eq!(lab.clients[ada].offers.len(), offers + 1, "one restart offer");
+    assert_eq!(
+        lab.clients[ada].offers.len(),
+        offers + 1,
+        "one restart offer"
+    );
     let offer = lab.clients[ada].offers.last().unwrap();
     let ufrag = ice_ufrag(offer).unwrap();
     assert_ne!(ufrag, joined_ufrag, "new ICE credentials");
@@ -137,7 +163,11 @@ fn a_lost_path_is_repaired_by_an_ice_restart() {
     let offers = lab.clients[ada].offers.len();
     lab.clients[ada].cut = true;
     lab.run_for(secs(12));
-    assert_eq!(lab.clients[ada].offers.len(), offers + 1, "a restart offer after 8 s");
+    assert_eq!(
+        lab.clients[ada].offers.len(),
+        offers + 1,
+        "a restart offer after 8 s"
+    );
     assert!(ice_ufrag(lab.clients[ada].offers.last().unwrap()).is_some());
     lab.clients[ada].cut = false;
     let t0 = lab.now;
@@ -145,7 +175,10 @@ fn a_lost_path_is_repaired_by_an_ice_restart() {
         lab.video_frames_since(ada, t0) > 10 && lab.video_frames_since(bob, t0) > 10
     });
     lab.run_for(secs(20));
-    assert!(lab.clients[ada].failed_at.is_none(), "repaired, not dropped");
+    assert!(
+        lab.clients[ada].failed_at.is_none(),
+        "repaired, not dropped"
+    );
 }
 
 /// If the path does not come back, the participant is failed `restart_timeout` after it
@@ -155,7 +188,9 @@ fn a_path_that_stays_lost_fails_after_the_restart_timeout() {
     let (mut lab, ada, _bob) = two_in_a_call();
     lab.clients[ada].cut = true;
     let t0 = lab.now;
-    lab.run_until("Ada failed", secs(40), |lab| lab.clients[ada].failed_at.is_some());
+    lab.run_until("Ada failed", secs(40), |lab| {
+        lab.clients[ada].failed_at.is_some()
+    });
     let after = failed_after(&lab, ada, t0);
     // 8 s of silence, the answer 30 ms later, then 10 s.
     assert!(after >= secs(18) && after < secs(19), "{after:?}");

@@ -24,7 +24,11 @@ fn two_publishers_see_and_hear_each_other() {
         let client = &lab.clients[c];
         assert!(lab.audio_frames_since(c, t0) > 10, "{} hears", client.name);
         let first = client.frames.iter().find(|f| f.video).unwrap();
-        assert!(first.keyframe, "{}'s video starts on a keyframe", client.name);
+        assert!(
+            first.keyframe,
+            "{}'s video starts on a keyframe",
+            client.name
+        );
         assert_eq!(names(&client.participants), ["Ada", "Bob"]);
         assert!(client.participants.iter().all(|p| p.audio && p.video));
     }
@@ -83,12 +87,24 @@ fn a_leaver_disappears_for_the_others() {
     assert_eq!(names(&lab.clients[ada].participants), ["Ada", "Cy"]);
     lab.run_for(ms(500));
     let offers = &lab.clients[ada].offers;
-    assert_eq!(offers.len(), offers_before + 1, "one update stops Bob's two m-lines");
-    let stopped = offers.last().unwrap().lines().filter(|l| l.starts_with("m=") && l.contains(" 0 ")).count();
+    assert_eq!(
+        offers.len(),
+        offers_before + 1,
+        "one update stops Bob's two m-lines"
+    );
+    let stopped = offers
+        .last()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("m=") && l.contains(" 0 "))
+        .count();
     assert_eq!(stopped, 2, "{}", offers.last().unwrap());
     let t0 = lab.now;
     lab.run_for(secs(1));
-    assert!(lab.video_frames_since(ada, t0) > 10, "Ada still gets Cy's video");
+    assert!(
+        lab.video_frames_since(ada, t0) > 10,
+        "Ada still gets Cy's video"
+    );
     let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
         panic!()
     };
@@ -106,9 +122,8 @@ fn refused_joins_change_nothing() {
     let bob = lab.client("Bob", true);
     assert!(matches!(lab.join(bob, "r"), Err(SfuError::RoomFull)));
     let offer = lab.offer(bob);
-    let five = offer.clone()
-        + &offer[offer.find("m=").unwrap()..]
-        + &offer[offer.find("m=").unwrap()..];
+    let five =
+        offer.clone() + &offer[offer.find("m=").unwrap()..] + &offer[offer.find("m=").unwrap()..];
     assert!(matches!(
         lab.join_with_offer(bob, "r2", five),
         Err(SfuError::TooManyMedia { count: 6, max: 4 })
@@ -127,7 +142,9 @@ fn refused_joins_change_nothing() {
 #[test]
 fn teardown_leaves_nothing_behind() {
     let mut lab = Lab::new();
-    let clients: Vec<usize> = (0..4).map(|i| lab.client(&format!("P{i}"), i != 3)).collect();
+    let clients: Vec<usize> = (0..4)
+        .map(|i| lab.client(&format!("P{i}"), i != 3))
+        .collect();
     for &c in &clients[..3] {
         lab.join(c, "r").unwrap();
     }
@@ -161,7 +178,15 @@ fn teardown_leaves_nothing_behind() {
     let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
         panic!()
     };
-    assert_eq!((report.participants, report.tasks, report.joins, report.leaves), (0, 0, 4, 4));
+    assert_eq!(
+        (
+            report.participants,
+            report.tasks,
+            report.joins,
+            report.leaves
+        ),
+        (0, 0, 4, 4)
+    );
 }
 
 /// A tap receives one publication like a subscriber would: from a keyframe, numbered from 1.
@@ -190,9 +215,15 @@ fn a_tap_attaches_like_a_subscriber() {
     lab.run_for(secs(1));
     assert!(lab.taps.len() > 20, "{} packets", lab.taps.len());
     assert!(lab.taps[0].keyframe && lab.taps[0].seq == 1);
-    assert!(lab.taps.iter().all(|p| p.tap == tap && p.kind == TrackKind::Video));
+    assert!(lab
+        .taps
+        .iter()
+        .all(|p| p.tap == tap && p.kind == TrackKind::Video));
     let seqs: Vec<u64> = lab.taps.iter().map(|p| p.seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gap");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gap"
+    );
     lab.command(Command::DetachTap { tap }).unwrap();
     let count = lab.taps.len();
     lab.run_for(secs(1));
