@@ -27,9 +27,8 @@ use tokio::{
 use udp_batch::MmsgBatch;
 
 use crate::{
-    api::{ParticipantEvent, SfuError},
+    api::{JoinAnswer, ParticipantEvent, SfuError},
     core::{Command, Output, Reply, SfuCore, TapOutput},
-    handle::Joined,
     ids::ParticipantId,
     net::outbox::{Inbox, Outbox, BATCH},
 };
@@ -38,9 +37,9 @@ use crate::{
 pub(crate) enum Request {
     Join {
         command: Command,
+        /// Where the participant's events go once it has joined.
         events: mpsc::UnboundedSender<ParticipantEvent>,
-        events_rx: mpsc::UnboundedReceiver<ParticipantEvent>,
-        reply: oneshot::Sender<Result<Joined, SfuError>>,
+        reply: oneshot::Sender<Result<JoinAnswer, SfuError>>,
     },
     Command {
         command: Command,
@@ -207,7 +206,6 @@ impl Driver {
             Request::Join {
                 command,
                 events,
-                events_rx,
                 reply,
             } => {
                 let Command::Join { id, .. } = command else {
@@ -216,12 +214,7 @@ impl Driver {
                 let joined = match self.core.handle_command(now, command) {
                     Ok(Reply::Joined(answer)) => {
                         self.events.insert(id, events);
-                        Ok(Joined {
-                            id,
-                            answer: answer.sdp,
-                            participants: answer.participants,
-                            events: events_rx,
-                        })
+                        Ok(answer)
                     }
                     Ok(_) => Err(SfuError::Stopped),
                     Err(error) => Err(error),

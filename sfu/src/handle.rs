@@ -14,7 +14,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    api::{IceCandidate, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError},
+    api::{IceCandidate, JoinAnswer, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError},
     core::{Command, Reply, SfuCore},
     driver::{self, Request, Shared},
     ids::{IdGen, ParticipantId, Round},
@@ -50,13 +50,20 @@ pub struct Joined {
 /// A join sent to the media plane, not answered yet.
 pub struct JoinRequest {
     pub id: ParticipantId,
-    reply: oneshot::Receiver<Result<Joined, SfuError>>,
+    reply: oneshot::Receiver<Result<JoinAnswer, SfuError>>,
+    events: mpsc::UnboundedReceiver<ParticipantEvent>,
 }
 
 impl JoinRequest {
     /// The media plane's answer. Dropping the request instead undoes the join.
     pub async fn joined(self) -> Result<Joined, SfuError> {
-        self.reply.await.unwrap_or(Err(SfuError::Stopped))
+        let answer = self.reply.await.unwrap_or(Err(SfuError::Stopped))?;
+        Ok(Joined {
+            id: self.id,
+            answer: answer.sdp,
+            participants: answer.participants,
+            events: self.events,
+        })
     }
 }
 
@@ -124,7 +131,6 @@ impl Sfu {
                 offer,
             },
             events,
-            events_rx,
             reply,
         };
         // If the loop is gone the reply channel closes: `joined` says `Stopped`.
@@ -132,6 +138,7 @@ impl Sfu {
         JoinRequest {
             id,
             reply: reply_rx,
+            events: events_rx,
         }
     }
 

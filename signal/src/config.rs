@@ -50,13 +50,14 @@ pub struct Cli {
     #[arg(long = "stun-url", value_name = "URL")]
     pub stun_urls: Vec<String>,
     /// UDP ports the SFU's media socket may bind (the first free one; all participants
-    /// share it), e.g. 40000-40009 [default: any port].
+    /// share it), e.g. 40000-40009 [default: any port]. Config file: `[sfu] ports`.
     #[arg(long, value_name = "MIN-MAX")]
     pub rtc_ports: Option<String>,
     /// Address put in the SFU's ICE candidates (NAT 1:1, like coturn's external-ip).
+    /// Config file: `[sfu] public_ip`.
     #[arg(long, value_name = "IP")]
     pub public_ip: Option<std::net::IpAddr>,
-    /// Participants allowed in one SFU room [default: 16].
+    /// Participants allowed in one SFU room [default: 16]. Config file: `[sfu] room_capacity`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub sfu_room_capacity: Option<u16>,
     /// Start the embedded TURN relay from this coturn-style file (the format of

@@ -4,6 +4,7 @@
 // the offers are well-formed SDP with made-up ICE/DTLS parameters, which is all a join needs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { io } from 'socket.io-client';
 
 import { startServer } from '../lib/server.mjs';
@@ -165,5 +166,19 @@ describe('/sfu signaling', () => {
     assert.deepEqual(await ack(socket, 'restart', {}), { ok: true });
     const again = await ack(socket, 'restart', {});
     assert.equal(again.error?.code, 'rate_limited', JSON.stringify(again));
+  });
+
+  test('a media port that cannot be bound stops the server with a clear message', async () => {
+    const taken = createSocket('udp4');
+    await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));
+    const port = taken.address().port;
+    try {
+      await assert.rejects(
+        startServer({ args: ['--rtc-ports', `${port}-${port}`] }),
+        (error) => /exited with [1-9]/.test(error.message) && /cannot bind the SFU's media socket.*ports \d+-\d+/.test(error.message),
+      );
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -124,11 +124,11 @@ impl MmsgBatch {
     /// Sends every item of `items` on `fd`, `datagram` giving each one's bytes and
     /// destination: one `sendmmsg` per [`capacity`](Self::capacity) items. `dropped` is
     /// called with the index of each item that was not sent.
-    pub fn send<T>(
+    pub fn send<'a, T>(
         &mut self,
         fd: RawFd,
-        items: &[T],
-        datagram: impl Fn(&T) -> (&[u8], SocketAddr),
+        items: &'a [T],
+        datagram: impl Fn(&'a T) -> (&'a [u8], SocketAddr),
         mut dropped: impl FnMut(usize),
     ) -> Sent {
         let mut result = Sent::default();

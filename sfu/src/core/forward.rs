@@ -14,9 +14,9 @@ use crate::{
     api::TrackKind,
     ids::{ParticipantSlot, PublicationSlot},
     media::{
-        fanout::{fan_out, Deliver, Sink, Tap},
+        fanout::{fan_out, Deliver, Tap},
         ingest::{ingest, Incoming, Refused},
-        subscription::Delivery,
+        sink::{Delivery, Sink},
     },
 };
 

@@ -20,11 +20,7 @@ use super::{
 use crate::{
     api::{JoinAnswer, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationSlot, TapId, TapSlot},
-    media::{
-        fanout::{Sink, Tap},
-        keyframe::KeyframeThrottle,
-        publication::Publication,
-    },
+    media::{fanout::Tap, keyframe::KeyframeThrottle, publication::Publication, sink::Sink},
 };
 
 /// How often str0m reports RTT and loss (for `GET /api/rooms`).

@@ -22,6 +22,7 @@
 pub(crate) mod demux;
 pub mod liveness;
 pub mod negotiation;
+pub mod output;
 pub(crate) mod participant;
 pub(crate) mod rooms;
 pub mod sdp;
@@ -46,11 +47,12 @@ use str0m::{
 use crate::{
     api::{IceCandidate, JoinAnswer, ParticipantEvent, SfuConfig, SfuError, TrackKind},
     ids::{IdGen, ParticipantId, ParticipantSlot, Round, TapId},
-    media::{fanout::Tap, fanout::TapPacket, publication::Publication},
+    media::{fanout::Tap, publication::Publication},
     report::RoomsReport,
 };
 use demux::{Demux, Route};
 use liveness::Verdict;
+pub use output::{Output, TapOutput, Transmit};
 use participant::{Participant, Polled};
 use rooms::Rooms;
 
@@ -112,38 +114,6 @@ pub enum Reply {
     Done,
     Tap(TapId),
     Report(Box<RoomsReport>),
-}
-
-/// What the driver must do next.
-#[derive(Debug)]
-pub enum Output {
-    Transmit(Transmit),
-    /// Deliver to this participant's signaling.
-    Event {
-        participant: ParticipantId,
-        event: ParticipantEvent,
-    },
-    Tap(TapOutput),
-    /// Nothing more now; call [`SfuCore::handle_timeout`] at this instant (or earlier, with
-    /// a datagram or command).
-    Timeout(Instant),
-}
-
-/// One datagram for the media socket.
-#[derive(Debug)]
-pub struct Transmit {
-    /// Whom it is for (reported back with [`SfuCore::datagram_dropped`] if the socket
-    /// refuses it).
-    pub participant: ParticipantId,
-    pub destination: SocketAddr,
-    pub contents: Vec<u8>,
-}
-
-#[derive(Debug)]
-pub enum TapOutput {
-    Packet(TapPacket),
-    /// The publication ended (its publisher left): the tap is gone.
-    Ended(TapId),
 }
 
 #[derive(Debug, Default)]

@@ -19,7 +19,11 @@ use tracing::Span;
 
 use crate::{
     api::TrackKind,
-    core::{liveness::Liveness, negotiation::Negotiation, Output, Transmit},
+    core::{
+        liveness::Liveness,
+        negotiation::Negotiation,
+        output::{Output, Transmit},
+    },
     ids::{ParticipantId, PublicationSlot},
     media::subscription::Subscription,
 };

@@ -10,7 +10,7 @@ use crate::{
     api::{ParticipantEvent, TrackKind},
     ids::{ParticipantSlot, PublicationSlot, Round, SubscriptionSlot},
     media::{
-        fanout::Sink,
+        sink::Sink,
         subscription::{SubState, Subscription},
     },
 };

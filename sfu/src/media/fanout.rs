@@ -1,9 +1,6 @@
-//! Fan-out: one publisher packet to every sink of its publication.
-//!
-//! A sink is a subscription (a participant's m-line) or a tap (a recorder or live packager
-//! inside the server). Sinks are stored by slot, so delivering a packet to N sinks is N
-//! direct lookups, never a search. What "deliver" means for each kind is the caller's
-//! ([`Deliver`]): the core writes to a subscriber's `Rtc` or queues a [`TapPacket`].
+//! Fan-out: one publisher packet to every sink of its publication ([`super::sink`]). What
+//! "deliver" means for each kind is the caller's ([`Deliver`]): the core writes to a
+//! subscriber's `Rtc` or queues a [`TapPacket`]; [`Tap`] is what a tap keeps.
 
 use std::sync::Arc;
 
@@ -11,43 +8,13 @@ use str0m::format::PayloadParams;
 
 use crate::{
     api::TrackKind,
-    ids::{ParticipantSlot, PublicationSlot, SubscriptionSlot, TapId, TapSlot},
-    media::{ingest::Incoming, munger::SeqRebase, subscription::Delivery},
-};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sink {
-    Subscriber {
-        participant: ParticipantSlot,
-        subscription: SubscriptionSlot,
+    ids::{PublicationSlot, TapId},
+    media::{
+        ingest::Incoming,
+        munger::SeqRebase,
+        sink::{Delivery, Sink, Sinks},
     },
-    Tap(TapSlot),
-}
-
-/// The sinks of one publication.
-#[derive(Debug, Default)]
-pub(crate) struct Sinks(Vec<Sink>);
-
-impl Sinks {
-    pub fn add(&mut self, sink: Sink) {
-        debug_assert!(!self.0.contains(&sink));
-        self.0.push(sink);
-    }
-
-    pub fn remove(&mut self, sink: Sink) {
-        self.0.retain(|s| *s != sink);
-    }
-
-    /// Every subscription of `participant` (it is leaving).
-    pub fn remove_participant(&mut self, participant: ParticipantSlot) {
-        self.0
-            .retain(|s| !matches!(s, Sink::Subscriber { participant: p, .. } if *p == participant));
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = Sink> + '_ {
-        self.0.iter().copied()
-    }
-}
+};
 
 /// Delivers a packet to one sink.
 pub(crate) trait Deliver {
@@ -138,7 +105,10 @@ mod tests {
     use str0m::format::Codec;
 
     use super::*;
-    use crate::media::ingest::tests::params;
+    use crate::{
+        ids::{ParticipantSlot, SubscriptionSlot, TapSlot},
+        media::ingest::tests::params,
+    };
 
     fn packet(seq: u64, keyframe: bool) -> Incoming {
         Incoming {

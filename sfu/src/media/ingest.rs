@@ -47,36 +47,6 @@ pub enum Refused {
     Oversized(usize),
 }
 
-/// The publication's payload type of the last packet and what it is: a stream rarely
-/// changes codec, so the lookup in the publisher's codec config happens once.
-#[derive(Debug, Clone, Default)]
-pub struct CodecCache {
-    last: Option<(u8, Option<PayloadParams>)>,
-}
-
-impl CodecCache {
-    /// Parameters of `pt`, looked up with `lookup` when it differs from the last packet's.
-    pub fn params(
-        &mut self,
-        pt: u8,
-        lookup: impl FnOnce(u8) -> Option<PayloadParams>,
-    ) -> Option<PayloadParams> {
-        match self.last {
-            Some((last, params)) if last == pt => params,
-            _ => {
-                let params = lookup(pt);
-                self.last = Some((pt, params));
-                params
-            }
-        }
-    }
-
-    /// The codec the publisher currently sends, if it sent anything yet.
-    pub fn current(&self) -> Option<PayloadParams> {
-        self.last.and_then(|(_, params)| params)
-    }
-}
-
 /// Works out the facts of one packet of `publication` and updates what the publication
 /// learns from it (codec, loss, a keyframe satisfying a pending request). `lookup` finds a
 /// payload type in the publisher's codec config.

@@ -4,7 +4,7 @@
 //!   end-to-end extensions), once;
 //! - [`publication`]: the track it belongs to (codec cache, keyframe-request throttle, loss,
 //!   sinks);
-//! - [`fanout`]: to every sink of the publication, subscriber or tap;
+//! - [`fanout`]: to every [`sink`] of the publication, subscriber or tap;
 //! - [`subscription`]: per subscriber, negotiation state, keyframe gate and the write to
 //!   its connection, with [`munger`] rewriting sequence number and payload type;
 //! - [`keyframe`]: detection and the request throttle.
@@ -16,4 +16,5 @@ pub mod ingest;
 pub mod keyframe;
 pub mod munger;
 pub mod publication;
+pub mod sink;
 pub mod subscription;

@@ -2,12 +2,12 @@
 //! packet of it shares: its codec, its keyframe-request throttle, its loss count, and the
 //! sinks it feeds.
 
-use str0m::media::Mid;
+use str0m::{format::PayloadParams, media::Mid};
 
 use crate::{
     api::TrackKind,
     ids::{ParticipantId, ParticipantSlot, PublicationId},
-    media::{fanout::Sinks, ingest::CodecCache, keyframe::KeyframeThrottle},
+    media::{keyframe::KeyframeThrottle, sink::Sinks},
 };
 
 #[derive(Debug)]
@@ -48,6 +48,36 @@ impl Publication {
     /// The track id of the m-line that carries this publication to a subscriber.
     pub fn track_id(&self) -> String {
         format!("{}-{}-{}", self.owner_id, self.kind.name(), self.id)
+    }
+}
+
+/// The publication's payload type of the last packet and what it is: a stream rarely
+/// changes codec, so the lookup in the publisher's codec config happens once.
+#[derive(Debug, Clone, Default)]
+pub struct CodecCache {
+    last: Option<(u8, Option<PayloadParams>)>,
+}
+
+impl CodecCache {
+    /// Parameters of `pt`, looked up with `lookup` when it differs from the last packet's.
+    pub fn params(
+        &mut self,
+        pt: u8,
+        lookup: impl FnOnce(u8) -> Option<PayloadParams>,
+    ) -> Option<PayloadParams> {
+        match self.last {
+            Some((last, params)) if last == pt => params,
+            _ => {
+                let params = lookup(pt);
+                self.last = Some((pt, params));
+                params
+            }
+        }
+    }
+
+    /// The codec the publisher currently sends, if it sent anything yet.
+    pub fn current(&self) -> Option<PayloadParams> {
+        self.last.and_then(|(_, params)| params)
     }
 }
 

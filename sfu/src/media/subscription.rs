@@ -10,6 +10,7 @@ use crate::{
     media::{
         ingest::Incoming,
         munger::{PtMap, SeqRebase},
+        sink::Delivery,
     },
 };
 
@@ -39,17 +40,6 @@ pub struct Subscription {
     pts: PtMap,
     /// Video starts on a keyframe: what comes before cannot be decoded.
     pub waiting_keyframe: bool,
-}
-
-/// What became of a packet offered to a sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Handed to the subscriber's connection; `first` = the first packet of this sink.
-    Written { bytes: u64, first: bool },
-    /// Not a keyframe, and the sink waits for one: the publisher should be asked.
-    WaitingKeyframe,
-    /// Not for this sink now (not open, a codec it cannot receive, older than its start).
-    Skipped,
 }
 
 impl Subscription {

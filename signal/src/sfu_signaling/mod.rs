@@ -19,10 +19,7 @@ use axum::{extract::State, routing::get, Json, Router};
 use sfu::{Sfu, SfuError};
 use socketioxide::SocketIo;
 
-pub use socketio::{attach, SfuHub};
-
-/// The socket.io namespace of SFU rooms.
-pub const NAMESPACE: &str = "/sfu";
+pub use socketio::{attach, SfuHub, NAMESPACE};
 
 /// Starts the media plane (binding its socket: an error stops the server), serves `/sfu`
 /// on `io`, and returns the routes of its HTTP API and the media address it announces.

@@ -27,11 +27,13 @@ use tokio::sync::mpsc;
 use super::{
     command::{ack_error, parse_command, parse_sdp, SfuSignalError},
     core::{MediaPlane, Reply, SfuSignalingCore},
-    NAMESPACE,
 };
 use crate::signaling::{
     command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
 };
+
+/// The socket.io namespace of SFU rooms.
+pub const NAMESPACE: &str = "/sfu";
 
 /// Signaling state of the `/sfu` namespace.
 pub struct SfuHub {
