@@ -87,6 +87,8 @@ pub struct Client {
     pub cut: bool,
     pub updates: Updates,
     pub publishes: bool,
+    /// Sends a keyframe when asked (a browser does; turn it off to see who waits for one).
+    pub answers_keyframe_requests: bool,
     pub mids: Vec<(Mid, MediaKind)>,
     pub connected: bool,
     pub ice: Vec<IceConnectionState>,
@@ -172,6 +174,7 @@ impl Lab {
             cut: false,
             updates: Updates::Answer,
             publishes,
+            answers_keyframe_requests: true,
             mids: Vec::new(),
             connected: false,
             ice: Vec::new(),
@@ -480,7 +483,7 @@ impl Lab {
             Event::IceConnectionStateChange(state) => client.ice.push(state),
             Event::KeyframeRequest(_) => {
                 client.keyframe_requests.push(now);
-                client.send_keyframe = true;
+                client.send_keyframe |= client.answers_keyframe_requests;
             }
             Event::MediaData(data) => client.frames.push(Frame {
                 at: now,

@@ -189,7 +189,8 @@ fn teardown_leaves_nothing_behind() {
     );
 }
 
-/// A tap receives one publication like a subscriber would: from a keyframe, numbered from 1.
+/// A tap receives one publication like a subscriber would: from a keyframe (asked for),
+/// numbered from 1.
 #[test]
 fn a_tap_attaches_like_a_subscriber() {
     let mut lab = Lab::new();
@@ -203,6 +204,8 @@ fn a_tap_attaches_like_a_subscriber() {
         }),
         Err(SfuError::NotJoined)
     ));
+    // While the publisher sends no keyframe, the tap gets nothing (it could not decode).
+    lab.clients[ada].answers_keyframe_requests = false;
     let Reply::Tap(tap) = lab
         .command(Command::AttachTap {
             publisher: ada_id,
@@ -212,6 +215,9 @@ fn a_tap_attaches_like_a_subscriber() {
     else {
         panic!()
     };
+    lab.run_for(ms(500));
+    assert!(lab.taps.is_empty(), "{} packets before a keyframe", lab.taps.len());
+    lab.clients[ada].answers_keyframe_requests = true;
     lab.run_for(secs(1));
     assert!(lab.taps.len() > 20, "{} packets", lab.taps.len());
     assert!(lab.taps[0].keyframe && lab.taps[0].seq == 1);
