@@ -216,7 +216,11 @@ fn a_tap_attaches_like_a_subscriber() {
         panic!()
     };
     lab.run_for(ms(500));
-    assert!(lab.taps.is_empty(), "{} packets before a keyframe", lab.taps.len());
+    assert!(
+        lab.taps.is_empty(),
+        "{} packets before a keyframe",
+        lab.taps.len()
+    );
     lab.clients[ada].answers_keyframe_requests = true;
     lab.run_for(secs(1));
     assert!(lab.taps.len() > 20, "{} packets", lab.taps.len());
