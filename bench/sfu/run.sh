@@ -4,6 +4,10 @@
 #   bench/sfu/run.sh                 # default shape, 3 runs, medians
 #   ROOMS=4 PUBLISHERS=1 SUBSCRIBERS=15 RUNS=3 bench/sfu/run.sh
 #   bench/sfu/run.sh churn           # 300 join/leave cycles: RSS flat, no room/task left
+#   OLD_SIGNAL=/path/to/old/signal bench/sfu/run.sh
+#                                    # before/after in the same run: each of the RUNS starts the
+#                                    # old and this tree's server in turn (alternating which goes
+#                                    # first) under the same load; medians of both and new/old
 #
 # Each run starts a fresh server (in a loopback-only network namespace when run as root with
 # `unshare`), runs `sfu-load run --baseline` (the SFU, then a plain-UDP fan-out with the same
@@ -34,8 +38,8 @@ fi
 
 CERTS=$(mktemp -d)
 trap 'rm -rf "$CERTS"' EXIT
-start_server() {
-  target/release/signal --listen 127.0.0.1:0 --public-dir public --cert-dir "$CERTS" --plain-http --no-turn \
+start_server() { # $1 = log name, $2 = binary (default: this tree's release build)
+  "${2:-target/release/signal}" --listen 127.0.0.1:0 --public-dir public --cert-dir "$CERTS" --plain-http --no-turn \
     --sfu-room-capacity 1000 >"$OUT/server-$1.log" 2>&1 &
   SPID=$!
   PORT=
@@ -51,6 +55,7 @@ start_server() {
   echo "date: $(date -u +%FT%TZ)"; echo "host: $(nproc) cores, $(uname -r)"; echo "load before: $(cat /proc/loadavg)"
   echo "shape: rooms=$ROOMS publishers=$PUBLISHERS subscribers=$SUBSCRIBERS kbps=$KBPS warmup=$WARMUP duration=$DURATION runs=$RUNS"
   git rev-parse --short HEAD 2>/dev/null | sed 's/^/commit: /' || true
+  if [ -n "${OLD_SIGNAL:-}" ]; then echo "old server: $OLD_SIGNAL"; fi
 } >"$OUT/meta.txt"
 
 if [ "$MODE" = churn ]; then
@@ -62,31 +67,64 @@ if [ "$MODE" = churn ]; then
   exit $RC
 fi
 
-for i in $(seq 1 "$RUNS"); do
-  start_server "$i"
-  target/release/sfu-load run --server 127.0.0.1:"$PORT" --pid "$SPID" --baseline \
+load() { # $1 = output file, then extra sfu-load flags
+  out=$1; shift
+  target/release/sfu-load run --server 127.0.0.1:"$PORT" --pid "$SPID" "$@" \
     --rooms "$ROOMS" --publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS" --video-kbps "$KBPS" \
-    --warmup "$WARMUP" --duration "$DURATION" >"$OUT/run-$i.json"
+    --warmup "$WARMUP" --duration "$DURATION" >"$out"
   kill "$SPID"; wait "$SPID" 2>/dev/null || true
+}
+
+for i in $(seq 1 "$RUNS"); do
+  if [ -z "${OLD_SIGNAL:-}" ]; then
+    start_server "$i"
+    load "$OUT/run-$i.json" --baseline
+  else
+    # Alternate which server goes first: the machine's load drifts during a run.
+    if [ $((i % 2)) = 1 ]; then order="old new"; else order="new old"; fi
+    for which in $order; do
+      if [ "$which" = old ]; then start_server "$i-old" "$OLD_SIGNAL"; else start_server "$i-new"; fi
+      echo "run $i: $which server, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+      load "$OUT/run-$i-$which.json"
+    done
+  fi
 done
 
 python3 - "$OUT" <<'PY'
 import json, glob, statistics, sys
 out = sys.argv[1]
-runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/run-*.json"))]
-def med(path):
+keys = ["forwarded_pps", "forwarded_video_pps", "subscriber_video_streams", "loss_video_pct", "loss_audio_pct",
+        "latency_p50_ms", "latency_p99_ms", "server_cpu_us_per_forwarded_packet", "server_cpu_pct", "server_rss_mib"]
+def load(pattern):
+    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{pattern}"))]
+def med(runs, *path):
     vals = []
     for r in runs:
         v = r
         for k in path: v = v[k]
         vals.append(v)
     return statistics.median(vals)
-keys = ["forwarded_pps", "forwarded_video_pps", "subscriber_video_streams", "loss_video_pct", "loss_audio_pct",
-        "latency_p50_ms", "latency_p99_ms", "server_cpu_us_per_forwarded_packet", "server_cpu_pct", "server_rss_mib"]
-summary = {"shape": runs[0]["shape"], "runs": len(runs),
-           "sfu": {k: med(["sfu", k]) for k in keys},
-           "udp_baseline": {k: med(["udp_baseline", k]) for k in keys},
-           "ratio": {k: med(["ratio", k]) for k in runs[0]["ratio"]}}
+def each(runs, *path):
+    vals = []
+    for r in runs:
+        v = r
+        for k in path: v = v[k]
+        vals.append(v)
+    return vals
+old, new = load("run-*-old.json"), load("run-*-new.json")
+if old:
+    cpu = "server_cpu_us_per_forwarded_packet"
+    summary = {"shape": new[0]["shape"], "runs": len(new),
+               "old": {k: med(old, "sfu", k) for k in keys},
+               "new": {k: med(new, "sfu", k) for k in keys},
+               "cpu_us_per_packet_each_run": {"old": each(old, "sfu", cpu), "new": each(new, "sfu", cpu)},
+               "new_over_old_cpu_per_packet": med(new, "sfu", cpu) / med(old, "sfu", cpu)}
+else:
+    runs = load("run-*.json")
+    summary = {"shape": runs[0]["shape"], "runs": len(runs),
+               "sfu": {k: med(runs, "sfu", k) for k in keys},
+               "udp_baseline": {k: med(runs, "udp_baseline", k) for k in keys},
+               "ratio": {k: med(runs, "ratio", k) for k in runs[0]["ratio"]}}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 print(json.dumps(summary, indent=2))
 print(f"results: {out}")

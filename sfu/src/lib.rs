@@ -1,32 +1,36 @@
 //! SFU media plane: every participant of a room has one peer connection to the server; the
 //! server keeps one incoming stream per publisher track and one outgoing stream per
 //! subscription, and renegotiates (`update`) whenever a participant's set of subscriptions
-//! changes (Medooze-style, see docs/sfu.md).
+//! changes or its media path must be repaired (ICE restart). See docs/sfu.md.
 //!
-//! The signaling side talks to [`Sfu`] only: [`Sfu::join`], [`Sfu::ready`],
-//! [`Sfu::add_candidate`], [`Sfu::leave`], [`Sfu::report`]; it receives each participant's
-//! [`ParticipantEvent`]s (offers to deliver with an answer expected back, the room's
-//! participant list, media failure).
+//! The signaling side talks to [`Sfu`] only ([`Sfu::join`], [`Sfu::ready`],
+//! [`Sfu::answer`], [`Sfu::add_candidate`], [`Sfu::restart`], [`Sfu::leave`],
+//! [`Sfu::report`]) and receives each participant's [`ParticipantEvent`]s.
 //!
-//! - [`engine`]: the media loop — one thread, one UDP socket, a sans-IO str0m `Rtc` per
-//!   participant; the only module using the WebRTC library.
-//! - [`demux`], [`forwarding`], [`keyframe`], [`negotiation`], [`ports`]: demultiplexing and
-//!   forwarding policy without I/O, unit-tested.
-//! - [`net`]: binding the media socket and the announced address.
+//! - [`api`], [`ids`], [`report`]: what the rest of the server sees (a leaf: no other
+//!   module of this crate is imported by them);
+//! - [`core`]: the sans-IO SFU — commands, datagrams and time in, datagrams, events and
+//!   deadlines out; tested on virtual time with str0m clients (`tests/core`);
+//! - [`media`]: the per-packet and per-track rules the core applies (ingest, fan-out,
+//!   subscriptions, keyframes, munging);
+//! - [`net`]: binding the media socket, batched I/O;
+//! - `driver` (private): the thread that owns the socket and the clock and runs the core;
+//! - `handle` (private): [`Sfu`], the façade that sends it requests.
 
-pub mod demux;
-pub mod engine;
-pub mod forwarding;
-pub mod keyframe;
-pub mod negotiation;
+pub mod api;
+pub mod core;
+pub mod ids;
+pub mod media;
 pub mod net;
-pub mod ports;
+pub mod report;
 
-mod conference;
+mod driver;
+mod handle;
 
-pub use conference::{
-    Joined, ParticipantEvent, ParticipantInfo, ParticipantReport, RoomReport, RoomsReport, Sfu,
-    SfuConfig, SfuError,
+pub use api::{
+    IceCandidate, JoinAnswer, MediaCodec, NetConfig, ParticipantEvent, ParticipantInfo, SfuConfig,
+    SfuError, TrackKind, UnknownCodec,
 };
-pub use engine::Kind;
-pub use net::NetConfig;
+pub use handle::{JoinRequest, Joined, Sfu};
+pub use ids::{ParticipantId, PublicationId, Round, TapId};
+pub use report::{ParticipantReport, RoomReport, RoomsReport};

@@ -55,13 +55,14 @@ pub struct Cli {
     #[arg(long = "stun-url", value_name = "URL")]
     pub stun_urls: Vec<String>,
     /// UDP ports the SFU's media socket may bind (the first free one; all participants
-    /// share it), e.g. 40000-40009 [default: any port].
+    /// share it), e.g. 40000-40009 [default: any port]. Config file: `[sfu] ports`.
     #[arg(long, value_name = "MIN-MAX")]
     pub rtc_ports: Option<String>,
     /// Address put in the SFU's ICE candidates (NAT 1:1, like coturn's external-ip).
+    /// Config file: `[sfu] public_ip`.
     #[arg(long, value_name = "IP")]
     pub public_ip: Option<std::net::IpAddr>,
-    /// Participants allowed in one SFU room [default: 16].
+    /// Participants allowed in one SFU room [default: 16]. Config file: `[sfu] room_capacity`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub sfu_room_capacity: Option<u16>,
     /// Start the embedded TURN relay from this coturn-style file (the format of
@@ -108,9 +109,38 @@ pub struct FileConfig {
     pub stun_urls: Vec<String>,
     pub rate_limit: Option<RateLimitConfig>,
     pub turn: Option<TurnFileConfig>,
+    pub sfu: Option<SfuFileConfig>,
+    /// Deprecated: `[sfu] ports`.
     pub rtc_ports: Option<String>,
+    /// Deprecated: `[sfu] public_ip`.
     pub public_ip: Option<std::net::IpAddr>,
+    /// Deprecated: `[sfu] room_capacity`.
     pub sfu_room_capacity: Option<u16>,
+}
+
+/// `[sfu]` table: the media plane of multi-party rooms (`/sfu.html`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SfuFileConfig {
+    /// UDP ports the media socket may bind, `"MIN-MAX"`; all participants share the first
+    /// free one (`--rtc-ports`).
+    pub ports: Option<String>,
+    /// Address put in the media server's ICE candidates (NAT 1:1; `--public-ip`).
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Participants per room (`--sfu-room-capacity`).
+    pub room_capacity: Option<u16>,
+    /// Seconds a browser has to answer an `update`.
+    pub update_timeout: Option<u64>,
+    /// Seconds a joiner's media has to connect.
+    pub connect_timeout: Option<u64>,
+    /// Seconds of silence from a connected browser before the server restarts ICE.
+    pub silence_limit: Option<u64>,
+    /// Seconds media has to come back after the browser answered an ICE restart.
+    pub restart_timeout: Option<u64>,
+    /// Minimum milliseconds between keyframe requests to one publisher track.
+    pub keyframe_interval_ms: Option<u64>,
+    /// Codecs offered to browsers, from opus, vp8, vp9, h264, av1, h265.
+    pub codecs: Option<Vec<String>>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -148,7 +178,9 @@ pub struct Config {
     pub stun_urls: Vec<String>,
     pub rate_limit: RateLimit,
     pub turn: TurnSettings,
-    pub sfu: crate::sfu_signaling::SfuSettings,
+    /// The SFU's media plane, resolved (bind address from the listener, see
+    /// `sfu::NetConfig::for_listener`).
+    pub sfu: sfu::SfuConfig,
 }
 
 /// What to do about TURN.
@@ -262,11 +294,24 @@ impl Config {
                 "room_capacity must be at least 1".into(),
             ));
         }
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
+        let sfu = sfu_config(
+            listen,
+            SfuFileConfig::with_deprecated_keys(
+                file.sfu,
+                file.rtc_ports,
+                file.public_ip,
+                file.sfu_room_capacity,
+            )?,
+            cli.rtc_ports,
+            cli.public_ip,
+            cli.sfu_room_capacity,
+        )?;
         Ok(Config {
-            listen: cli
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+            listen,
             cert,
             key,
             cert_dir: cli
@@ -288,13 +333,106 @@ impl Config {
             },
             rate_limit,
             turn,
-            sfu: crate::sfu_signaling::SfuSettings::merge(
-                cli.rtc_ports.or(file.rtc_ports),
-                cli.public_ip.or(file.public_ip),
-                cli.sfu_room_capacity.or(file.sfu_room_capacity),
-            )?,
+            sfu,
         })
     }
+}
+
+impl SfuFileConfig {
+    /// The `[sfu]` table with the flat keys of earlier versions folded in (each with a
+    /// deprecation warning; setting both forms is an error).
+    fn with_deprecated_keys(
+        table: Option<SfuFileConfig>,
+        rtc_ports: Option<String>,
+        public_ip: Option<std::net::IpAddr>,
+        sfu_room_capacity: Option<u16>,
+    ) -> Result<SfuFileConfig, ConfigError> {
+        fn fold<T>(
+            old_key: &str,
+            new_key: &str,
+            old: Option<T>,
+            new: &mut Option<T>,
+        ) -> Result<(), ConfigError> {
+            let Some(old) = old else { return Ok(()) };
+            if new.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "`{old_key}` and `[sfu] {new_key}` are both set: keep `[sfu] {new_key}`"
+                )));
+            }
+            tracing::warn!("config: `{old_key}` is deprecated; set `{new_key}` in the [sfu] table");
+            *new = Some(old);
+            Ok(())
+        }
+        let mut table = table.unwrap_or_default();
+        fold("rtc_ports", "ports", rtc_ports, &mut table.ports)?;
+        fold("public_ip", "public_ip", public_ip, &mut table.public_ip)?;
+        fold(
+            "sfu_room_capacity",
+            "room_capacity",
+            sfu_room_capacity,
+            &mut table.room_capacity,
+        )?;
+        Ok(table)
+    }
+}
+
+/// The SFU's settings: flags over the `[sfu]` table over the defaults.
+fn sfu_config(
+    listen: SocketAddr,
+    file: SfuFileConfig,
+    rtc_ports: Option<String>,
+    public_ip: Option<std::net::IpAddr>,
+    room_capacity: Option<u16>,
+) -> Result<sfu::SfuConfig, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid(format!("[sfu] {message}"));
+    let public_ip = public_ip.or(file.public_ip);
+    let mut config = sfu::SfuConfig::new(sfu::NetConfig::for_listener(listen.ip(), public_ip));
+    config.ports = rtc_ports
+        .or(file.ports)
+        .map(|text| sfu::net::parse_port_range(&text))
+        .transpose()
+        .map_err(|e| invalid(format!("ports: {e}")))?;
+    let room_capacity = room_capacity.or(file.room_capacity).unwrap_or(16);
+    if !(1..=1024).contains(&room_capacity) {
+        return Err(invalid("room_capacity must be 1-1024".into()));
+    }
+    config.room_capacity = usize::from(room_capacity);
+    let seconds = |key: &str, value: Option<u64>, default: std::time::Duration| match value {
+        None => Ok(default),
+        Some(0) => Err(invalid(format!("{key} must be at least 1 second"))),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+    };
+    config.update_timeout = seconds("update_timeout", file.update_timeout, config.update_timeout)?;
+    config.connect_timeout = seconds(
+        "connect_timeout",
+        file.connect_timeout,
+        config.connect_timeout,
+    )?;
+    config.silence_limit = seconds("silence_limit", file.silence_limit, config.silence_limit)?;
+    config.restart_timeout = seconds(
+        "restart_timeout",
+        file.restart_timeout,
+        config.restart_timeout,
+    )?;
+    if let Some(ms) = file.keyframe_interval_ms {
+        config.keyframe_interval = std::time::Duration::from_millis(ms);
+    }
+    if let Some(codecs) = file.codecs {
+        config.codecs = codecs
+            .iter()
+            .map(|name| name.parse::<sfu::MediaCodec>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(format!("codecs: {e}")))?;
+        if !config.codecs.contains(&sfu::MediaCodec::Opus) {
+            return Err(invalid(
+                "codecs must include opus (the only audio codec)".into(),
+            ));
+        }
+        if config.codecs.len() < 2 {
+            return Err(invalid("codecs must include a video codec".into()));
+        }
+    }
+    Ok(config)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -379,7 +517,10 @@ mod tests {
 
     #[test]
     fn public_host_is_a_bare_name() {
-        let ok = Config::merge(FileConfig::default(), cli(&["--public-host", "call.example"]));
+        let ok = Config::merge(
+            FileConfig::default(),
+            cli(&["--public-host", "call.example"]),
+        );
         assert_eq!(ok.unwrap().public_host.as_deref(), Some("call.example"));
         for bad in ["https://call.example", "call.example:443", "a b"] {
             assert!(
@@ -387,6 +528,61 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn sfu_table_flags_and_deprecated_keys() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n[sfu]\nports = \"40000-40009\"\nroom_capacity = 8\n\
+             update_timeout = 5\nrestart_timeout = 12\nkeyframe_interval_ms = 250\n\
+             codecs = [\"opus\", \"vp8\"]\n",
+        )
+        .unwrap();
+        let config = Config::merge(file, cli(&["--sfu-room-capacity", "4"])).unwrap();
+        let sfu = &config.sfu;
+        assert_eq!(sfu.ports, Some(40000..=40009));
+        assert_eq!(sfu.room_capacity, 4, "the flag wins");
+        assert_eq!(sfu.update_timeout.as_secs(), 5);
+        assert_eq!(sfu.restart_timeout.as_secs(), 12);
+        assert_eq!(sfu.connect_timeout.as_secs(), 20, "default");
+        assert_eq!(sfu.keyframe_interval.as_millis(), 250);
+        assert_eq!(sfu.codecs, [sfu::MediaCodec::Opus, sfu::MediaCodec::Vp8]);
+        assert_eq!(
+            sfu.net.bind_ip.to_string(),
+            "0.0.0.0",
+            "media binds every interface, even behind a proxy on loopback"
+        );
+
+        // The flat keys of earlier versions still work…
+        let old: FileConfig =
+            toml::from_str("rtc_ports = \"50000-50009\"\nsfu_room_capacity = 6\n").unwrap();
+        let config = Config::merge(old, cli(&[])).unwrap();
+        assert_eq!(config.sfu.ports, Some(50000..=50009));
+        assert_eq!(config.sfu.room_capacity, 6);
+        // …but not together with the table.
+        let both: FileConfig =
+            toml::from_str("rtc_ports = \"50000-50009\"\n[sfu]\nports = \"1-2\"\n").unwrap();
+        assert!(Config::merge(both, cli(&[])).is_err());
+    }
+
+    #[test]
+    fn bad_sfu_settings_are_errors() {
+        for text in [
+            "[sfu]\nports = \"9-1\"",
+            "[sfu]\nroom_capacity = 0",
+            "[sfu]\nupdate_timeout = 0",
+            "[sfu]\ncodecs = [\"opus\", \"theora\"]",
+            "[sfu]\ncodecs = [\"vp8\"]",
+            "[sfu]\ncodecs = [\"opus\"]",
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            assert!(Config::merge(file, cli(&[])).is_err(), "{text}");
+        }
+        assert!(
+            toml::from_str::<FileConfig>("[sfu]\nport = \"1-2\"").is_err(),
+            "unknown key"
+        );
+        assert!(Config::merge(FileConfig::default(), cli(&["--rtc-ports", "10"])).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Turn(#[from] turn::TurnError),
+    #[error(transparent)]
+    Sfu(#[from] sfu::SfuError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -38,7 +40,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     });
     let (socket_io_layer, io) = signaling::socketio::builder().build_layer();
     signaling::attach(&io, hub.clone());
-    let (sfu_routes, sfu_media) = crate::sfu_signaling::start(&io, &config);
+    let (sfu_routes, sfu_media) = crate::sfu_signaling::start(&io, &config)?;
 
     if web::socket_io_client(&config.public_dir).is_none() {
         tracing::warn!(
@@ -47,7 +49,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             config.public_dir.display()
         );
     }
-    let turn = turn::start(&config.turn, config.sfu.public_ip, sfu_media).await?;
+    let turn = turn::start(&config.turn, config.sfu.net.public_ip, Some(sfu_media)).await?;
     let ice = IceConfig {
         stun_urls: config.stun_urls.clone(),
         turn: turn.ice.clone(),

@@ -68,11 +68,7 @@ pub fn router(public_dir: &Path, socket_io: SocketIoLayer, state: AppState) -> R
         .with_state(state)
 }
 
-async fn ice_servers(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn ice_servers(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     let host = match state.public_host.as_deref() {
         Some(host) => host,
         None => match request_host(&uri, &headers) {
@@ -150,7 +146,10 @@ fn with_utf8_charset(content_type: &str) -> Option<HeaderValue> {
     let textual = essence.starts_with("text/")
         || matches!(
             essence,
-            "application/javascript" | "application/xml" | "image/svg+xml" | "application/manifest+json"
+            "application/javascript"
+                | "application/xml"
+                | "image/svg+xml"
+                | "application/manifest+json"
         );
     if !textual || lower.contains("charset=") {
         return None;
@@ -196,7 +195,10 @@ mod tests {
     #[test]
     fn text_types_get_utf8() {
         let get = |t: &str| with_utf8_charset(t).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(get("text/html").as_deref(), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            get("text/html").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
         assert_eq!(
             get("text/javascript").as_deref(),
             Some("text/javascript; charset=utf-8")

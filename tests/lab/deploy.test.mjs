@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 
 import { until } from '../lib/browser.mjs';
 import { repoRoot, signalBin } from '../lib/server.mjs';
-import { Lab } from './lab.mjs';
+import { Lab, SERVER_IP } from './lab.mjs';
 import { joinCall, joinRoom, openPage, waitForMedia } from './calls.mjs';
 
 const DEPLOY = path.join(repoRoot, 'docs/deploy');
@@ -116,10 +116,14 @@ include ${stream};
     open.push(ra, rb);
     const r0 = await joinRoom(ra, 'deploy', 'Ann');
     await joinRoom(rb, 'deploy', 'Bob');
-    const [room] = await Promise.all([waitForMedia(ra, { streams: 1, timeout: 45_000 }), waitForMedia(rb, { streams: 1, timeout: 45_000 })]);
+    const [room, roomB] = await Promise.all([waitForMedia(ra, { streams: 1, timeout: 45_000 }), waitForMedia(rb, { streams: 1, timeout: 45_000 })]);
     figures.nginxRoomSetupMs = Date.now() - r0;
     assert.equal(room.pair.local.relayProtocol, 'tls', JSON.stringify(room.pair));
-    t.diagnostic(`SFU room through nginx: Ann ${room.pair.local.type}/${room.pair.local.relayProtocol} ⇄ ${room.pair.remote.address}`);
+    // The web listener is on loopback behind nginx; the media socket must not be. Bob (cone
+    // NAT, UDP open) reaches it directly at the server's public address.
+    assert.equal(roomB.pair.remote.address, `${SERVER_IP}:40000`, JSON.stringify(roomB.pair));
+    assert.notEqual(roomB.pair.local.type, 'relay', JSON.stringify(roomB.pair));
+    t.diagnostic(`SFU room through nginx: Ann ${room.pair.local.type}/${room.pair.local.relayProtocol} ⇄ ${room.pair.remote.address}; Bob ${roomB.pair.local.type}/${roomB.pair.local.protocol} ⇄ ${roomB.pair.remote.address}`);
   });
 
   it('behind Caddy, a home without UDP calls through the relay over TCP', async (t) => {

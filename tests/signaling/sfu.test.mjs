@@ -4,6 +4,7 @@
 // the offers are well-formed SDP with made-up ICE/DTLS parameters, which is all a join needs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { io } from 'socket.io-client';
 
 import { startServer } from '../lib/server.mjs';
@@ -135,5 +136,49 @@ describe('/sfu signaling', () => {
     assert.equal((await ack(socket, 'join', { room: 'r-bad', name: 'x', sdp: offer() })).error?.code, 'already_joined');
     const garbage = await ack(socket, 'candidate', { candidate: 'candidate:garbage' });
     assert.ok(garbage.error, 'a malformed candidate is refused');
+  });
+
+  test('a candidate emitted right after join, without waiting, is applied after it', async () => {
+    const socket = client();
+    // No await between the two: the server must handle them in order.
+    const joined = ack(socket, 'join', { room: 'r-order', name: 'Ada', sdp: offer() });
+    const candidate = ack(socket, 'candidate', { candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 });
+    const [reply, candidateReply] = await Promise.all([joined, candidate]);
+    assert.ok(reply.id, JSON.stringify(reply));
+    assert.deepEqual(candidateReply, { ok: true }, 'not refused as not_joined, not lost');
+    // Leave right after a join, then join again at once: both in order as well.
+    const again = client();
+    const first = ack(again, 'join', { room: 'r-order', name: 'Bo', sdp: offer() });
+    const left = ack(again, 'leave', {});
+    const second = ack(again, 'join', { room: 'r-order', name: 'Bo', sdp: offer() });
+    const [firstReply, leftReply, secondReply] = await Promise.all([first, left, second]);
+    assert.equal(firstReply.error?.code, 'not_joined', 'the first join was left before its answer');
+    assert.deepEqual(leftReply, { ok: true });
+    assert.ok(secondReply.id, JSON.stringify(secondReply));
+    await until('two in the room', async () => (await room('r-order'))?.participants.length === 2, 5000);
+  });
+
+  test('restart: acked for a joined participant, refused otherwise, rate-limited', async () => {
+    const socket = client();
+    assert.equal((await ack(socket, 'restart', {})).error?.code, 'not_joined');
+    const reply = await ack(socket, 'join', { room: 'r-restart', name: 'Ada', sdp: offer() });
+    assert.ok(reply.id, JSON.stringify(reply));
+    assert.deepEqual(await ack(socket, 'restart', {}), { ok: true });
+    const again = await ack(socket, 'restart', {});
+    assert.equal(again.error?.code, 'rate_limited', JSON.stringify(again));
+  });
+
+  test('a media port that cannot be bound stops the server with a clear message', async () => {
+    const taken = createSocket('udp4');
+    await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));
+    const port = taken.address().port;
+    try {
+      await assert.rejects(
+        startServer({ args: ['--rtc-ports', `${port}-${port}`] }),
+        (error) => /exited with [1-9]/.test(error.message) && /cannot bind the SFU's media socket.*ports \d+-\d+/.test(error.message),
+      );
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -1,8 +1,13 @@
-//! Validation of untrusted `/sfu` events into typed commands (no I/O).
+//! Validation of untrusted `/sfu` events into typed commands, and the errors a client can
+//! cause (no I/O).
 
 use serde_json::Value;
+use sfu::IceCandidate;
 
-use crate::signaling::command::{RoomName, MAX_MESSAGE_BYTES};
+use crate::signaling::{
+    command::{RoomName, MAX_MESSAGE_BYTES},
+    error::ErrorReport,
+};
 
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -33,6 +38,12 @@ pub enum SfuSignalError {
     MediaError,
 }
 
+/// An `/sfu` error as sent to the client: the ack `{error: {...}}` and the `sfu_error`
+/// event carry the same [`ErrorReport`] as the 1-to-1 side's `signal_error`.
+pub fn ack_error(report: &ErrorReport<'_>) -> Value {
+    serde_json::json!({ "error": report })
+}
+
 impl SfuSignalError {
     pub fn code(self) -> &'static str {
         match self {
@@ -50,26 +61,30 @@ impl SfuSignalError {
         }
     }
 
-    /// The `{error: {...}}` ack / `sfu_error` payload.
-    pub fn report(self, event: &str) -> Value {
-        serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string(), "event": event }
-        })
+    /// The error report for a refused `event`.
+    pub fn report(self, event: &str) -> ErrorReport<'_> {
+        ErrorReport {
+            code: self.code(),
+            message: self.to_string(),
+            event,
+        }
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum SfuCommand {
     Join {
         room: RoomName,
         name: String,
         offer: String,
     },
+    /// `sdpMid`/`sdpMLineIndex` are validated and dropped: the server bundles every m-line
+    /// on one transport.
     Candidate {
-        candidate: String,
-        sdp_mid: Option<String>,
-        sdp_mline_index: Option<u16>,
+        candidate: IceCandidate,
     },
+    /// The page asks for an ICE restart.
+    Restart,
     Leave,
 }
 
@@ -89,27 +104,23 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
                 .get("candidate")
                 .and_then(Value::as_str)
                 .filter(|c| c.len() <= 1024)
-                .ok_or(SfuSignalError::InvalidCandidate)?
-                .to_owned();
-            let sdp_mid = match object.get("sdpMid") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(mid)) if mid.len() <= 32 => Some(mid.clone()),
+                .ok_or(SfuSignalError::InvalidCandidate)?;
+            match object.get("sdpMid") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(mid)) if mid.len() <= 32 => {}
                 Some(_) => return Err(SfuSignalError::InvalidCandidate),
-            };
-            let sdp_mline_index = match object.get("sdpMLineIndex") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .and_then(|n| u16::try_from(n).ok())
-                        .ok_or(SfuSignalError::InvalidCandidate)?,
-                ),
-            };
-            Ok(SfuCommand::Candidate {
-                candidate,
-                sdp_mid,
-                sdp_mline_index,
-            })
+            }
+            match object.get("sdpMLineIndex") {
+                None | Some(Value::Null) => {}
+                Some(v) if v.as_u64().is_some_and(|n| n <= u64::from(u16::MAX)) => {}
+                Some(_) => return Err(SfuSignalError::InvalidCandidate),
+            }
+            let candidate = candidate
+                .parse()
+                .map_err(|_| SfuSignalError::InvalidCandidate)?;
+            Ok(SfuCommand::Candidate { candidate })
         }
+        "restart" => Ok(SfuCommand::Restart),
         "leave" => Ok(SfuCommand::Leave),
         _ => Err(SfuSignalError::UnknownEvent),
     }
@@ -219,36 +230,50 @@ mod tests {
 
     #[test]
     fn candidates_and_others() {
-        assert_eq!(
+        let host = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host";
+        assert!(matches!(
             parse_command(
                 "candidate",
-                &json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0})
+                &json!({"candidate": host, "sdpMid": "0", "sdpMLineIndex": 0})
             ),
-            Ok(SfuCommand::Candidate {
-                candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(),
-                sdp_mid: Some("0".into()),
-                sdp_mline_index: Some(0),
-            })
+            Ok(SfuCommand::Candidate { .. })
+        ));
+        assert!(matches!(
+            parse_command("candidate", &json!({"candidate": format!("a={host}")})),
+            Ok(SfuCommand::Candidate { .. })
+        ));
+        let err = |v: Value| parse_command("candidate", &v).unwrap_err();
+        assert_eq!(
+            err(json!({"candidate": 5})),
+            SfuSignalError::InvalidCandidate
         );
         assert_eq!(
-            parse_command("candidate", &json!({"candidate": 5})),
-            Err(SfuSignalError::InvalidCandidate)
+            err(json!({"candidate": "candidate:garbage"})),
+            SfuSignalError::InvalidCandidate,
+            "checked here, not later in the media plane"
         );
         assert_eq!(
-            parse_command(
-                "candidate",
-                &json!({"candidate": "c", "sdpMLineIndex": 70000})
-            ),
-            Err(SfuSignalError::InvalidCandidate)
-        );
-        assert_eq!(parse_command("leave", &Value::Null), Ok(SfuCommand::Leave));
-        assert_eq!(
-            parse_command("bye", &Value::Null),
-            Err(SfuSignalError::UnknownEvent)
+            err(json!({"candidate": host, "sdpMLineIndex": 70000})),
+            SfuSignalError::InvalidCandidate
         );
         assert_eq!(
-            SfuSignalError::RoomFull.report("join")["error"]["code"],
-            "full"
+            err(json!({"candidate": host, "sdpMid": 3})),
+            SfuSignalError::InvalidCandidate
         );
+        assert!(matches!(
+            parse_command("leave", &Value::Null),
+            Ok(SfuCommand::Leave)
+        ));
+        assert!(matches!(
+            parse_command("restart", &json!({})),
+            Ok(SfuCommand::Restart)
+        ));
+        assert_eq!(
+            parse_command("bye", &Value::Null).unwrap_err(),
+            SfuSignalError::UnknownEvent
+        );
+        let report = ack_error(&SfuSignalError::RoomFull.report("join"));
+        assert_eq!(report["error"]["code"], "full");
+        assert_eq!(report["error"]["event"], "join");
     }
 }

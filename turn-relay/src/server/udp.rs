@@ -10,7 +10,8 @@
 //! registered edge-triggered; a `recvmmsg` that returns fewer datagrams than it
 //! asked for has emptied the socket (a later datagram raises a new edge), so no
 //! extra `EAGAIN` read is needed, and a socket that filled the arena is put on a
-//! pending list and drained again in the next round.
+//! pending list and drained again in the next round. The system calls themselves
+//! go through `udp-batch`, shared with the SFU's media loop.
 //!
 //! TCP/TLS clients stay on tokio (`stream.rs`); their allocations' relay sockets
 //! are served here too, and data for them is queued to the connection's writer.
@@ -21,12 +22,13 @@ use crate::relay::{ClientAction, PeerAction, PEER_HEADROOM};
 use crate::Transport;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::mem::zeroed;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use udp_batch::MmsgBatch;
 
 /// Listener socket buffers; bursts from many clients otherwise overflow the
 /// kernel default (~200 KiB) before the thread drains them. The kernel caps this
@@ -211,9 +213,7 @@ struct Worker {
     listeners: Vec<Listener>,
     rx: Vec<u8>,
     meta: Vec<RxMeta>,
-    names: Vec<libc::sockaddr_storage>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
+    batch: MmsgBatch,
     /// The core's output buffer (replies, Data indications).
     out: Vec<u8>,
     /// Copies of `out` waiting to be sent this round.
@@ -224,14 +224,6 @@ struct Worker {
 
 impl Worker {
     fn new(shared: Arc<Shared>, listeners: Vec<Listener>) -> Worker {
-        // SAFETY: all-zero is a valid value of these plain C structs.
-        let (name, iov, hdr) = unsafe {
-            (
-                zeroed::<libc::sockaddr_storage>(),
-                zeroed::<libc::iovec>(),
-                zeroed::<libc::mmsghdr>(),
-            )
-        };
         Worker {
             shared,
             listeners,
@@ -244,9 +236,7 @@ impl Worker {
                 };
                 SLOTS
             ],
-            names: vec![name; SLOTS],
-            iovs: vec![iov; SLOTS],
-            hdrs: vec![hdr; SLOTS],
+            batch: MmsgBatch::new(SLOTS),
             out: Vec::with_capacity(SLOT),
             tx: Vec::with_capacity(SLOTS * 256),
             sends: Vec::with_capacity(SLOTS),
@@ -309,56 +299,13 @@ impl Worker {
         count: usize,
         headroom: usize,
     ) -> io::Result<usize> {
-        let base = self.rx.as_mut_ptr();
-        for k in 0..count {
-            let slot = first + k;
-            self.iovs[k] = libc::iovec {
-                // SAFETY: slot < SLOTS, so the range lies inside rx.
-                iov_base: unsafe { base.add(slot * SLOT + headroom) }.cast(),
-                iov_len: SLOT - headroom,
-            };
-            // SAFETY: zeroed msghdr is valid; fields are then set.
-            let mut h: libc::msghdr = unsafe { zeroed() };
-            h.msg_name = (&mut self.names[k] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovs[k];
-            h.msg_iovlen = 1;
-            self.hdrs[k] = libc::mmsghdr {
-                msg_hdr: h,
-                msg_len: 0,
-            };
-        }
-        // SAFETY: hdrs[..count] point into live buffers owned by self.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(0)
-            } else {
-                Err(e)
-            };
-        }
-        let r = r as usize;
+        let slots = self.rx[first * SLOT..(first + count) * SLOT]
+            .chunks_mut(SLOT)
+            .map(|slot| &mut slot[headroom..]);
+        let r = self.batch.recv(fd, slots)?;
         for k in 0..r {
-            let h = &self.hdrs[k];
-            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.meta[first + k] = RxMeta {
-                from: if truncated {
-                    None
-                } else {
-                    from_storage(&self.names[k])
-                },
-                len: h.msg_len as usize,
-                src: 0,
-            };
+            let (len, from) = self.batch.received(k);
+            self.meta[first + k] = RxMeta { from, len, src: 0 };
         }
         Ok(r)
     }
@@ -538,136 +485,26 @@ impl Worker {
     }
 
     fn bytes(&self, b: &Buf) -> &[u8] {
-        match *b {
-            Buf::Rx(s, n) => &self.rx[s..s + n],
-            Buf::Tx(s, n) => &self.tx[s..s + n],
-        }
+        bytes(&self.rx, &self.tx, b)
     }
 
+    /// One `sendmmsg` per `SLOTS` datagrams of `batch`, all leaving through `fd`.
     fn sendmmsg(&mut self, fd: RawFd, batch: &[Out]) {
-        let n = batch.len().min(SLOTS);
-        for (k, s) in batch[..n].iter().enumerate() {
-            let (ptr, len) = {
-                let b = self.bytes(&s.buf);
-                (b.as_ptr(), b.len())
-            };
-            let namelen = to_storage(&s.to, &mut self.names[k]);
-            self.iovs[k] = libc::iovec {
-                iov_base: ptr as *mut libc::c_void,
-                iov_len: len,
-            };
-            // SAFETY: zeroed msghdr is valid; fields are then set.
-            let mut h: libc::msghdr = unsafe { zeroed() };
-            h.msg_name = (&mut self.names[k] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = namelen;
-            h.msg_iov = &mut self.iovs[k];
-            h.msg_iovlen = 1;
-            self.hdrs[k] = libc::mmsghdr {
-                msg_hdr: h,
-                msg_len: 0,
-            };
-        }
-        let mut done = 0;
-        while done < n {
-            // SAFETY: hdrs[done..n] point into rx/tx and names, all alive and
-            // unchanged during the call.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.hdrs.as_mut_ptr().add(done),
-                    (n - done) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r > 0 {
-                done += r as usize;
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                // Full send buffer: drop the rest, as a UDP send would.
-                io::ErrorKind::WouldBlock => break,
-                // This datagram cannot be sent (unreachable, ...): skip it.
-                _ => done += 1,
-            }
-        }
-        if batch.len() > n {
-            self.sendmmsg(fd, &batch[n..]);
-        }
+        let Worker {
+            batch: mmsg,
+            rx,
+            tx,
+            ..
+        } = self;
+        // Full send buffer: the rest is dropped, as a UDP send would; a datagram that
+        // cannot be sent (unreachable, ...) is skipped.
+        mmsg.send(fd, batch, |s| (bytes(rx, tx, &s.buf), s.to), |_| {});
     }
 }
 
-fn from_storage(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match st.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET).
-            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the kernel wrote a sockaddr_in6 (family AF_INET6).
-            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-fn to_storage(a: &SocketAddr, st: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match a {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin =
-                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            };
-            sin.sin_zero = [0; 8];
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6 =
-                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_flowinfo = v6.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: v6.ip().octets(),
-            };
-            sin6.sin6_scope_id = v6.scope_id();
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sockaddr_round_trip() {
-        // SAFETY: all-zero sockaddr_storage is valid.
-        let mut st: libc::sockaddr_storage = unsafe { zeroed() };
-        for a in [
-            "192.0.2.7:3478",
-            "[2001:db8::1]:49152",
-            "[::ffff:10.0.0.1]:1",
-        ] {
-            let a: SocketAddr = a.parse().unwrap();
-            to_storage(&a, &mut st);
-            assert_eq!(from_storage(&st), Some(a));
-        }
+fn bytes<'a>(rx: &'a [u8], tx: &'a [u8], b: &Buf) -> &'a [u8] {
+    match *b {
+        Buf::Rx(s, n) => &rx[s..s + n],
+        Buf::Tx(s, n) => &tx[s..s + n],
     }
 }

@@ -1,17 +1,23 @@
-//! Per-subscription sequence numbering and per-publication loss accounting (sans-IO).
+//! What each subscription rewrites in a forwarded packet (sans-IO).
 //!
 //! str0m rewrites what differs per connection when it serialises a packet (SSRC, header
-//! extension ids, MID) and maps payload types through its codec config, so of the old
-//! per-subscriber `Rewriter` only the sequence numbers are left to us: str0m's RTP mode takes
-//! the *extended* (64-bit) sequence number from the caller, and a subscriber that joins a
-//! long-running stream must start near zero (RFC 3711 ROC 0, no out-of-band signalling).
+//! extension ids, MID), so of a munger only two things are left to us:
+//! - sequence numbers ([`SeqRebase`]): str0m's RTP mode takes the *extended* (64-bit)
+//!   sequence number from the caller, and a subscriber that joins a long-running stream must
+//!   start near zero (RFC 3711 ROC 0, no out-of-band signalling);
+//! - payload types ([`PtMap`]): publisher PT → the subscriber's PT for the same codec.
+//!
+//! When a subscription starts switching between sources (simulcast layers), this is also
+//! where VP8 picture-id / TL0PICIDX continuity goes (`str0m::rtp::Vp8Descriptor::patch` →
+//! `RtpWrite::vp8_patch`); with one source per subscription the publisher's values are
+//! already continuous, so nothing is patched today.
 
 /// Maps a publisher's extended sequence numbers onto one subscriber's, starting at 1.
 ///
 /// The offset is fixed at the first packet forwarded; later packets keep their spacing so a
 /// packet lost upstream leaves the same gap downstream (the subscriber's NACK then finds
-/// nothing in our send buffer, but the publisher's retransmission, forwarded when it arrives,
-/// fills it). Packets older than the first forwarded one are not forwarded at all.
+/// nothing in our send buffer, but the publisher's retransmission, forwarded when it
+/// arrives, fills it). Packets older than the first forwarded one are not forwarded at all.
 #[derive(Debug, Clone, Default)]
 pub struct SeqRebase {
     /// Publisher sequence number of the first packet forwarded.
@@ -29,35 +35,6 @@ impl SeqRebase {
     /// Whether a packet was forwarded yet.
     pub fn started(&self) -> bool {
         self.first.is_some()
-    }
-}
-
-/// Packets a publisher's stream lost on the way to us, RFC 3550 A.3 style: expected (from
-/// the highest extended sequence number seen) minus received. A retransmission counts as
-/// received, so this is loss that was not repaired.
-#[derive(Debug, Clone, Default)]
-pub struct LossCounter {
-    base: Option<u64>,
-    highest: u64,
-    received: u64,
-}
-
-impl LossCounter {
-    pub fn packet(&mut self, seq: u64) {
-        let base = *self.base.get_or_insert(seq);
-        if seq < base {
-            // Reordered before the first packet: move the base back.
-            self.base = Some(seq);
-        }
-        self.highest = self.highest.max(seq);
-        self.received += 1;
-    }
-
-    pub fn lost(&self) -> i64 {
-        match self.base {
-            Some(base) => (self.highest - base + 1) as i64 - self.received as i64,
-            None => 0,
-        }
     }
 }
 
@@ -108,22 +85,6 @@ mod tests {
         // Older than the subscription: not forwarded.
         assert_eq!(r.map(69_999), None);
         assert!(r.started());
-    }
-
-    #[test]
-    fn loss_is_expected_minus_received() {
-        let mut l = LossCounter::default();
-        assert_eq!(l.lost(), 0);
-        for seq in [10, 11, 13, 14] {
-            l.packet(seq);
-        }
-        assert_eq!(l.lost(), 1);
-        // The retransmission arrives.
-        l.packet(12);
-        assert_eq!(l.lost(), 0);
-        // Reordered before the first one.
-        l.packet(9);
-        assert_eq!(l.lost(), 0);
     }
 
     #[test]

@@ -1,55 +1,12 @@
-//! One negotiation at a time per participant (sans-IO).
-//!
-//! The browser makes exactly one offer (in `join`); after that the server is the only
-//! offerer, so there is no glare to resolve — only changes that arrive while an `update` is in
-//! flight. They are folded into one more round once it completes.
+//! SDP text rules of ours, on top of what str0m generates and parses (no I/O).
 
-#[derive(Debug, Default, Clone)]
-pub struct Negotiation {
-    /// The browser's own offer has been answered.
-    ready: bool,
-    busy: bool,
-    dirty: bool,
-    /// Completed server-initiated rounds.
-    pub rounds: u64,
-}
+/// Media sections accepted in a join offer (a browser sends audio + video, maybe a screen):
+/// every other member renegotiates for each one.
+pub const MAX_OFFER_MEDIA: usize = 4;
 
-impl Negotiation {
-    /// The participant's subscriptions changed. Returns true if the caller must start a round
-    /// now (otherwise one is already running or the join has not been answered yet, and the
-    /// change is picked up later).
-    pub fn request(&mut self) -> bool {
-        self.dirty = true;
-        self.try_start()
-    }
-
-    /// The browser's offer was answered. Returns true if a round must start now.
-    pub fn joined(&mut self) -> bool {
-        self.ready = true;
-        self.try_start()
-    }
-
-    /// The round in flight ended (answered, refused or timed out). Returns true if changes
-    /// arrived meanwhile and another round must start now.
-    pub fn finished(&mut self) -> bool {
-        self.busy = false;
-        self.rounds += 1;
-        self.try_start()
-    }
-
-    pub fn is_busy(&self) -> bool {
-        self.busy
-    }
-
-    fn try_start(&mut self) -> bool {
-        if self.ready && !self.busy && self.dirty {
-            self.busy = true;
-            self.dirty = false;
-            true
-        } else {
-            false
-        }
-    }
+/// How many media sections (`m=` lines) an SDP has.
+pub fn media_sections(sdp: &str) -> usize {
+    sdp.lines().filter(|l| l.starts_with("m=")).count()
 }
 
 /// Direction of an m-line from our side.
@@ -143,23 +100,11 @@ mod tests {
     }
 
     #[test]
-    fn nothing_before_the_join_is_answered() {
-        let mut n = Negotiation::default();
-        assert!(!n.request());
-        assert!(n.joined());
-        assert!(n.is_busy());
-    }
-
-    #[test]
-    fn changes_during_a_round_make_exactly_one_more() {
-        let mut n = Negotiation::default();
-        assert!(!n.joined());
-        assert!(n.request());
-        assert!(!n.request());
-        assert!(!n.request());
-        assert!(n.finished());
-        assert!(!n.finished());
-        assert_eq!(n.rounds, 2);
-        assert!(!n.is_busy());
+    fn counts_media_sections() {
+        assert_eq!(
+            media_sections("v=0\r\nm=audio 9 x\r\na=mid:0\r\nm=video 9 x\r\n"),
+            2
+        );
+        assert_eq!(media_sections("v=0\r\n"), 0);
     }
 }

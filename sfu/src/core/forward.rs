@@ -1,0 +1,232 @@
+//! The packet path through the core: a publisher's RTP packet is ingested once, offered to
+//! every sink of its publication, and keyframes are asked for on the sinks' behalf.
+
+use std::{collections::VecDeque, time::Instant};
+
+use slab::Slab;
+use str0m::{
+    media::{KeyframeRequestKind, Mid},
+    rtp::RtpPacket,
+};
+
+use super::{participant::Participant, Output, SfuCore, TapOutput, Totals};
+use crate::{
+    api::TrackKind,
+    ids::{ParticipantSlot, PublicationSlot},
+    media::{
+        fanout::{fan_out, Deliver, Tap},
+        ingest::{ingest, Incoming, Refused},
+        sink::{Delivery, Sink},
+    },
+};
+
+impl SfuCore {
+    /// One publisher packet to every sink of its publication.
+    pub(super) fn forward(&mut self, now: Instant, slot: ParticipantSlot, packet: RtpPacket) {
+        let participant = &mut self.participants[slot.0];
+        participant.stats.packets_in += 1;
+        participant.stats.bytes_in += packet.payload.len() as u64;
+        let publications = &self.publications;
+        let Some(publication) = participant.publication_of(*packet.header.ssrc, |p| {
+            publications.get(p.0).map(|p| p.mid)
+        }) else {
+            return;
+        };
+        let rtc = &self.participants[slot.0].rtc;
+        let target = &mut self.publications[publication.0];
+        let incoming = match ingest(
+            target,
+            *packet.seq_no,
+            &packet.header,
+            packet.payload,
+            packet.timestamp,
+            |pt| {
+                rtc.codec_config()
+                    .params()
+                    .iter()
+                    .find(|p| *p.pt() == pt)
+                    .copied()
+            },
+        ) {
+            Ok(incoming) => incoming,
+            Err(Refused::Oversized(len)) => {
+                self.totals.dropped_packets += 1;
+                tracing::debug!(len, "oversized RTP payload dropped");
+                return;
+            }
+            Err(Refused::UnknownPayloadType(_)) => return,
+        };
+        let mut request_due = target.keyframes.poll(now);
+        let mut deliver = ToSinks {
+            participants: &mut self.participants,
+            taps: &mut self.taps,
+            outputs: &mut self.outputs,
+            dirty: &mut self.dirty,
+            totals: &mut self.totals,
+        };
+        let result = fan_out(&incoming, &target.sinks, &mut deliver);
+        // A sink waits for a keyframe (the PLI or the keyframe may have been lost): ask
+        // again, throttled.
+        if result.keyframe_wanted && !target.keyframes.pending() {
+            request_due |= target.keyframes.request(now);
+        }
+        if request_due {
+            self.send_keyframe_request(publication);
+        }
+    }
+
+    /// DTLS is up: its open video subscriptions want a keyframe to start from.
+    pub(super) fn subscriber_connected(&mut self, now: Instant, slot: ParticipantSlot) {
+        let wanted: Vec<PublicationSlot> = self.participants[slot.0]
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.kind == TrackKind::Video && s.is_open())
+            .filter_map(|(_, s)| s.publication)
+            .collect();
+        for publication in wanted {
+            self.want_keyframe(now, publication, Some(slot));
+        }
+    }
+
+    /// A subscriber's PLI/FIR on one of its m-lines.
+    pub(super) fn keyframe_request_from_subscriber(
+        &mut self,
+        now: Instant,
+        slot: ParticipantSlot,
+        mid: Mid,
+    ) {
+        let publication = self.participants[slot.0]
+            .subscriptions
+            .iter()
+            .find(|(_, s)| s.state == crate::media::subscription::SubState::Open(mid))
+            .and_then(|(_, s)| s.publication);
+        if let Some(publication) = publication {
+            self.want_keyframe(now, publication, Some(slot));
+        }
+    }
+
+    /// A keyframe is wanted (on behalf of `requester`, if a participant); the publication's
+    /// throttle decides whether a request goes upstream now, later, or not at all.
+    pub(super) fn want_keyframe(
+        &mut self,
+        now: Instant,
+        publication: PublicationSlot,
+        requester: Option<ParticipantSlot>,
+    ) {
+        if let Some(requester) = requester.and_then(|r| self.participants.get_mut(r.0)) {
+            requester.stats.keyframes_requested += 1;
+        }
+        let Some(target) = self.publications.get_mut(publication.0) else {
+            return;
+        };
+        if target.kind != TrackKind::Video {
+            return;
+        }
+        if target.keyframes.request(now) {
+            self.send_keyframe_request(publication);
+        } else {
+            tracing::debug!(owner = %target.owner_id, "keyframe request throttled");
+        }
+    }
+
+    /// Remembered keyframe requests whose interval has passed.
+    pub(super) fn poll_keyframe_throttles(&mut self, now: Instant) {
+        let due: Vec<PublicationSlot> = self
+            .publications
+            .iter_mut()
+            .filter(|(_, p)| p.keyframes.deadline().is_some_and(|at| at <= now))
+            .filter_map(|(slot, p)| p.keyframes.poll(now).then_some(PublicationSlot(slot)))
+            .collect();
+        for publication in due {
+            self.send_keyframe_request(publication);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, publication: PublicationSlot) {
+        let Some(target) = self.publications.get(publication.0) else {
+            return;
+        };
+        // PLI unless the publisher's codec negotiated only FIR.
+        let kind = match target.codec.current() {
+            Some(params) if !params.fb_pli() && params.fb_fir() => KeyframeRequestKind::Fir,
+            _ => KeyframeRequestKind::Pli,
+        };
+        let (owner, mid) = (target.owner, target.mid);
+        let Some(publisher) = self.participants.get_mut(owner.0) else {
+            return;
+        };
+        {
+            let _span = publisher.span.enter();
+            let mut api = publisher.rtc.direct_api();
+            let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+                tracing::debug!(%mid, "no stream to request a keyframe on yet");
+                return;
+            };
+            stream.request_keyframe(kind);
+            tracing::debug!(%mid, ?kind, "keyframe requested upstream");
+        }
+        self.totals.keyframe_requests_sent += 1;
+        self.mark_dirty(owner);
+    }
+}
+
+/// Delivery into the core's sinks: a subscriber's connection or a tap's output.
+struct ToSinks<'a> {
+    participants: &'a mut Slab<Participant>,
+    taps: &'a mut Slab<Tap>,
+    outputs: &'a mut VecDeque<Output>,
+    dirty: &'a mut Vec<ParticipantSlot>,
+    totals: &'a mut Totals,
+}
+
+impl Deliver for ToSinks<'_> {
+    fn deliver(&mut self, sink: Sink, packet: &Incoming) -> Delivery {
+        match sink {
+            Sink::Subscriber {
+                participant,
+                subscription,
+            } => {
+                let Some(subscriber) = self.participants.get_mut(participant.0) else {
+                    return Delivery::Skipped;
+                };
+                if !subscriber.connected {
+                    return Delivery::Skipped;
+                }
+                let Some(sub) = subscriber.subscriptions.get_mut(subscription.0) else {
+                    return Delivery::Skipped;
+                };
+                let delivery = sub.forward(&mut subscriber.rtc, packet);
+                if let Delivery::Written { bytes, first } = delivery {
+                    subscriber.stats.packets_out += 1;
+                    subscriber.stats.bytes_out += bytes;
+                    self.totals.forwarded_packets += 1;
+                    self.totals.forwarded_bytes += bytes;
+                    if !subscriber.dirty {
+                        subscriber.dirty = true;
+                        self.dirty.push(participant);
+                    }
+                    if first && packet.kind == TrackKind::Video {
+                        tracing::debug!(parent: &subscriber.span, "video starts");
+                    }
+                }
+                delivery
+            }
+            Sink::Tap(tap) => {
+                let Some(tap) = self.taps.get_mut(tap.0) else {
+                    return Delivery::Skipped;
+                };
+                match tap.forward(packet) {
+                    Ok(out) => {
+                        let bytes = out.payload.len() as u64;
+                        self.outputs.push_back(Output::Tap(TapOutput::Packet(out)));
+                        Delivery::Written {
+                            bytes,
+                            first: false,
+                        }
+                    }
+                    Err(delivery) => delivery,
+                }
+            }
+        }
+    }
+}

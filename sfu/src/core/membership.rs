@@ -1,0 +1,294 @@
+//! Who is in which room and what they publish: join, publish, leave, taps, and the
+//! participant lists the pages draw their tiles from.
+
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use str0m::{
+    change::SdpOffer,
+    media::{Direction, Mid},
+    Candidate, Rtc,
+};
+
+use super::{
+    liveness::{Limits, Liveness},
+    negotiation::Negotiation,
+    participant::{Participant, Stats},
+    sdp::{media_sections, receive_only_answer, OurDirection, MAX_OFFER_MEDIA},
+    Output, SfuCore, TapOutput,
+};
+use crate::{
+    api::{JoinAnswer, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, TrackKind},
+    ids::{ParticipantId, ParticipantSlot, PublicationSlot, TapId, TapSlot},
+    media::{fanout::Tap, keyframe::KeyframeThrottle, publication::Publication, sink::Sink},
+};
+
+/// How often str0m reports RTT and loss (for `GET /api/rooms`).
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+impl SfuCore {
+    pub(super) fn join(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        room: String,
+        name: String,
+        offer: String,
+    ) -> Result<JoinAnswer, SfuError> {
+        if self.by_id.contains_key(&id) {
+            return Err(SfuError::Exists(id));
+        }
+        if self.rooms.size(&room) >= self.config.room_capacity {
+            return Err(SfuError::RoomFull);
+        }
+        let count = media_sections(&offer);
+        if count > MAX_OFFER_MEDIA {
+            return Err(SfuError::TooManyMedia {
+                count,
+                max: MAX_OFFER_MEDIA,
+            });
+        }
+        let offer = SdpOffer::from_sdp_string(&offer)?;
+        let span = tracing::info_span!("participant", %id, %room);
+        let (rtc, ufrag, answer) = span.in_scope(|| -> Result<_, SfuError> {
+            let mut rtc = self.rtc_config().build(now);
+            let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+            rtc.add_local_candidate(Candidate::host(self.local, "udp")?);
+            let answer = rtc.sdp_api().accept_offer(offer)?;
+            // Our state must say what the answer says: set_direction changes the session at
+            // once (the change list itself is dropped: the answer already told the browser).
+            let (answer, receive_only) = receive_only_answer(&answer.to_sdp_string());
+            let mut api = rtc.sdp_api();
+            for (mid, direction) in receive_only {
+                let direction = match direction {
+                    OurDirection::RecvOnly => Direction::RecvOnly,
+                    OurDirection::Inactive => Direction::Inactive,
+                };
+                api.set_direction(Mid::from(mid.as_str()), direction);
+            }
+            Ok((rtc, ufrag, answer))
+        })?;
+        let limits = Limits {
+            connect_timeout: self.config.connect_timeout,
+            silence_limit: self.config.silence_limit,
+            restart_timeout: self.config.restart_timeout,
+        };
+        let slot = ParticipantSlot(self.participants.insert(Participant {
+            id,
+            name: name.clone(),
+            room: room.clone(),
+            span,
+            rtc,
+            joined_at: now,
+            next_timeout: now,
+            dirty: false,
+            connected: false,
+            failed: false,
+            ufrag: ufrag.clone(),
+            sending_to: None,
+            moved_to: None,
+            negotiation: Negotiation::default(),
+            liveness: Liveness::new(limits, now),
+            publications: Vec::new(),
+            ssrcs: Vec::new(),
+            subscriptions: Slab::new(),
+            stats: Stats::default(),
+        }));
+        self.by_id.insert(id, slot);
+        self.demux.add_ufrag(ufrag, slot);
+        self.rooms.add(&room, slot);
+        // Its m-lines become publications (MediaAdded) once its media connects; the room
+        // hears about them then.
+        self.poll_participant(slot, now);
+        self.totals.joins += 1;
+        let participants = self.room_info(&room);
+        for other in self.others(&room, slot) {
+            let other = self.participants[other.0].id;
+            self.emit(other, ParticipantEvent::Participants(participants.clone()));
+        }
+        tracing::info!(parent: &self.participants[slot.0].span, %name, "joined");
+        Ok(JoinAnswer {
+            sdp: answer,
+            participants,
+        })
+    }
+
+    /// Only codecs whose keyframes we recognise: video starts on a keyframe per subscriber.
+    fn rtc_config(&self) -> str0m::RtcConfig {
+        let mut config = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_stats_interval(Some(STATS_INTERVAL))
+            .clear_codecs();
+        for codec in &self.config.codecs {
+            config = match codec {
+                MediaCodec::Opus => config.enable_opus(true, false),
+                MediaCodec::Vp8 => config.enable_vp8(true),
+                MediaCodec::Vp9 => config.enable_vp9(true),
+                MediaCodec::H264 => config.enable_h264(true),
+                MediaCodec::Av1 => config.enable_av1(true),
+                MediaCodec::H265 => config.enable_h265(true),
+            };
+        }
+        config
+    }
+
+    /// The browser sends on a new m-line: a publication the others subscribe to.
+    pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        slot: ParticipantSlot,
+        mid: Mid,
+        kind: TrackKind,
+    ) {
+        let id = self.ids.publication();
+        let participant = &mut self.participants[slot.0];
+        let publication = PublicationSlot(self.publications.insert(Publication::new(
+            id,
+            slot,
+            participant.id,
+            mid,
+            kind,
+            KeyframeThrottle::new(self.config.keyframe_interval),
+        )));
+        participant.publications.push(publication);
+        tracing::info!(parent: &participant.span, ?kind, %mid, "publishing");
+        let room = participant.room.clone();
+        for other in self.others(&room, slot) {
+            self.participants[other.0].negotiation.request(now);
+        }
+        // Tiles show who publishes what (a joiner was listed before its media connected).
+        self.broadcast_participants(&room);
+    }
+
+    /// Leaves: the participant's publications end (every subscriber renegotiates, taps
+    /// end), its subscriptions stop feeding, its connection says goodbye and is dropped.
+    pub(super) fn leave(&mut self, now: Instant, slot: ParticipantSlot) {
+        let mut participant = self.participants.remove(slot.0);
+        self.by_id.remove(&participant.id);
+        self.rooms.remove(&participant.room, slot);
+        self.demux.forget(slot);
+        self.dirty.retain(|s| *s != slot);
+        for publication in participant.publications.drain(..) {
+            self.end_publication(now, publication);
+        }
+        for (_, subscription) in participant.subscriptions.iter() {
+            if let Some(publication) = subscription.publication {
+                if let Some(publication) = self.publications.get_mut(publication.0) {
+                    publication.sinks.remove_participant(slot);
+                }
+            }
+        }
+        participant.close(&mut self.outputs);
+        self.totals.leaves += 1;
+        tracing::info!(parent: &participant.span, "left");
+        self.broadcast_participants(&participant.room);
+    }
+
+    fn end_publication(&mut self, now: Instant, slot: PublicationSlot) {
+        let publication = self.publications.remove(slot.0);
+        for sink in publication.sinks.iter() {
+            match sink {
+                Sink::Subscriber {
+                    participant,
+                    subscription,
+                } => {
+                    let Some(subscriber) = self.participants.get_mut(participant.0) else {
+                        continue;
+                    };
+                    if let Some(subscription) = subscriber.subscriptions.get_mut(subscription.0) {
+                        subscription.publication = None;
+                    }
+                    subscriber.negotiation.request(now);
+                }
+                Sink::Tap(tap) => {
+                    let tap = self.taps.remove(tap.0);
+                    self.outputs
+                        .push_back(Output::Tap(TapOutput::Ended(tap.id)));
+                }
+            }
+        }
+    }
+
+    pub(super) fn attach_tap(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        kind: TrackKind,
+    ) -> Result<TapId, SfuError> {
+        let slot = self.slot(publisher)?;
+        let publication = self.participants[slot.0]
+            .publications
+            .iter()
+            .copied()
+            .find(|p| self.publications[p.0].kind == kind)
+            .ok_or(SfuError::NotPublishing(kind))?;
+        let id = self.ids.tap();
+        let tap = TapSlot(self.taps.insert(Tap::new(id, publication, kind)));
+        self.publications[publication.0].sinks.add(Sink::Tap(tap));
+        // Video starts on a keyframe, as for a subscriber.
+        self.want_keyframe(now, publication, None);
+        Ok(id)
+    }
+
+    pub(super) fn detach_tap(&mut self, id: TapId) {
+        let Some(slot) = self
+            .taps
+            .iter()
+            .find(|(_, tap)| tap.id == id)
+            .map(|(slot, _)| TapSlot(slot))
+        else {
+            return;
+        };
+        let tap = self.taps.remove(slot.0);
+        if let Some(publication) = self.publications.get_mut(tap.publication.0) {
+            publication.sinks.remove(Sink::Tap(slot));
+        }
+    }
+
+    /// Members of `room` other than `slot`.
+    pub(super) fn others(&self, room: &str, slot: ParticipantSlot) -> Vec<ParticipantSlot> {
+        self.rooms
+            .members(room)
+            .iter()
+            .copied()
+            .filter(|s| *s != slot)
+            .collect()
+    }
+
+    fn room_info(&self, room: &str) -> Vec<ParticipantInfo> {
+        self.rooms
+            .members(room)
+            .iter()
+            .map(|slot| {
+                let participant = &self.participants[slot.0];
+                let publishes = |kind| {
+                    participant
+                        .publications
+                        .iter()
+                        .any(|p| self.publications[p.0].kind == kind)
+                };
+                let (audio, video) = (publishes(TrackKind::Audio), publishes(TrackKind::Video));
+                ParticipantInfo {
+                    id: participant.id,
+                    name: participant.name.clone(),
+                    // The m-lines of its tracks carry its id as their stream id.
+                    streams: if audio || video {
+                        vec![participant.id.to_string()]
+                    } else {
+                        vec![]
+                    },
+                    audio,
+                    video,
+                }
+            })
+            .collect()
+    }
+
+    fn broadcast_participants(&mut self, room: &str) {
+        let info = self.room_info(room);
+        for slot in self.rooms.members(room).to_vec() {
+            let id = self.participants[slot.0].id;
+            self.emit(id, ParticipantEvent::Participants(info.clone()));
+        }
+    }
+}

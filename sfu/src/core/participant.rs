@@ -1,0 +1,268 @@
+//! One participant: its connection (a str0m `Rtc`), its negotiation and liveness, what it
+//! publishes and what it receives. Every call into its `Rtc` runs inside its tracing span,
+//! so str0m's own log lines say whom they concern.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::Instant,
+};
+
+use slab::Slab;
+use str0m::{
+    media::{Direction, Mid},
+    net::Protocol,
+    rtp::RtpPacket,
+    Candidate, CandidateKind, Event, Input, Output as RtcOutput, Rtc,
+};
+use tracing::Span;
+
+use crate::{
+    api::TrackKind,
+    core::{
+        liveness::Liveness,
+        negotiation::Negotiation,
+        output::{Output, Transmit},
+    },
+    ids::{ParticipantId, PublicationSlot},
+    media::subscription::Subscription,
+};
+
+pub struct Participant {
+    pub id: ParticipantId,
+    pub name: String,
+    pub room: String,
+    pub span: Span,
+    pub rtc: Rtc,
+    pub joined_at: Instant,
+    /// When str0m next wants `Input::Timeout`.
+    pub next_timeout: Instant,
+    /// Written to since the last flush: needs a timeout (str0m releases queued RTP only
+    /// then) and a poll.
+    pub dirty: bool,
+    /// DTLS is up: str0m can protect what we write.
+    pub connected: bool,
+    /// `ParticipantEvent::Failed` was sent; waiting for the signaling side's leave.
+    pub failed: bool,
+    /// Our current ICE ufrag (changes with an ICE restart).
+    pub ufrag: String,
+    /// Where str0m sends this participant's media (its nominated path).
+    pub sending_to: Option<SocketAddr>,
+    /// The browser nominated a path from another address (NAT rebinding): follow it once
+    /// the old one has gone quiet.
+    pub moved_to: Option<SocketAddr>,
+    pub negotiation: Negotiation,
+    pub liveness: Liveness,
+    pub(crate) publications: Vec<PublicationSlot>,
+    /// Incoming SSRC → publication, learnt from the first packet of each.
+    pub(crate) ssrcs: Vec<(u32, PublicationSlot)>,
+    pub subscriptions: Slab<Subscription>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub keyframes_requested: u64,
+    /// Datagrams to this participant the socket refused (send buffer full).
+    pub dropped: u64,
+    pub ice_restarts: u64,
+    pub rtt_ms: Option<f64>,
+    /// Per outgoing m-line, from the browser's receiver reports / NACKs (str0m egress stats).
+    pub lost_outbound: HashMap<Mid, u64>,
+    pub nacks: HashMap<Mid, u64>,
+    /// (when, bytes in, bytes out) at the previous report, for bitrates; `None` = join.
+    pub rate_sample: Option<(Instant, u64, u64)>,
+}
+
+/// What a poll of one participant's `Rtc` turned up that concerns the rest of the core.
+#[derive(Default)]
+pub struct Polled {
+    pub packets: Vec<RtpPacket>,
+    /// Keyframe requests (PLI/FIR) from this participant as a subscriber, by m-line.
+    pub keyframe_requests: Vec<Mid>,
+    /// m-lines the browser sends on: new publications.
+    pub added: Vec<(Mid, TrackKind)>,
+    /// DTLS came up.
+    pub connected: bool,
+}
+
+impl Polled {
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+            && self.keyframe_requests.is_empty()
+            && self.added.is_empty()
+            && !self.connected
+    }
+}
+
+impl Participant {
+    /// Feeds one input; `false` if str0m refused it.
+    pub fn handle_input(&mut self, input: Input) -> bool {
+        let _span = self.span.enter();
+        match self.rtc.handle_input(input) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "input refused");
+                false
+            }
+        }
+    }
+
+    pub fn timeout(&mut self, now: Instant) {
+        self.handle_input(Input::Timeout(now));
+    }
+
+    /// Polls the `Rtc` until it has nothing more to say: datagrams go to `out`, what
+    /// concerns others to `polled`.
+    pub fn poll(&mut self, out: &mut VecDeque<Output>, polled: &mut Polled) {
+        // A clone (a reference count) so that `self` stays free for the events.
+        let span = self.span.clone();
+        let _span = span.enter();
+        loop {
+            match self.rtc.poll_output() {
+                Ok(RtcOutput::Transmit(t)) => {
+                    // STUN goes wherever a check came from or is due; media and DTLS go
+                    // down the nominated path.
+                    let stun = t.contents.first().is_some_and(|b| *b < 2);
+                    if !stun {
+                        self.sending_to = Some(t.destination);
+                    }
+                    out.push_back(Output::Transmit(Transmit {
+                        participant: self.id,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    }));
+                }
+                Ok(RtcOutput::Timeout(at)) => {
+                    self.next_timeout = at;
+                    return;
+                }
+                Ok(RtcOutput::Event(event)) => self.event(event, polled),
+                Err(error) => {
+                    tracing::warn!(%error, "connection failed");
+                    self.rtc.disconnect();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event, polled: &mut Polled) {
+        match event {
+            Event::RtpPacket(packet) => polled.packets.push(packet),
+            Event::KeyframeRequest(request) => polled.keyframe_requests.push(request.mid),
+            Event::MediaAdded(media) => {
+                // The browser sends on it: a publication. Our own send-only m-lines
+                // (subscriptions) come back here too and are skipped.
+                if matches!(media.direction, Direction::RecvOnly | Direction::SendRecv) {
+                    polled.added.push((media.mid, TrackKind::from(media.kind)));
+                }
+            }
+            Event::Connected => {
+                tracing::debug!("media connected");
+                self.connected = true;
+                self.liveness.connected();
+                polled.connected = true;
+            }
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(?state, "ICE");
+                self.liveness.ice_state(state);
+            }
+            Event::PeerStats(stats) => {
+                self.stats.rtt_ms = stats.rtt.map(|d| d.as_secs_f64() * 1000.0);
+            }
+            Event::MediaEgressStats(stats) => {
+                if let Some(remote) = stats.remote {
+                    self.stats
+                        .lost_outbound
+                        .insert(stats.mid, remote.packets_lost);
+                }
+                self.stats.nacks.insert(stats.mid, stats.nacks);
+                if self.stats.rtt_ms.is_none() {
+                    self.stats.rtt_ms = stats.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                }
+            }
+            Event::Closed => tracing::debug!("connection closed"),
+            _ => {}
+        }
+    }
+
+    /// Says goodbye (DTLS close_notify) and queues what that sends.
+    pub fn close(&mut self, out: &mut VecDeque<Output>) {
+        let _span = self.span.enter();
+        let _ = self.rtc.close();
+        while let Ok(output) = self.rtc.poll_output() {
+            match output {
+                RtcOutput::Transmit(t) => out.push_back(Output::Transmit(Transmit {
+                    participant: self.id,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                })),
+                RtcOutput::Timeout(_) => break,
+                RtcOutput::Event(_) => {}
+            }
+        }
+    }
+
+    /// Stops sending to `addr`: str0m drops the candidate pairs that use it and moves to
+    /// the best other path the browser nominated (a tie in priority, as after a NAT
+    /// rebinding, would otherwise keep the old one).
+    pub fn forget_remote_address(&mut self, addr: SocketAddr) -> bool {
+        let _span = self.span.enter();
+        let mut forgotten = false;
+        // It was learnt from a check (peer-reflexive) or signalled (host).
+        for kind in [CandidateKind::PeerReflexive, CandidateKind::Host] {
+            let candidate = Candidate::from_parts(
+                String::new(),
+                1,
+                Protocol::Udp,
+                0,
+                addr,
+                kind,
+                None,
+                None,
+                None,
+            );
+            forgotten |= self.rtc.direct_api().invalidate_candidate(&candidate);
+        }
+        forgotten
+    }
+
+    /// The next instant this participant needs the core's attention.
+    pub fn deadline(&self) -> Instant {
+        let mut at = self.next_timeout;
+        if let Some(t) = self.negotiation.deadline() {
+            at = at.min(t);
+        }
+        if !self.failed {
+            if let Some(t) = self.liveness.deadline() {
+                at = at.min(t);
+            }
+        }
+        at
+    }
+
+    /// The publication an incoming SSRC belongs to (learnt from str0m's stream → m-line
+    /// mapping on its first packet).
+    pub(crate) fn publication_of(
+        &mut self,
+        ssrc: u32,
+        mid_of: impl Fn(PublicationSlot) -> Option<Mid>,
+    ) -> Option<PublicationSlot> {
+        if let Some((_, slot)) = self.ssrcs.iter().find(|(s, _)| *s == ssrc) {
+            return Some(*slot);
+        }
+        let mid = self.rtc.direct_api().stream_rx(&ssrc.into())?.mid();
+        let slot = self
+            .publications
+            .iter()
+            .copied()
+            .find(|slot| mid_of(*slot) == Some(mid))?;
+        self.ssrcs.push((ssrc, slot));
+        Some(slot)
+    }
+}

@@ -1,0 +1,78 @@
+//! Room membership (no I/O): which participants share a room, in joining order.
+
+use std::collections::HashMap;
+
+use crate::ids::ParticipantSlot;
+
+#[derive(Debug, Default)]
+pub struct Rooms {
+    members: HashMap<String, Vec<ParticipantSlot>>,
+}
+
+impl Rooms {
+    pub fn size(&self, room: &str) -> usize {
+        self.members.get(room).map_or(0, Vec::len)
+    }
+
+    pub fn add(&mut self, room: &str, slot: ParticipantSlot) {
+        self.members.entry(room.to_owned()).or_default().push(slot);
+    }
+
+    /// Removes `slot`; an empty room is forgotten.
+    pub fn remove(&mut self, room: &str, slot: ParticipantSlot) {
+        if let Some(members) = self.members.get_mut(room) {
+            members.retain(|s| *s != slot);
+            if members.is_empty() {
+                self.members.remove(room);
+            }
+        }
+    }
+
+    pub fn members(&self, room: &str) -> &[ParticipantSlot] {
+        self.members.get(room).map_or(&[], Vec::as_slice)
+    }
+
+    /// Rooms by name, for reports.
+    pub fn sorted(&self) -> Vec<(&str, &[ParticipantSlot])> {
+        let mut rooms: Vec<_> = self
+            .members
+            .iter()
+            .map(|(name, members)| (name.as_str(), members.as_slice()))
+            .collect();
+        rooms.sort_by_key(|(name, _)| *name);
+        rooms
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_in_joining_order_and_empty_rooms_forgotten() {
+        let mut rooms = Rooms::default();
+        rooms.add("b", ParticipantSlot(2));
+        rooms.add("a", ParticipantSlot(0));
+        rooms.add("a", ParticipantSlot(1));
+        assert_eq!(rooms.size("a"), 2);
+        assert_eq!(
+            rooms.members("a"),
+            &[ParticipantSlot(0), ParticipantSlot(1)]
+        );
+        assert_eq!(
+            rooms.sorted().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        rooms.remove("a", ParticipantSlot(0));
+        rooms.remove("a", ParticipantSlot(1));
+        rooms.remove("nowhere", ParticipantSlot(1));
+        assert_eq!(rooms.size("a"), 0);
+        assert_eq!(rooms.len(), 1);
+        rooms.remove("b", ParticipantSlot(2));
+        assert_eq!(rooms.len(), 0);
+    }
+}

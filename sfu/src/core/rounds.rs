@@ -1,0 +1,183 @@
+//! Server-initiated negotiation: building an `update` offer from what a participant should
+//! receive (and an ICE restart when its path was lost), and applying the browser's answer.
+
+use std::time::Instant;
+
+use str0m::{change::SdpAnswer, media::Direction};
+
+use super::{participant::Participant, SfuCore};
+use crate::{
+    api::{ParticipantEvent, TrackKind},
+    ids::{ParticipantSlot, PublicationSlot, Round, SubscriptionSlot},
+    media::{
+        sink::Sink,
+        subscription::{SubState, Subscription},
+    },
+};
+
+impl SfuCore {
+    /// Brings the participant's subscriptions in line with the room and offers the change
+    /// (with new ICE credentials if `restart_ice`).
+    pub(super) fn start_round(&mut self, now: Instant, slot: ParticipantSlot, restart_ice: bool) {
+        let participant = &self.participants[slot.0];
+        if participant.failed {
+            self.participants[slot.0].negotiation.nothing_to_offer(now);
+            return;
+        }
+        let wanted: Vec<PublicationSlot> = self
+            .others(&participant.room, slot)
+            .into_iter()
+            .flat_map(|other| self.participants[other.0].publications.clone())
+            .collect();
+        let participant = &mut self.participants[slot.0];
+        for publication in wanted {
+            let subscribed = participant
+                .subscriptions
+                .iter()
+                .any(|(_, s)| s.publication == Some(publication));
+            if !subscribed {
+                let target = &mut self.publications[publication.0];
+                let subscription =
+                    SubscriptionSlot(participant.subscriptions.insert(Subscription::new(
+                        publication,
+                        target.id,
+                        target.kind,
+                    )));
+                target.sinks.add(Sink::Subscriber {
+                    participant: slot,
+                    subscription,
+                });
+            }
+        }
+        let Participant {
+            span,
+            rtc,
+            subscriptions,
+            ..
+        } = participant;
+        let _span = span.enter();
+        // Publications that ended: never offered → forget; open → stop the m-line.
+        subscriptions.retain(|_, s| !(s.publication.is_none() && s.state == SubState::ToOpen));
+        let mut change = rtc.sdp_api();
+        for (_, subscription) in subscriptions.iter_mut() {
+            match (subscription.state, subscription.publication) {
+                (SubState::ToOpen, Some(publication)) => {
+                    let publication = &self.publications[publication.0];
+                    let mid = change.add_media(
+                        subscription.kind.into(),
+                        Direction::SendOnly,
+                        // The page groups tracks into tiles by stream id.
+                        Some(publication.owner_id.to_string()),
+                        Some(publication.track_id()),
+                        None,
+                    );
+                    subscription.state = SubState::Negotiating(mid);
+                }
+                (SubState::Open(mid), None) | (SubState::ToStop(mid), _) => {
+                    change.stop_media(mid);
+                    subscription.state = SubState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let new_ufrag = restart_ice.then(|| change.ice_restart(true).ufrag);
+        let applied = if change.has_changes() {
+            change.apply()
+        } else {
+            None
+        };
+        drop(_span);
+        let Some((offer, pending)) = applied else {
+            participant.negotiation.nothing_to_offer(now);
+            return;
+        };
+        let replaced_ufrag = new_ufrag.map(|ufrag| {
+            self.demux.add_ufrag(ufrag.clone(), slot);
+            participant.liveness.restart_offered();
+            participant.stats.ice_restarts += 1;
+            self.totals.ice_restarts += 1;
+            std::mem::replace(&mut participant.ufrag, ufrag)
+        });
+        let round = participant.negotiation.offered(
+            pending,
+            now,
+            self.config.update_timeout,
+            replaced_ufrag,
+        );
+        tracing::debug!(parent: &participant.span, %round, restart_ice, "offer sent");
+        let id = participant.id;
+        self.emit(
+            id,
+            ParticipantEvent::Update {
+                round,
+                sdp: offer.to_sdp_string(),
+            },
+        );
+    }
+
+    /// The browser's answer to `round` (or why there is none).
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        slot: ParticipantSlot,
+        round: Round,
+        answer: Result<String, String>,
+    ) {
+        let participant = &mut self.participants[slot.0];
+        let Some(pending) = participant.negotiation.take_pending(round) else {
+            tracing::debug!(parent: &participant.span, %round, "answer to a round no longer pending");
+            return;
+        };
+        let accepted = answer
+            .and_then(|sdp| SdpAnswer::from_sdp_string(&sdp).map_err(|e| e.to_string()))
+            .and_then(|answer| {
+                let _span = participant.span.enter();
+                participant
+                    .rtc
+                    .sdp_api()
+                    .accept_answer(pending.offer, answer)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(reason) = accepted {
+            // The browser may have applied the offer without us knowing, and str0m has
+            // already changed its session: the two sides no longer agree. Only a fresh
+            // connection repairs that, so the participant is dropped (the page gets
+            // `media_failed` and can join again).
+            tracing::warn!(parent: &participant.span, %round, %reason, "update failed");
+            self.fail(slot, "update failed");
+            return;
+        }
+        let mut opened = Vec::new();
+        let mut open_but_ended = false;
+        participant.subscriptions.retain(|_, s| match s.state {
+            SubState::Negotiating(mid) => {
+                s.state = SubState::Open(mid);
+                match s.publication {
+                    Some(publication) if s.kind == TrackKind::Video => opened.push(publication),
+                    Some(_) => {}
+                    None => open_but_ended = true,
+                }
+                true
+            }
+            // Its sink went with the publication; the m-line is now stopped on both sides.
+            SubState::Stopping(_) => false,
+            _ => true,
+        });
+        if let Some(old) = pending.replaced_ufrag {
+            self.demux.remove_ufrag(&old, slot);
+            participant.liveness.restart_answered(now);
+            tracing::info!(parent: &participant.span, "ICE restart answered");
+        }
+        tracing::debug!(parent: &participant.span, %round, opened = opened.len(), "renegotiated");
+        participant.negotiation.finished(now);
+        if open_but_ended {
+            participant.negotiation.request(now);
+        }
+        if participant.connected {
+            for publication in opened {
+                self.want_keyframe(now, publication, Some(slot));
+            }
+        }
+        self.mark_dirty(slot);
+    }
+}

@@ -1,0 +1,215 @@
+//! [`Sfu`]: the media plane as the signaling side sees it. Every call becomes a request to
+//! the driver's thread, sent at once — so calls made one after the other from one socket's
+//! handler reach the core in that order, even when the caller awaits none of them (a
+//! `candidate` right after its `join` is applied after the join).
+
+use std::{
+    future::Future,
+    hash::{BuildHasher, Hasher},
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    api::{IceCandidate, JoinAnswer, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError},
+    core::{Command, Reply, SfuCore},
+    driver::{self, Request, Shared},
+    ids::{IdGen, ParticipantId, Round},
+    net,
+    report::RoomsReport,
+};
+
+/// Reports asked for within this interval share one pass of the media loop:
+/// `GET /api/rooms` is public, and each report costs a pass over every participant.
+const REPORT_REUSE: Duration = Duration::from_millis(100);
+
+pub struct Sfu {
+    config: SfuConfig,
+    requests: mpsc::UnboundedSender<Request>,
+    media_addr: SocketAddr,
+    /// Participant ids are made here, not in the core, so that the caller knows a
+    /// participant's id before the core has answered its join.
+    ids: Mutex<IdGen>,
+    shared: Arc<Shared>,
+    last_report: tokio::sync::Mutex<Option<(Instant, RoomsReport)>>,
+}
+
+/// A participant that joined.
+pub struct Joined {
+    pub id: ParticipantId,
+    /// The SDP answer for the browser; it must reach the browser before anything from
+    /// `events`, then call [`Sfu::ready`].
+    pub answer: String,
+    pub participants: Vec<ParticipantInfo>,
+    pub events: mpsc::UnboundedReceiver<ParticipantEvent>,
+}
+
+/// A join sent to the media plane, not answered yet.
+pub struct JoinRequest {
+    pub id: ParticipantId,
+    reply: oneshot::Receiver<Result<JoinAnswer, SfuError>>,
+    events: mpsc::UnboundedReceiver<ParticipantEvent>,
+}
+
+impl JoinRequest {
+    /// The media plane's answer. Dropping the request instead undoes the join.
+    pub async fn joined(self) -> Result<Joined, SfuError> {
+        let answer = self.reply.await.unwrap_or(Err(SfuError::Stopped))?;
+        Ok(Joined {
+            id: self.id,
+            answer: answer.sdp,
+            participants: answer.participants,
+            events: self.events,
+        })
+    }
+}
+
+impl Sfu {
+    /// Binds the media socket and starts the media thread. A socket that cannot be bound
+    /// is an error here, not a dead SFU later.
+    pub fn new(config: SfuConfig) -> Result<Arc<Sfu>, SfuError> {
+        let socket = net::bind(&config.net, config.ports.as_ref())?;
+        let bound = socket.local_addr().map_err(|source| SfuError::Bind {
+            ip: config.net.bind_ip,
+            ports: "any".into(),
+            source,
+        })?;
+        let media_addr = net::announced_addr(&config.net, bound);
+        tracing::info!(%bound, announced = %media_addr, "SFU media socket");
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let core = SfuCore::new(config.clone(), media_addr, seed, Instant::now());
+        let shared = Arc::new(Shared::default());
+        let requests = driver::spawn(core, socket, shared.clone())?;
+        Ok(Arc::new(Sfu {
+            ids: Mutex::new(IdGen::new(config.shard, seed.rotate_left(17))),
+            config,
+            requests,
+            media_addr,
+            shared,
+            last_report: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// The media address announced to browsers (what a TURN relay must be allowed to reach
+    /// for a participant behind a UDP-blocking firewall).
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addr
+    }
+
+    pub fn config(&self) -> &SfuConfig {
+        &self.config
+    }
+
+    pub fn room_capacity(&self) -> usize {
+        self.config.room_capacity
+    }
+
+    /// How long a browser has to answer an `update` offer.
+    pub fn update_timeout(&self) -> Duration {
+        self.config.update_timeout
+    }
+
+    /// Joins `room` with the browser's offer. The id is known at once; the answer follows.
+    pub fn join(&self, room: &str, name: &str, offer: String) -> JoinRequest {
+        let id = self
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .participant();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (reply, reply_rx) = oneshot::channel();
+        let request = Request::Join {
+            command: Command::Join {
+                id,
+                room: room.to_owned(),
+                name: name.to_owned(),
+                offer,
+            },
+            events,
+            reply,
+        };
+        // If the loop is gone the reply channel closes: `joined` says `Stopped`.
+        let _ = self.requests.send(request);
+        JoinRequest {
+            id,
+            reply: reply_rx,
+            events: events_rx,
+        }
+    }
+
+    /// The join answer was delivered: server-initiated negotiation may start.
+    pub fn ready(&self, id: ParticipantId) {
+        self.tell(Command::Ready { id });
+    }
+
+    /// The browser's answer to `update` `round` (or why there is none).
+    pub fn answer(&self, id: ParticipantId, round: Round, answer: Result<String, String>) {
+        self.tell(Command::Answer { id, round, answer });
+    }
+
+    pub fn add_candidate(&self, id: ParticipantId, candidate: IceCandidate) {
+        self.tell(Command::Candidate { id, candidate });
+    }
+
+    /// The browser asks for an ICE restart; an `update` with new credentials follows
+    /// (folded with one already under way).
+    pub fn restart(&self, id: ParticipantId) {
+        self.tell(Command::Restart { id });
+    }
+
+    /// Leaves the room (also on disconnect). Idempotent. Sent at once; the future resolves
+    /// when the media plane has done it.
+    pub fn leave(&self, id: ParticipantId) -> impl Future<Output = ()> + Send + 'static {
+        let reply = self.ask(Command::Leave { id });
+        async move {
+            let _ = reply.await;
+        }
+    }
+
+    /// Per-room, per-participant figures for `GET /api/rooms`.
+    pub async fn report(&self) -> RoomsReport {
+        // Held across the call: concurrent requests wait for one pass instead of each
+        // queueing their own.
+        let mut last = self.last_report.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < REPORT_REUSE {
+                return report.clone();
+            }
+        }
+        let report = match self.ask(Command::Report).await {
+            Ok(Ok(Reply::Report(report))) => *report,
+            _ => RoomsReport::default(),
+        };
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    /// Rooms and participants currently held (for tests and the churn check).
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.shared.rooms.load(Ordering::Relaxed),
+            self.shared.participants.load(Ordering::Relaxed),
+        )
+    }
+
+    fn tell(&self, command: Command) {
+        let _ = self.requests.send(Request::Command {
+            command,
+            reply: None,
+        });
+    }
+
+    fn ask(&self, command: Command) -> oneshot::Receiver<Result<Reply, SfuError>> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.requests.send(Request::Command {
+            command,
+            reply: Some(reply),
+        });
+        rx
+    }
+}

@@ -1,0 +1,20 @@
+//! The media path of one packet, in the order it is taken:
+//!
+//! - [`ingest`]: a publisher's packet becomes an [`ingest::Incoming`] (codec, keyframe,
+//!   end-to-end extensions), once;
+//! - [`publication`]: the track it belongs to (codec cache, keyframe-request throttle, loss,
+//!   sinks);
+//! - [`fanout`]: to every [`sink`] of the publication, subscriber or tap;
+//! - [`subscription`]: per subscriber, negotiation state, keyframe gate and the write to
+//!   its connection, with [`munger`] rewriting sequence number and payload type;
+//! - [`keyframe`]: detection and the request throttle.
+//!
+//! Nothing here owns a connection or reads a clock; the core passes them in.
+
+pub mod fanout;
+pub mod ingest;
+pub mod keyframe;
+pub mod munger;
+pub mod publication;
+pub mod sink;
+pub mod subscription;

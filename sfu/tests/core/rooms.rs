@@ -1,0 +1,242 @@
+//! Joining, publishing, subscribing, keyframes, leaving, taps, and what is left afterwards.
+
+use sfu::{
+    core::{Command, Inventory, Reply},
+    SfuError, TrackKind,
+};
+
+use crate::lab::{ms, names, secs, Lab};
+
+/// Two participants publish; each ends up receiving the other's audio and video, video
+/// starting on a keyframe.
+#[test]
+fn two_publishers_see_and_hear_each_other() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", true);
+    lab.join(ada, "r").unwrap();
+    lab.join(bob, "r").unwrap();
+    let t0 = lab.now;
+    lab.run_until("both receive video", secs(5), |lab| {
+        lab.video_frames_since(ada, t0) > 10 && lab.video_frames_since(bob, t0) > 10
+    });
+    for c in [ada, bob] {
+        let client = &lab.clients[c];
+        assert!(lab.audio_frames_since(c, t0) > 10, "{} hears", client.name);
+        let first = client.frames.iter().find(|f| f.video).unwrap();
+        assert!(
+            first.keyframe,
+            "{}'s video starts on a keyframe",
+            client.name
+        );
+        assert_eq!(names(&client.participants), ["Ada", "Bob"]);
+        assert!(client.participants.iter().all(|p| p.audio && p.video));
+    }
+    let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
+        panic!()
+    };
+    assert_eq!(report.rooms.len(), 1);
+    for p in &report.rooms[0].participants {
+        assert_eq!(p.subscriptions, 2, "{}: audio + video of the other", p.name);
+        assert_eq!(p.publishing.len(), 2);
+        assert!(p.packets_in > 0 && p.packets_out > 0);
+    }
+    assert_eq!(report.tasks_by_kind.get("rtc"), Some(&2));
+}
+
+/// A late joiner's video starts at once: the SFU asks the publisher for a keyframe when
+/// the subscription opens (browsers send keyframes only when asked), and the first frame
+/// the joiner decodes is that keyframe.
+#[test]
+fn a_subscriber_gets_a_keyframe_on_subscribing() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    lab.join(ada, "r").unwrap();
+    lab.run_for(secs(3));
+    let requests_before = lab.clients[ada].keyframe_requests.len();
+    let viewer = lab.client("Vic", false);
+    lab.join(viewer, "r").unwrap();
+    let t0 = lab.now;
+    let took = lab.run_until("the viewer decodes video", secs(2), |lab| {
+        lab.video_frames_since(viewer, t0) > 0
+    });
+    let first = lab.clients[viewer].frames.iter().find(|f| f.video).unwrap();
+    assert!(first.keyframe);
+    assert!(
+        lab.clients[ada].keyframe_requests.len() > requests_before,
+        "the publisher was asked for a keyframe"
+    );
+    // Connect (ICE + DTLS) and one renegotiation round on a 5 ms network.
+    assert!(took < ms(600), "video after {took:?}");
+}
+
+/// A participant who leaves disappears for the others: their list shrinks at once, and
+/// the m-lines that carried its tracks are stopped in their next `update`.
+#[test]
+fn a_leaver_disappears_for_the_others() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", true);
+    let cy = lab.client("Cy", true);
+    for c in [ada, bob, cy] {
+        lab.join(c, "r").unwrap();
+    }
+    lab.run_for(secs(2));
+    let offers_before = lab.clients[ada].offers.len();
+    lab.leave(bob);
+    assert_eq!(names(&lab.clients[ada].participants), ["Ada", "Cy"]);
+    lab.run_for(ms(500));
+    let offers = &lab.clients[ada].offers;
+    assert_eq!(
+        offers.len(),
+        offers_before + 1,
+        "one update stops Bob's two m-lines"
+    );
+    let stopped = offers
+        .last()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("m=") && l.contains(" 0 "))
+        .count();
+    assert_eq!(stopped, 2, "{}", offers.last().unwrap());
+    let t0 = lab.now;
+    lab.run_for(secs(1));
+    assert!(
+        lab.video_frames_since(ada, t0) > 10,
+        "Ada still gets Cy's video"
+    );
+    let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
+        panic!()
+    };
+    for p in &report.rooms[0].participants {
+        assert_eq!(p.subscriptions, 2, "{}", p.name);
+    }
+}
+
+/// Capacity, oversized offers and garbage are refused with a typed error and change nothing.
+#[test]
+fn refused_joins_change_nothing() {
+    let mut lab = Lab::with_config(|c| c.room_capacity = 1);
+    let ada = lab.client("Ada", true);
+    lab.join(ada, "r").unwrap();
+    let bob = lab.client("Bob", true);
+    assert!(matches!(lab.join(bob, "r"), Err(SfuError::RoomFull)));
+    let offer = lab.offer(bob);
+    let five =
+        offer.clone() + &offer[offer.find("m=").unwrap()..] + &offer[offer.find("m=").unwrap()..];
+    assert!(matches!(
+        lab.join_with_offer(bob, "r2", five),
+        Err(SfuError::TooManyMedia { count: 6, max: 4 })
+    ));
+    let _ = lab.offer(bob);
+    assert!(matches!(
+        lab.join_with_offer(bob, "r2", "v=0\r\nnonsense".into()),
+        Err(SfuError::Sdp(_))
+    ));
+    assert_eq!(lab.core.counts(), (1, 1));
+}
+
+/// Every way of leaving (leave, failure, leave during a renegotiation, leave before
+/// connecting) leaves nothing behind: no room, participant, publication, tap, address or
+/// ufrag.
+#[test]
+fn teardown_leaves_nothing_behind() {
+    let mut lab = Lab::new();
+    let clients: Vec<usize> = (0..4)
+        .map(|i| lab.client(&format!("P{i}"), i != 3))
+        .collect();
+    for &c in &clients[..3] {
+        lab.join(c, "r").unwrap();
+    }
+    lab.run_for(secs(2));
+    let tap = lab.command(Command::AttachTap {
+        publisher: lab.id(clients[0]),
+        kind: TrackKind::Video,
+    });
+    assert!(matches!(tap, Ok(Reply::Tap(_))));
+    // The 4th joins and leaves while the others still renegotiate for it.
+    lab.join(clients[3], "r").unwrap();
+    lab.run_for(ms(10));
+    lab.leave(clients[3]);
+    lab.run_for(ms(100));
+    lab.leave(clients[1]);
+    lab.run_for(secs(1));
+    lab.leave(clients[0]);
+    lab.leave(clients[2]);
+    lab.run_for(secs(1));
+    assert_eq!(
+        lab.core.inventory(),
+        Inventory {
+            rooms: 0,
+            participants: 0,
+            publications: 0,
+            taps: 0,
+            demux_empty: true
+        }
+    );
+    assert_eq!(lab.taps_ended, 1, "the tap's consumer was told");
+    let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            report.participants,
+            report.tasks,
+            report.joins,
+            report.leaves
+        ),
+        (0, 0, 4, 4)
+    );
+}
+
+/// A tap receives one publication like a subscriber would: from a keyframe (asked for),
+/// numbered from 1.
+#[test]
+fn a_tap_attaches_like_a_subscriber() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let ada_id = lab.join(ada, "r").unwrap();
+    lab.run_for(secs(2));
+    assert!(matches!(
+        lab.command(Command::AttachTap {
+            publisher: "p0123456789ab".parse().unwrap(),
+            kind: TrackKind::Video
+        }),
+        Err(SfuError::NotJoined)
+    ));
+    // While the publisher sends no keyframe, the tap gets nothing (it could not decode).
+    lab.clients[ada].answers_keyframe_requests = false;
+    let Reply::Tap(tap) = lab
+        .command(Command::AttachTap {
+            publisher: ada_id,
+            kind: TrackKind::Video,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    lab.run_for(ms(500));
+    assert!(
+        lab.taps.is_empty(),
+        "{} packets before a keyframe",
+        lab.taps.len()
+    );
+    lab.clients[ada].answers_keyframe_requests = true;
+    lab.run_for(secs(1));
+    assert!(lab.taps.len() > 20, "{} packets", lab.taps.len());
+    assert!(lab.taps[0].keyframe && lab.taps[0].seq == 1);
+    assert!(lab
+        .taps
+        .iter()
+        .all(|p| p.tap == tap && p.kind == TrackKind::Video));
+    let seqs: Vec<u64> = lab.taps.iter().map(|p| p.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gap"
+    );
+    lab.command(Command::DetachTap { tap }).unwrap();
+    let count = lab.taps.len();
+    lab.run_for(secs(1));
+    assert_eq!(lab.taps.len(), count, "nothing after detaching");
+    assert_eq!(lab.core.inventory().taps, 0);
+}

@@ -1,0 +1,243 @@
+//! The socket.io binding of the `/sfu` core: parse, lock, apply, unlock, ack or emit.
+//!
+//! Ordering, as on the 1-to-1 side (`signaling::socketio`): socketioxide calls a handler
+//! *closure* while reading one socket's packets in order, and spawns the future it returns.
+//! Everything that must keep that order — the state change and the request sent to the
+//! media plane — runs in the closure; only waiting (for a join's answer, for a browser's
+//! answer to `update`) happens in tasks. So a `candidate` emitted right after `join`
+//! reaches the media plane after that join, never before it.
+
+use std::{
+    convert::Infallible,
+    future::{ready, Ready},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
+};
+
+use serde_json::{json, Value};
+use sfu::{IceCandidate, JoinRequest, ParticipantEvent, ParticipantId, Sfu, SfuError};
+use socketioxide::{
+    extract::{AckSender, Event, SocketRef, TryData},
+    handler::ConnectHandler,
+    socket::{DisconnectReason, Sid},
+    SocketIo,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    command::{ack_error, parse_command, parse_sdp, SfuSignalError},
+    core::{MediaPlane, Reply, SfuSignalingCore},
+};
+use crate::signaling::{
+    command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
+};
+
+/// The socket.io namespace of SFU rooms.
+pub const NAMESPACE: &str = "/sfu";
+
+/// Signaling state of the `/sfu` namespace.
+pub struct SfuHub {
+    sfu: Arc<Sfu>,
+    core: Mutex<SfuSignalingCore<Sid>>,
+}
+
+/// The media plane as the core sees it: the SFU's sends.
+struct Plane<'a>(&'a Sfu);
+
+impl MediaPlane for Plane<'_> {
+    type JoinReply = JoinRequest;
+
+    fn join(&mut self, room: &RoomName, name: &str, offer: String) -> (ParticipantId, JoinRequest) {
+        let request = self.0.join(room.as_str(), name, offer);
+        (request.id, request)
+    }
+
+    fn add_candidate(&mut self, id: ParticipantId, candidate: IceCandidate) {
+        self.0.add_candidate(id, candidate);
+    }
+
+    fn restart(&mut self, id: ParticipantId) {
+        self.0.restart(id);
+    }
+
+    fn leave(&mut self, id: ParticipantId) {
+        // Sent now; nobody needs to wait for it to be done.
+        drop(self.0.leave(id));
+    }
+}
+
+impl SfuHub {
+    pub fn new(sfu: Arc<Sfu>, rate_limit: RateLimit) -> Arc<Self> {
+        Arc::new(SfuHub {
+            sfu,
+            core: Mutex::new(SfuSignalingCore::new(rate_limit)),
+        })
+    }
+
+    pub fn sfu(&self) -> &Arc<Sfu> {
+        &self.sfu
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SfuSignalingCore<Sid>> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_connect(&self, socket: &SocketRef) {
+        self.lock().connect(socket.id, Instant::now());
+    }
+
+    fn on_disconnect(&self, socket: &SocketRef, reason: DisconnectReason) {
+        tracing::debug!(sid = %socket.id, ?reason, "sfu: signaling disconnected");
+        self.lock().disconnect(socket.id, &mut Plane(&self.sfu));
+    }
+
+    fn on_event(self: &Arc<Self>, socket: &SocketRef, event: String, data: Value, ack: AckSender) {
+        let now = Instant::now();
+        let admission = self.lock().admit(socket.id, now);
+        match admission {
+            Admission::Accept => {}
+            Admission::Refuse => return refuse(socket, &event, SfuSignalError::RateLimited, ack),
+            Admission::Disconnect => {
+                tracing::warn!(sid = %socket.id, "sfu: disconnecting a client that keeps flooding");
+                let _ = socket.clone().disconnect();
+                return;
+            }
+        }
+        // Parsed outside the lock: validating a 64 KiB SDP must not hold up other rooms.
+        let command = match parse_command(&event, &data) {
+            Ok(command) => command,
+            Err(error) => return refuse(socket, &event, error, ack),
+        };
+        let result = self
+            .lock()
+            .handle(socket.id, command, now, &mut Plane(&self.sfu));
+        match result {
+            Ok(Reply::Ack(reply)) => {
+                let _ = ack.send(&reply);
+            }
+            Ok(Reply::Joining(_, request)) => {
+                tokio::spawn(self.clone().settle_join(socket.clone(), request, ack));
+            }
+            Err(error) => refuse(socket, &event, error, ack),
+        }
+    }
+
+    /// Waits for the media plane's answer to a join and delivers it, unless the client
+    /// left or went away meanwhile. Server offers (`update`) may only follow the answer.
+    async fn settle_join(self: Arc<Self>, socket: SocketRef, request: JoinRequest, ack: AckSender) {
+        let id = request.id;
+        let result = request.joined().await;
+        let settled = self.lock().join_settled(socket.id, id, result.is_ok());
+        match (result, settled) {
+            (Ok(joined), Ok(())) => {
+                let reply = json!({
+                    "id": id,
+                    "type": "answer",
+                    "sdp": joined.answer,
+                    "participants": joined.participants,
+                    "capacity": self.sfu.room_capacity(),
+                });
+                let _ = ack.send(&reply);
+                self.sfu.ready(id);
+                tokio::spawn(pump(self, socket, id, joined.events));
+            }
+            // Left or disconnected while the join was on its way (which already left).
+            (Ok(_), Err(error)) => refuse(&socket, "join", error, ack),
+            (Err(error), _) => {
+                tracing::info!(sid = %socket.id, %error, "sfu: join refused");
+                let error = match error {
+                    SfuError::RoomFull => SfuSignalError::RoomFull,
+                    _ => SfuSignalError::MediaError,
+                };
+                refuse(&socket, "join", error, ack);
+            }
+        }
+    }
+}
+
+/// Tells the client why `event` was refused: in its ack and as an `sfu_error` event.
+fn refuse(socket: &SocketRef, event: &str, error: SfuSignalError, ack: AckSender) {
+    tracing::debug!(sid = %socket.id, %event, code = error.code(), "sfu: refused");
+    let report = error.report(event);
+    let _ = socket.emit("sfu_error", &report);
+    let _ = ack.send(&ack_error(&report));
+}
+
+/// Delivers one participant's media-plane events to its socket, in order.
+async fn pump(
+    hub: Arc<SfuHub>,
+    socket: SocketRef,
+    id: ParticipantId,
+    mut events: mpsc::UnboundedReceiver<ParticipantEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ParticipantEvent::Update { round, sdp } => {
+                let offer = json!({ "type": "offer", "sdp": sdp });
+                // The media plane gives up on the answer after this long (its own
+                // deadline); the ack must not give up earlier (socketioxide's default is 5 s).
+                let timed = socket.timeout(hub.sfu.update_timeout());
+                match timed.emit_with_ack::<_, Value>("update", &offer) {
+                    Ok(answer) => {
+                        let hub = hub.clone();
+                        tokio::spawn(async move {
+                            let answer = match answer.await {
+                                Ok(value) => {
+                                    parse_sdp(Some(&value), "answer").map_err(|e| e.to_string())
+                                }
+                                Err(error) => Err(error.to_string()),
+                            };
+                            hub.sfu.answer(id, round, answer);
+                        });
+                    }
+                    Err(error) => hub.sfu.answer(id, round, Err(error.to_string())),
+                }
+            }
+            ParticipantEvent::Participants(list) => {
+                let _ = socket.emit("participants", &list);
+            }
+            ParticipantEvent::Failed => {
+                let left = hub.lock().media_failed(socket.id, id, &mut Plane(&hub.sfu));
+                if left {
+                    tracing::info!(%id, "sfu: media connection failed; left");
+                    let report = ErrorReport {
+                        code: "media_failed",
+                        message: "the media connection failed".into(),
+                        event: "update",
+                    };
+                    let _ = socket.emit("sfu_error", &report);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Serves SFU rooms on the `/sfu` namespace of `io`.
+pub fn attach(io: &SocketIo, hub: Arc<SfuHub>) {
+    // As for 1-to-1 signaling, handlers are registered in a connect middleware so that a
+    // `join` sent right after connecting is not missed.
+    let register = move |socket: SocketRef| -> Ready<Result<(), Infallible>> {
+        hub.on_connect(&socket);
+        let events = hub.clone();
+        socket.on_fallback(
+            move |socket: SocketRef,
+                  Event(event): Event,
+                  TryData(data): TryData<Value>,
+                  ack: AckSender|
+                  -> Ready<()> {
+                events.on_event(&socket, event, data.unwrap_or(Value::Null), ack);
+                ready(())
+            },
+        );
+        let gone = hub.clone();
+        socket.on_disconnect(
+            move |socket: SocketRef, reason: DisconnectReason| -> Ready<()> {
+                gone.on_disconnect(&socket, reason);
+                ready(())
+            },
+        );
+        ready(Ok(()))
+    };
+    io.ns(NAMESPACE, (|| ready(())).with(register));
+}

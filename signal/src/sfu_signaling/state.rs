@@ -1,0 +1,152 @@
+//! The per-connection state machine of the `/sfu` namespace: `idle → joining → joined`.
+//!
+//! One enum, one transition function, no I/O, as for 1-to-1 rooms (`signaling::state`). The
+//! participant id a `joining`/`joined` connection stands for is kept beside the state by
+//! the core, which drops events about another id (a stale join answer, a failure of an
+//! earlier session) before they get here.
+
+use super::command::SfuSignalError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    /// Not in a room.
+    Idle,
+    /// `join` sent to the media plane; its answer not back yet. Candidates are passed on
+    /// (they reach the media plane after the join).
+    Joining,
+    /// In a room: the join answer was delivered.
+    Joined,
+}
+
+impl ConnState {
+    pub const ALL: [ConnState; 3] = [ConnState::Idle, ConnState::Joining, ConnState::Joined];
+}
+
+/// Everything that can move a connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The client asks to join (`join`).
+    Join,
+    /// The client sends an ICE candidate.
+    Candidate,
+    /// The client asks for an ICE restart (`restart`).
+    Restart,
+    /// The client leaves (`leave`).
+    Leave,
+    /// The media plane accepted the join.
+    JoinAccepted,
+    /// The media plane refused the join (full room, bad offer).
+    JoinRefused,
+    /// The media plane gave up on the participant's media (`media_failed`).
+    MediaFailed,
+    /// The socket is gone.
+    Disconnect,
+}
+
+impl Input {
+    pub const ALL: [Input; 8] = [
+        Input::Join,
+        Input::Candidate,
+        Input::Restart,
+        Input::Leave,
+        Input::JoinAccepted,
+        Input::JoinRefused,
+        Input::MediaFailed,
+        Input::Disconnect,
+    ];
+}
+
+/// The single transition function. `Err` means the input is refused in `state` and must
+/// have no effect.
+pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignalError> {
+    use ConnState::*;
+    match (state, input) {
+        (Idle, Input::Join) => Ok(Joining),
+        (Joining | Joined, Input::Join) => Err(SfuSignalError::AlreadyJoined),
+
+        (Idle, Input::Candidate) => Err(SfuSignalError::NotJoined),
+        (Joining | Joined, Input::Candidate) => Ok(state),
+
+        // An ICE restart needs a connection that was set up (the join answered).
+        (Idle | Joining, Input::Restart) => Err(SfuSignalError::NotJoined),
+        (Joined, Input::Restart) => Ok(Joined),
+
+        (Idle, Input::Leave) => Err(SfuSignalError::NotJoined),
+        (Joining | Joined, Input::Leave) => Ok(Idle),
+
+        (Joining, Input::JoinAccepted) => Ok(Joined),
+        // Left (or disconnected) while the join was on its way: nobody to answer.
+        (Idle | Joined, Input::JoinAccepted) => Err(SfuSignalError::NotJoined),
+
+        (Joining, Input::JoinRefused) => Ok(Idle),
+        (Idle | Joined, Input::JoinRefused) => Ok(state),
+
+        (Joined, Input::MediaFailed) => Ok(Idle),
+        (Idle | Joining, Input::MediaFailed) => Ok(state),
+
+        (_, Input::Disconnect) => Ok(Idle),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnState::*;
+    use super::*;
+
+    /// Every (state, input) pair, with the expected outcome: the table is the spec.
+    #[test]
+    fn every_state_input_pair() {
+        let expected = |state: ConnState, input: Input| -> Result<ConnState, SfuSignalError> {
+            match input {
+                Input::Join if state == Idle => Ok(Joining),
+                Input::Join => Err(SfuSignalError::AlreadyJoined),
+                Input::Candidate if state == Idle => Err(SfuSignalError::NotJoined),
+                Input::Candidate => Ok(state),
+                Input::Restart if state == Joined => Ok(Joined),
+                Input::Restart => Err(SfuSignalError::NotJoined),
+                Input::Leave if state == Idle => Err(SfuSignalError::NotJoined),
+                Input::Leave => Ok(Idle),
+                Input::JoinAccepted if state == Joining => Ok(Joined),
+                Input::JoinAccepted => Err(SfuSignalError::NotJoined),
+                Input::JoinRefused if state == Joining => Ok(Idle),
+                Input::JoinRefused => Ok(state),
+                Input::MediaFailed if state == Joined => Ok(Idle),
+                Input::MediaFailed => Ok(state),
+                Input::Disconnect => Ok(Idle),
+            }
+        };
+        let mut checked = 0;
+        for state in ConnState::ALL {
+            for input in Input::ALL {
+                assert_eq!(
+                    transition(state, input),
+                    expected(state, input),
+                    "{state:?} + {input:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 24);
+    }
+
+    #[test]
+    fn a_session() {
+        // Join, a candidate before the answer, answered, restart, failure, join again, leave.
+        let mut s = Idle;
+        for input in [
+            Input::Join,
+            Input::Candidate,
+            Input::JoinAccepted,
+            Input::Candidate,
+            Input::Restart,
+            Input::MediaFailed,
+            Input::Join,
+            Input::JoinRefused,
+            Input::Join,
+            Input::Leave,
+        ] {
+            s = transition(s, input).unwrap_or_else(|e| panic!("{s:?} + {input:?}: {e}"));
+        }
+        assert_eq!(s, Idle);
+    }
+}
