@@ -11,16 +11,19 @@
 // firewall blocks UDP reaches the SFU through the TURN relay over TCP or TLS); a broken path
 // is repaired by a server-driven ICE restart (lib/recovery.js decides when to ask); and when
 // the server goes away (a restart) or drops our media session, the page joins the room again
-// by itself as soon as it can.
+// by itself as soon as it can. Where the page is (lobby → joining → joined, rejoining, failed)
+// is one pure reducer, lib/room-state.js, mirroring the server's /sfu states.
 //
 // Test hooks: [data-testid] room, name, join, leave, status, local-video, remote-video (one
-// per remote participant, data-participant = its id); window.__rtc (lib/hooks.js).
+// per remote participant, data-participant = its id); window.__rtc (lib/hooks.js), with
+// `phase` from lib/room-state.js.
 
 import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
 import { dropMeter, levelMeter, stopStream } from './lib/media.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
+import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
 
 const $ = (id) => document.getElementById(id);
@@ -34,22 +37,24 @@ const pick = (list) => list[Math.floor(Math.random() * list.length)];
 const randomRoom = () => `${pick(ADJECTIVES)}-${pick(ANIMALS)}-${Math.floor(Math.random() * 900 + 100)}`;
 const randomName = () => { const a = pick(ANIMALS); return a[0].toUpperCase() + a.slice(1) + ' ' + Math.floor(Math.random() * 90 + 10); };
 
-/** At most this many automatic rejoins per minute after the server dropped our media. */
-const MAX_REJOINS_PER_MINUTE = 4;
 const RECOVERY_TICK_MS = 500;
 
 let socket = null;
 let pc = null;
 let localStream = null;
 let previewStream = null;
-let session = null;        // {room, name} while we want to be in a room
+let room = initialRoom;    // lib/room-state.js: where we are, and where the user wants to be
 let iceConfig = null;
 let recovery = initialRecovery;
 let recoveryTimer = 0;
-let rejoinTimes = [];
 let joining = null;        // the promise of the join in progress
 const tiles = new Map();   // participant id → {el, video, stream, meter, name}
 
+function dispatch(ev) {
+  room = reduce(room, ev);
+  hooks.phase = room.phase;
+  return room;
+}
 function status(text) { $('status').textContent = text; }
 function showError(text) { const e = $('error'); e.textContent = text; e.hidden = !text; }
 
@@ -212,7 +217,8 @@ function connectSocket() {
   socket.on('sfu_error', onSfuError);
   socket.on('disconnect', (reason) => {
     log('disconnect', reason);
-    if (!session) return;
+    if (!inRoom(room)) return;
+    dispatch({ type: 'lost' });
     // The server forgot our media session with the connection: set up a new one when it
     // is back (socket.io reconnects by itself, except after a server-side disconnect).
     endMedia();
@@ -221,14 +227,14 @@ function connectSocket() {
   });
   socket.on('connect', () => {
     log('connect');
-    if (session && !pc && !joining) rejoin('reconnected');
+    if (room.phase === PHASE.REJOINING && !pc && !joining) rejoin('reconnected');
   });
   return socket;
 }
 
 function onSfuError(error) {
   log('sfu_error', error);
-  if (error?.code === 'media_failed' && session) {
+  if (error?.code === 'media_failed' && inRoom(room)) {
     endMedia();
     rejoin('media_failed');
   }
@@ -252,12 +258,13 @@ async function onUpdate(offer, ack) {
 // ------------------------------------------------------------------ media session
 async function join() {
   showError('');
-  const room = $('room').value.trim();
+  const roomName = $('room').value.trim();
   const name = $('name').value.trim();
-  if (!isValidRoom(room)) return showError(ROOM_HINT);
+  if (!isValidRoom(roomName)) return showError(ROOM_HINT);
   if (!name) return showError('Please enter your name (or press Random).');
+  if (room.phase !== PHASE.LOBBY) return;
   localStorage.setItem('sfu-name', name);
-  log('join', room);
+  log('join', roomName);
   $('join').disabled = true;
   status('Connecting…');
   try {
@@ -265,12 +272,13 @@ async function join() {
     localStream = previewStream;
     previewStream = null;
     dropMeter(previewMeter);
-    session = { room, name };
+    dispatch({ type: 'join', room: roomName, name });
     connectSocket();
     joining = startMedia();
     await joining;
-    enterCall(room, name);
+    enterCall(roomName, name);
   } catch (err) {
+    dispatch({ type: 'refused', code: err.code, message: err.message || String(err) });
     cleanup();
     showError(err.message || String(err));
     status('Ready');
@@ -299,7 +307,7 @@ async function startMedia() {
   mine.onconnectionstatechange = () => {
     if (mine !== pc) return;
     log('connection', mine.connectionState);
-    if (mine.connectionState === 'connected') status(`Connected · ${session?.room ?? ''}`);
+    if (mine.connectionState === 'connected') status(`Connected · ${room.room ?? ''}`);
   };
   mine.oniceconnectionstatechange = () => {
     if (mine !== pc) return;
@@ -317,15 +325,16 @@ async function startMedia() {
   if (!localStream?.getVideoTracks().length) mine.addTransceiver('video', { direction: 'recvonly' });
   await mine.setLocalDescription(await mine.createOffer());
   hooks.joinedAt = performance.now();
-  const reply = await emitWithAck(socket, 'join', { room: session.room, name: session.name, sdp: mine.localDescription.sdp });
+  const reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp });
   if (mine !== pc) throw new Error('the session ended while joining');
   if (reply?.error) {
-    const err = new Error(reply.error.code === 'full' ? `Room "${session.room}" is full.` : reply.error.message);
+    const err = new Error(reply.error.code === 'full' ? `Room "${room.room}" is full.` : reply.error.message);
     err.code = reply.error.code;
     throw err;
   }
   hooks.id = reply.id;
   await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+  dispatch({ type: 'joined', id: reply.id });
   onParticipants(reply.participants);
   log('joined', reply.id);
 }
@@ -346,15 +355,12 @@ function endMedia() {
 
 /** Joins the same room again with a new media session, as long as the user wants to be there. */
 function rejoin(why) {
-  if (!session || joining) return;
-  const now = Date.now();
-  rejoinTimes = rejoinTimes.filter((t) => now - t < 60_000);
-  if (rejoinTimes.length >= MAX_REJOINS_PER_MINUTE) {
-    status('Media connection lost');
-    showCallError('The connection to the room keeps failing. Leave and join again later.');
+  if (!inRoom(room) || room.phase === PHASE.JOINING || joining) return;
+  if (dispatch({ type: 'rejoin', now: Date.now() }).phase === PHASE.FAILED) {
+    endMedia();
+    showCallError(room.error);
     return;
   }
-  rejoinTimes.push(now);
   log('rejoin', why);
   status('Rejoining…');
   endMedia();
@@ -362,9 +368,8 @@ function rejoin(why) {
     .catch((err) => {
       log('rejoin-failed', err.message);
       endMedia();
-      if (err.code === 'full') {
-        session = null;
-        showCallError(err.message);
+      if (dispatch({ type: 'refused', code: err.code, message: err.message }).phase === PHASE.LOBBY) {
+        showCallError(room.error);
         return;
       }
       // The socket's next `connect` tries again; if it is up, try again shortly.
@@ -426,7 +431,7 @@ function showCallError(text) {
 }
 
 function cleanup() {
-  session = null;
+  dispatch({ type: 'leave' });
   endMedia();
   socket?.off();
   socket?.disconnect();
@@ -439,9 +444,9 @@ function cleanup() {
 
 async function leave() {
   log('leave');
-  const leaving = session;
-  session = null;
-  if (leaving && socket?.connected) await emitWithAck(socket, 'leave', {}, 2000).catch(() => {});
+  const wasInRoom = room.phase !== PHASE.LOBBY;
+  dispatch({ type: 'leave' });
+  if (wasInRoom && socket?.connected) await emitWithAck(socket, 'leave', {}, 2000).catch(() => {});
   cleanup();
   document.body.dataset.view = 'lobby';
   $('call').hidden = true;
