@@ -364,7 +364,8 @@ function rejoin(why) {
   log('rejoin', why);
   status('Rejoining…');
   endMedia();
-  joining = startMedia()
+  joining = leaveOldSession()
+    .then(startMedia)
     .catch((err) => {
       log('rejoin-failed', err.message);
       endMedia();
@@ -376,6 +377,15 @@ function rejoin(why) {
       if (socket?.connected) setTimeout(() => rejoin('retry'), 2000);
     })
     .finally(() => { joining = null; });
+}
+
+/**
+ * While the signaling connection is up the server still holds our old participant (we gave up
+ * on its media, it may not have yet): leave it first, or the new join is `already_joined`.
+ * After a reconnect the server has already forgotten it and answers `not_joined`, ignored.
+ */
+async function leaveOldSession() {
+  if (socket?.connected) await emitWithAck(socket, 'leave', {}, 2000).catch(() => {});
 }
 
 // ICE recovery: lib/recovery.js decides, the server restarts ICE (an `update` round).

@@ -1,6 +1,7 @@
 // SFU rooms across real networks (issue 8): three homes behind NAT routers join one room on
 // the public server (https://call.test/sfu.html). A home whose firewall blocks UDP joins
-// through the TURN relay; a bad link, a new public address and a server restart are survived.
+// through the TURN relay; a bad link, a new public address, UDP cut mid-call and a server
+// restart are survived.
 // Figures are printed as diagnostics and summarised in docs/BENCHMARKS.md.
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,6 +128,33 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     t.diagnostic(`video back after ${figures.renumberVideoResumedMs.join(' / ')} ms (Ann / Bob / Cy)`);
     t.diagnostic(`Ann: ${(await eventsSince(pages.a, t0, ['ice', 'ice-restart', 'rejoin', 'disconnect', 'connect', 'update'])).join(' ')}`);
     assert.ok(figures.renumberVideoResumedMs.every((ms) => ms !== null && ms <= 15_000), `video back within 15 s (${figures.renumberVideoResumedMs})`);
+    await leaveAll(pages);
+  });
+
+  it('UDP blocked mid-call: a server-driven ICE restart moves the participant onto the relay', async (t) => {
+    await serve();
+    const { pages, stats } = await meet('udp-cut');
+    assert.equal(stats.a.pair.local.protocol, 'udp', pairText(stats.a));
+    const samplers = Object.fromEntries(await Promise.all(HOMES.map(async (h) => [h, await startSampler(pages[h])])));
+    await sleep(2000);
+    const t0 = Date.now();
+    // TCP stays open, so the signaling connection survives: the page asks the server for an
+    // ICE restart (`restart`), and the restart finds the relay over TCP.
+    await lab.setRouter('a', { nat: 'cone', firewall: 'no-udp' });
+    const moved = await until('Ann moved to the relay over TCP', async () => {
+      const s = await mediaStats(pages.a);
+      return s?.pair?.local.relayProtocol === 'tcp' && s.video.filter((v) => v.framesDecoded > 0).length >= 2 ? s : null;
+    }, 40_000, 250);
+    await sleep(3000);
+    const samples = {};
+    for (const h of HOMES) samples[h] = await samplers[h].stop();
+    figures.udpCutVideoBackMs = HOMES.map((h) => resumedAfter(samples[h], t0));
+    const events = await eventsSince(pages.a, t0, ['ice', 'ice-restart', 'rejoin', 'disconnect', 'connect', 'update']);
+    t.diagnostic(`${pairText(moved)}; video back after ${figures.udpCutVideoBackMs.join(' / ')} ms (Ann / Bob / Cy)`);
+    t.diagnostic(`Ann: ${events.join(' ')}`);
+    assert.ok(events.some((e) => e.includes('ice-restart')), 'the page asked for an ICE restart');
+    assert.ok(!events.some((e) => /:(rejoin|disconnect)=/.test(e)), 'the same media session and signaling connection carried on (no rejoin)');
+    assert.ok(figures.udpCutVideoBackMs.every((ms) => ms !== null && ms <= 15_000), `video back within 15 s (${figures.udpCutVideoBackMs})`);
     await leaveAll(pages);
   });
 
