@@ -1,0 +1,231 @@
+// SFU page vs full mesh, with real Chromium, in the same run (docs/BENCHMARKS.md, "SFU page
+// vs full mesh"). N participants (default 4), each in a Chromium of its own with the fake
+// camera at RES, join one room: on our SFU page (public/sfu.html) and on the minimal
+// full-mesh page (bench/mesh/), alternating which goes first in each of RUNS runs. Measured per
+// run and page:
+//   - setup: first join click → every page decodes all N-1 remote videos;
+//   - over WINDOW_S seconds after WARMUP_S: per remote video the decoded fps, freezes and
+//     frozen time, frames dropped, NACKs and PLIs sent, packets lost, jitter-buffer delay;
+//     per sender the encoded fps (per stream) and qualityLimitationReason;
+//   - CPU of all Chromium processes and of the server over the window (/proc, in cores).
+// Prints each run, then medians side by side with SFU/mesh ratios; JSON to bench/results/.
+//
+// Needs `npm ci --prefix tests` and the release server. Run it in a loopback-only namespace:
+//   cargo build --release -p signal && unshare --net --pid --fork --kill-child --mount-proc \
+//     sh -c 'ip link set lo up && SIGNAL_BIN=$PWD/target/release/signal node bench/sfu/browsers.mjs'
+// Knobs: PEERS=4 RUNS=3 RES=320x240 FPS=30 WARMUP_S=5 WINDOW_S=15 ONLY=sfu|mesh
+//        SFU_QUERY='&x=1' (extra query for the SFU page, e.g. to try a page variant)
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { repoRoot, signalBin, startServer } from '../../tests/lib/server.mjs';
+import { launchChromium, until } from '../../tests/lib/browser.mjs';
+
+const PEERS = Number(process.env.PEERS ?? 4);
+const RUNS = Number(process.env.RUNS ?? 3);
+const RES = process.env.RES ?? '320x240';
+const FPS = Number(process.env.FPS ?? 30);
+const WARMUP_S = Number(process.env.WARMUP_S ?? 5);
+const WINDOW_S = Number(process.env.WINDOW_S ?? 15);
+const ONLY = process.env.ONLY;
+const SFU_QUERY = process.env.SFU_QUERY ?? '';
+const NAMES = ['Ada', 'Bob', 'Cy', 'Dee', 'Eve', 'Fay', 'Gus', 'Hal'];
+
+// The server serves public/ plus the mesh page: a directory of symlinks.
+const site = mkdtempSync(path.join(tmpdir(), 'mesh-site-'));
+for (const entry of readdirSync(path.join(repoRoot, 'public'))) symlinkSync(path.join(repoRoot, 'public', entry), path.join(site, entry));
+for (const entry of ['mesh.html', 'mesh.js']) symlinkSync(path.join(repoRoot, 'bench/mesh', entry), path.join(site, entry));
+
+/** utime+stime ticks of every process whose command line matches `test`. */
+function cpuTicks(test) {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!test(cmd)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch { /* gone */ }
+  }
+  return ticks;
+}
+const TICKS_PER_S = 100;
+const isChromium = (cmd) => /chrom/i.test(cmd.split('\0')[0]);
+
+/** Totals of the page's RTCPeerConnections (one on the SFU page, N-1 on the mesh page). */
+function pageStats(page) {
+  return page.evaluate(async () => {
+    const pcs = window.__mesh ? [...window.__mesh.pcs.values()] : window.__rtc?.pc ? [window.__rtc.pc] : [];
+    const inbound = [];
+    const outbound = [];
+    for (const pc of pcs) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.kind !== 'video') return;
+        if (s.type === 'inbound-rtp') {
+          inbound.push({
+            id: `${pcs.indexOf(pc)}/${s.ssrc}`, framesDecoded: s.framesDecoded ?? 0, freezeCount: s.freezeCount ?? 0,
+            totalFreezesDuration: s.totalFreezesDuration ?? 0, framesDropped: s.framesDropped ?? 0, nackCount: s.nackCount ?? 0,
+            pliCount: s.pliCount ?? 0, packetsLost: s.packetsLost ?? 0, jitterBufferDelay: s.jitterBufferDelay ?? 0,
+            jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
+          });
+        }
+        if (s.type === 'outbound-rtp') {
+          outbound.push({ id: `${pcs.indexOf(pc)}/${s.ssrc}`, framesEncoded: s.framesEncoded ?? 0, qualityLimitationReason: s.qualityLimitationReason ?? 'none' });
+        }
+      });
+    }
+    return { inbound, outbound };
+  });
+}
+
+const decodingAll = async (page) => (await pageStats(page)).inbound.filter((v) => v.framesDecoded > 0).length >= PEERS - 1;
+
+async function openPage(browser, url) {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+  return page;
+}
+
+async function measure(kind, server, run) {
+  const room = `${kind}-${run}-${process.pid}`;
+  const browsers = [];
+  const pages = [];
+  try {
+    for (let i = 0; i < PEERS; i++) browsers.push(await launchChromium());
+    for (let i = 0; i < PEERS; i++) {
+      const url = kind === 'mesh'
+        ? `${server.url}/mesh.html?room=${room}&res=${RES}&fps=${FPS}`
+        : `${server.url}/sfu.html?res=${RES}&fps=${FPS}${SFU_QUERY}`;
+      pages.push(await openPage(browsers[i], url));
+    }
+    const t0 = Date.now();
+    for (const [i, page] of pages.entries()) {
+      if (kind === 'mesh') {
+        await page.evaluate(() => window.__mesh.join());
+        await page.waitForFunction(() => window.__mesh.id, null, { timeout: 15_000 });
+      } else {
+        await page.getByTestId('room').fill(room);
+        await page.getByTestId('name').fill(NAMES[i]);
+        await page.getByTestId('join').click();
+        await page.waitForFunction(() => window.__rtc.id, null, { timeout: 15_000 });
+      }
+    }
+    for (const page of pages) await until(`${kind}: all remote videos decoding`, () => decodingAll(page), 60_000, 100);
+    const setupMs = Date.now() - t0;
+    await sleep(WARMUP_S * 1000);
+
+    const before = await Promise.all(pages.map(pageStats));
+    const cpu0 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)) };
+    const started = Date.now();
+    await sleep(WINDOW_S * 1000);
+    const cpu1 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)) };
+    const after = await Promise.all(pages.map(pageStats));
+    const seconds = (Date.now() - started) / 1000;
+
+    const receivers = [];
+    const senders = [];
+    for (const [i, end] of after.entries()) {
+      for (const v of end.inbound) {
+        const b = before[i].inbound.find((x) => x.id === v.id);
+        if (!b) continue;
+        const emitted = v.jitterBufferEmittedCount - b.jitterBufferEmittedCount;
+        receivers.push({
+          page: i,
+          fps: (v.framesDecoded - b.framesDecoded) / seconds,
+          freezes: v.freezeCount - b.freezeCount,
+          frozenS: v.totalFreezesDuration - b.totalFreezesDuration,
+          dropped: v.framesDropped - b.framesDropped,
+          nacks: v.nackCount - b.nackCount,
+          plis: v.pliCount - b.pliCount,
+          lost: v.packetsLost - b.packetsLost,
+          jitterBufferMs: emitted > 0 ? ((v.jitterBufferDelay - b.jitterBufferDelay) / emitted) * 1000 : null,
+        });
+      }
+      for (const o of end.outbound) {
+        const b = before[i].outbound.find((x) => x.id === o.id);
+        if (b) senders.push({ page: i, fps: (o.framesEncoded - b.framesEncoded) / seconds, limitation: o.qualityLimitationReason });
+      }
+    }
+    return {
+      kind, run, setupMs, seconds, receivers, senders,
+      browserCpuCores: (cpu1.browsers - cpu0.browsers) / TICKS_PER_S / seconds,
+      serverCpuCores: (cpu1.server - cpu0.server) / TICKS_PER_S / seconds,
+    };
+  } finally {
+    for (const browser of browsers) await browser.close().catch(() => {});
+  }
+}
+
+const median = (xs) => {
+  const s = xs.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return null;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+
+/** One line of figures for one measurement. */
+function summarize(m) {
+  const r = m.receivers;
+  return {
+    setupMs: m.setupMs,
+    recvFpsMedian: median(r.map((x) => x.fps)),
+    recvFpsMin: Math.min(...r.map((x) => x.fps)),
+    freezesPerVideo: sum(r.map((x) => x.freezes)) / r.length,
+    frozenSPerVideo: sum(r.map((x) => x.frozenS)) / r.length,
+    droppedPerVideo: sum(r.map((x) => x.dropped)) / r.length,
+    nacks: sum(r.map((x) => x.nacks)),
+    plis: sum(r.map((x) => x.plis)),
+    lost: sum(r.map((x) => x.lost)),
+    jitterBufferMs: median(r.map((x) => x.jitterBufferMs)),
+    sendFpsMedian: median(m.senders.map((x) => x.fps)),
+    sendStreams: m.senders.length,
+    limited: [...new Set(m.senders.map((x) => x.limitation))].join(','),
+    browserCpuCores: m.browserCpuCores,
+    serverCpuCores: m.serverCpuCores,
+  };
+}
+
+const fmt = (v, digits = 1) => (v === null || v === undefined ? '–' : typeof v === 'number' ? v.toFixed(digits) : String(v));
+
+const server = await startServer({ args: ['--public-dir', site, '--room-capacity', String(PEERS)] });
+server.bin = signalBin;
+const results = [];
+try {
+  const kinds = ONLY ? [ONLY] : ['sfu', 'mesh'];
+  for (let run = 0; run < RUNS; run++) {
+    const order = run % 2 ? [...kinds].reverse() : kinds;
+    for (const kind of order) {
+      const m = await measure(kind, server, run);
+      results.push(m);
+      const s = summarize(m);
+      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores`);
+    }
+  }
+} finally {
+  await server.stop();
+  rmSync(site, { recursive: true, force: true });
+}
+
+const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'sendFpsMedian', 'browserCpuCores', 'serverCpuCores'];
+const medians = {};
+for (const kind of ['sfu', 'mesh']) {
+  const rows = results.filter((m) => m.kind === kind).map(summarize);
+  if (rows.length) medians[kind] = Object.fromEntries(keys.map((k) => [k, median(rows.map((r) => r[k]))]));
+}
+console.log(`\nmedians of ${RUNS} runs, ${PEERS} pages at ${RES}@${FPS}:`);
+console.log(`${'figure'.padEnd(18)} ${'sfu'.padStart(9)} ${'mesh'.padStart(9)} ${'sfu/mesh'.padStart(9)}`);
+for (const k of keys) {
+  const a = medians.sfu?.[k];
+  const b = medians.mesh?.[k];
+  const ratio = a !== undefined && b ? a / b : null;
+  console.log(`${k.padEnd(18)} ${fmt(a, 2).padStart(9)} ${fmt(b, 2).padStart(9)} ${fmt(ratio, 2).padStart(9)}`);
+}
+const out = path.join(repoRoot, 'bench/results', `browsers-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}`);
+mkdirSync(out, { recursive: true });
+writeFileSync(path.join(out, 'results.json'), JSON.stringify({ peers: PEERS, res: RES, fps: FPS, windowS: WINDOW_S, sfuQuery: SFU_QUERY, results, medians }, null, 1));
+console.log(`results: ${path.relative(repoRoot, out)}/results.json`);
