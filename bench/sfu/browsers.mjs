@@ -61,6 +61,7 @@ function pageStats(page) {
     const pcs = window.__mesh ? [...window.__mesh.pcs.values()] : window.__rtc?.pc ? [window.__rtc.pc] : [];
     const inbound = [];
     const outbound = [];
+    const available = []; // the sender's bandwidth estimate, per connection (bps)
     for (const pc of pcs) {
       (await pc.getStats()).forEach((s) => {
         if (s.kind !== 'video') return;
@@ -73,11 +74,17 @@ function pageStats(page) {
           });
         }
         if (s.type === 'outbound-rtp') {
-          outbound.push({ id: `${pcs.indexOf(pc)}/${s.ssrc}`, framesEncoded: s.framesEncoded ?? 0, qualityLimitationReason: s.qualityLimitationReason ?? 'none' });
+          outbound.push({
+            id: `${pcs.indexOf(pc)}/${s.ssrc}`, framesEncoded: s.framesEncoded ?? 0, bytesSent: s.bytesSent ?? 0,
+            targetBitrate: s.targetBitrate ?? null, qualityLimitationReason: s.qualityLimitationReason ?? 'none',
+          });
         }
       });
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate !== undefined) available.push(s.availableOutgoingBitrate);
+      });
     }
-    return { inbound, outbound };
+    return { inbound, outbound, available };
   });
 }
 
@@ -128,6 +135,7 @@ async function measure(kind, server, run) {
 
     const receivers = [];
     const senders = [];
+    const estimates = []; // availableOutgoingBitrate per connection at the end, kbps
     for (const [i, end] of after.entries()) {
       for (const v of end.inbound) {
         const b = before[i].inbound.find((x) => x.id === v.id);
@@ -147,11 +155,17 @@ async function measure(kind, server, run) {
       }
       for (const o of end.outbound) {
         const b = before[i].outbound.find((x) => x.id === o.id);
-        if (b) senders.push({ page: i, fps: (o.framesEncoded - b.framesEncoded) / seconds, limitation: o.qualityLimitationReason });
+        if (b) {
+          senders.push({
+            page: i, fps: (o.framesEncoded - b.framesEncoded) / seconds, kbps: ((o.bytesSent - b.bytesSent) * 8) / seconds / 1000,
+            targetKbps: o.targetBitrate === null ? null : o.targetBitrate / 1000, limitation: o.qualityLimitationReason,
+          });
+        }
       }
+      for (const bps of end.available) estimates.push(bps / 1000);
     }
     return {
-      kind, run, setupMs, seconds, receivers, senders,
+      kind, run, setupMs, seconds, receivers, senders, estimates,
       browserCpuCores: (cpu1.browsers - cpu0.browsers) / TICKS_PER_S / seconds,
       serverCpuCores: (cpu1.server - cpu0.server) / TICKS_PER_S / seconds,
     };
@@ -183,6 +197,9 @@ function summarize(m) {
     lost: sum(r.map((x) => x.lost)),
     jitterBufferMs: median(r.map((x) => x.jitterBufferMs)),
     sendFpsMedian: median(m.senders.map((x) => x.fps)),
+    sendKbpsMedian: median(m.senders.map((x) => x.kbps)),
+    targetKbpsMedian: median(m.senders.map((x) => x.targetKbps)),
+    estimateKbpsMedian: median(m.estimates),
     sendStreams: m.senders.length,
     limited: [...new Set(m.senders.map((x) => x.limitation))].join(','),
     browserCpuCores: m.browserCpuCores,
@@ -203,7 +220,7 @@ try {
       const m = await measure(kind, server, run);
       results.push(m);
       const s = summarize(m);
-      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores`);
+      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) at ${fmt(s.sendKbpsMedian, 0)} kbps, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)} · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores`);
     }
   }
 } finally {
@@ -211,7 +228,7 @@ try {
   rmSync(site, { recursive: true, force: true });
 }
 
-const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'sendFpsMedian', 'browserCpuCores', 'serverCpuCores'];
+const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'sendFpsMedian', 'sendKbpsMedian', 'targetKbpsMedian', 'estimateKbpsMedian', 'browserCpuCores', 'serverCpuCores'];
 const medians = {};
 for (const kind of ['sfu', 'mesh']) {
   const rows = results.filter((m) => m.kind === kind).map(summarize);

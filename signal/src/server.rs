@@ -38,7 +38,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         room_capacity: config.room_capacity,
         rate_limit: config.rate_limit,
     });
-    let (socket_io_layer, io) = signaling::socketio::builder().build_layer();
+    let (socket_io_layer, io) = signaling::socketio::builder(config.rate_limit).build_layer();
     signaling::attach(&io, hub.clone());
     let (sfu_routes, sfu_media) = crate::sfu_signaling::start(&io, &config)?;
 

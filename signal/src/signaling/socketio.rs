@@ -248,8 +248,14 @@ impl<'de> serde::Deserialize<'de> for Args {
 }
 
 /// Engine.IO / socket.io settings for signaling.
-pub fn builder() -> SocketIoBuilder {
+///
+/// `rate_limit` sizes each connection's send buffer: a burst the limiter lets through from a
+/// peer must fit in the receiver's buffer, or part of it would be dropped on delivery
+/// (socketioxide's default of 128 packets is below the default burst of 256). Twice the
+/// burst leaves room for the server's own events.
+pub fn builder(rate_limit: RateLimit) -> SocketIoBuilder {
     SocketIo::builder()
+        .max_buffer_size(2 * rate_limit.burst.max(64) as usize)
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
         .max_payload(MAX_PACKET_BYTES as u64)
