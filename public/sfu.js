@@ -20,7 +20,8 @@
 
 import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
-import { dropMeter, levelMeter, stopStream } from './lib/media.js';
+import { dropMeter, levelMeter, receiverMeter, senderMeter, stopStream } from './lib/media.js';
+import { videoMaxBitrate } from './lib/bitrate.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
@@ -38,6 +39,8 @@ const randomRoom = () => `${pick(ADJECTIVES)}-${pick(ANIMALS)}-${Math.floor(Math
 const randomName = () => { const a = pick(ANIMALS); return a[0].toUpperCase() + a.slice(1) + ' ' + Math.floor(Math.random() * 90 + 10); };
 
 const RECOVERY_TICK_MS = 500;
+/** Audio level (linear, 1 = full scale) above which a tile shows its participant speaking (≈ −34 dBov). */
+const SPEAKING_LEVEL = 0.02;
 
 let socket = null;
 let pc = null;
@@ -201,7 +204,7 @@ function onTrack(event) {
     track.onended = () => tile.el.classList.remove('has-video');
   } else {
     dropMeter(tile.meter);
-    tile.meter = levelMeter(new MediaStream([track]), (level) => tile.el.classList.toggle('speaking', level > 0.02));
+    tile.meter = receiverMeter(event.receiver, (level) => tile.el.classList.toggle('speaking', level > SPEAKING_LEVEL));
   }
   tile.video.play().catch(() => {});
   log('track', { id, kind: track.kind });
@@ -319,7 +322,10 @@ async function startMedia() {
     const bytes = await transportBytes(mine).catch(() => null);
     if (mine === pc && bytes) step({ type: 'traffic', ...bytes, now: Date.now() });
   }, RECOVERY_TICK_MS);
-  for (const track of localStream?.getTracks() ?? []) mine.addTrack(track, localStream);
+  for (const track of localStream?.getTracks() ?? []) {
+    const sender = mine.addTrack(track, localStream);
+    if (track.kind === 'video') await capBitrate(sender, videoMaxBitrate(track.getSettings()));
+  }
   // A viewer (no devices) still needs m-lines to receive on; the SFU fills them.
   if (!localStream?.getAudioTracks().length) mine.addTransceiver('audio', { direction: 'recvonly' });
   if (!localStream?.getVideoTracks().length) mine.addTransceiver('video', { direction: 'recvonly' });
@@ -337,6 +343,13 @@ async function startMedia() {
   dispatch({ type: 'joined', id: reply.id });
   onParticipants(reply.participants);
   log('joined', reply.id);
+}
+
+/** Sets the sender's ceiling (lib/bitrate.js says why); a browser that refuses keeps its own. */
+async function capBitrate(sender, maxBitrate) {
+  const params = sender.getParameters();
+  params.encodings = [{ ...(params.encodings?.[0] ?? {}), maxBitrate }];
+  await sender.setParameters(params).catch((err) => log('max-bitrate', err.message));
 }
 
 /** Drops the media session (the server's side of it is gone or going). */
@@ -416,7 +429,8 @@ function enterCall(room, name) {
   $('local-name').textContent = name;
   $('local-video').srcObject = localStream;
   $('local-tile').classList.toggle('has-video', !!localStream?.getVideoTracks().length);
-  if (localStream) localMeter = levelMeter(localStream, (level) => $('local-tile').classList.toggle('speaking', level > 0.02 && localStream.getAudioTracks().some((t) => t.enabled)));
+  const audioSender = () => pc?.getSenders().find((sender) => sender.track?.kind === 'audio');
+  if (localStream?.getAudioTracks().length) localMeter = senderMeter(audioSender, (level) => $('local-tile').classList.toggle('speaking', level > SPEAKING_LEVEL && localStream.getAudioTracks().some((t) => t.enabled)));
   const setToggle = (button, kind, on, off) => {
     const tracks = localStream?.getTracks().filter((t) => t.kind === kind) ?? [];
     button.disabled = !tracks.length;

@@ -13,8 +13,9 @@
 // Needs `npm ci --prefix tests` and the release server. Run it in a loopback-only namespace:
 //   cargo build --release -p signal && unshare --net --pid --fork --kill-child --mount-proc \
 //     sh -c 'ip link set lo up && SIGNAL_BIN=$PWD/target/release/signal node bench/sfu/browsers.mjs'
-// Knobs: PEERS=4 RUNS=3 RES=320x240 FPS=30 WARMUP_S=5 WINDOW_S=15 ONLY=sfu|mesh
+// Knobs: PEERS=4 RUNS=3 RES=320x240 FPS=30 WARMUP_S=5 WINDOW_S=15 ONLY=sfu|mesh SERVER_NICE=-10
 //        SFU_QUERY='&x=1' (extra query for the SFU page, e.g. to try a page variant)
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -53,6 +54,26 @@ function cpuTicks(test) {
   return ticks;
 }
 const TICKS_PER_S = 100;
+
+/** Chromium's CPU ticks by process kind (renderer, gpu-process, audio, network, browser…). */
+function chromiumTicksByKind() {
+  const out = {};
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      // Chromium rewrites its children's command lines (one space-separated string).
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!isChromium(cmd)) continue;
+      const type = cmd.match(/--type=([^\s\0]+)/)?.[1] ?? 'browser';
+      const sub = cmd.match(/--utility-sub-type=([^\s\0.]+)/)?.[1];
+      const kind = sub ? `${type}:${sub}` : type;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[kind] = (out[kind] ?? 0) + Number(fields[11]) + Number(fields[12]);
+    } catch { /* gone */ }
+  }
+  return out;
+}
 const isChromium = (cmd) => /chrom/i.test(cmd.split('\0')[0]);
 
 /** Totals of the page's RTCPeerConnections (one on the SFU page, N-1 on the mesh page). */
@@ -62,6 +83,8 @@ function pageStats(page) {
     const inbound = [];
     const outbound = [];
     const available = []; // the sender's bandwidth estimate, per connection (bps)
+    const remote = []; // receiver reports on our video
+    const sources = []; // the camera's frames per second as the encoder gets them
     for (const pc of pcs) {
       (await pc.getStats()).forEach((s) => {
         if (s.kind !== 'video') return;
@@ -77,14 +100,18 @@ function pageStats(page) {
           outbound.push({
             id: `${pcs.indexOf(pc)}/${s.ssrc}`, framesEncoded: s.framesEncoded ?? 0, bytesSent: s.bytesSent ?? 0,
             targetBitrate: s.targetBitrate ?? null, qualityLimitationReason: s.qualityLimitationReason ?? 'none',
+            keyFrames: s.keyFramesEncoded ?? 0, plisReceived: (s.pliCount ?? 0) + (s.firCount ?? 0), nacksReceived: s.nackCount ?? 0,
           });
         }
       });
       (await pc.getStats()).forEach((s) => {
         if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate !== undefined) available.push(s.availableOutgoingBitrate);
+        // What the receiving end (the SFU, or the mesh peer) reports about our video.
+        if (s.type === 'media-source' && s.kind === 'video') sources.push(s.framesPerSecond ?? 0);
+        if (s.type === 'remote-inbound-rtp' && s.kind === 'video') remote.push({ lost: s.packetsLost ?? 0, fractionLost: s.fractionLost ?? 0, rttMs: (s.roundTripTime ?? 0) * 1000 });
       });
     }
-    return { inbound, outbound, available };
+    return { inbound, outbound, available, remote, sources };
   });
 }
 
@@ -125,17 +152,27 @@ async function measure(kind, server, run) {
     const setupMs = Date.now() - t0;
     await sleep(WARMUP_S * 1000);
 
+    const serverReport = async () => {
+      const r = await (await fetch(`${server.url}/api/rooms`)).json();
+      const people = r.rooms.flatMap((room) => room.participants);
+      return { keyframeRequestsSent: r.keyframe_requests_sent, keyframesRequested: people.reduce((a, p) => a + p.keyframes_requested, 0), nacksReceived: people.reduce((a, p) => a + p.nacks_received, 0) };
+    };
+    const server0 = await serverReport();
     const before = await Promise.all(pages.map(pageStats));
-    const cpu0 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)) };
+    const cpu0 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)), kinds: chromiumTicksByKind() };
     const started = Date.now();
     await sleep(WINDOW_S * 1000);
-    const cpu1 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)) };
+    const cpu1 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)), kinds: chromiumTicksByKind() };
     const after = await Promise.all(pages.map(pageStats));
+    const server1 = await serverReport();
+    const serverDelta = Object.fromEntries(Object.keys(server1).map((k) => [k, server1[k] - server0[k]]));
     const seconds = (Date.now() - started) / 1000;
 
     const receivers = [];
     const senders = [];
     const estimates = []; // availableOutgoingBitrate per connection at the end, kbps
+    const reports = []; // remote-inbound-rtp of our video at the end
+    const captureFps = []; // media-source framesPerSecond at the end
     for (const [i, end] of after.entries()) {
       for (const v of end.inbound) {
         const b = before[i].inbound.find((x) => x.id === v.id);
@@ -159,14 +196,18 @@ async function measure(kind, server, run) {
           senders.push({
             page: i, fps: (o.framesEncoded - b.framesEncoded) / seconds, kbps: ((o.bytesSent - b.bytesSent) * 8) / seconds / 1000,
             targetKbps: o.targetBitrate === null ? null : o.targetBitrate / 1000, limitation: o.qualityLimitationReason,
+            keyFrames: o.keyFrames - b.keyFrames, plisReceived: o.plisReceived - b.plisReceived, nacksReceived: o.nacksReceived - b.nacksReceived,
           });
         }
       }
       for (const bps of end.available) estimates.push(bps / 1000);
+      reports.push(...end.remote);
+      captureFps.push(...end.sources);
     }
     return {
-      kind, run, setupMs, seconds, receivers, senders, estimates,
+      kind, run, setupMs, seconds, receivers, senders, estimates, reports, serverDelta, captureFps,
       browserCpuCores: (cpu1.browsers - cpu0.browsers) / TICKS_PER_S / seconds,
+      browserCpuByKind: Object.fromEntries(Object.entries(cpu1.kinds).map(([k, v]) => [k, +((v - (cpu0.kinds[k] ?? 0)) / TICKS_PER_S / seconds).toFixed(2)])),
       serverCpuCores: (cpu1.server - cpu0.server) / TICKS_PER_S / seconds,
     };
   } finally {
@@ -197,20 +238,29 @@ function summarize(m) {
     lost: sum(r.map((x) => x.lost)),
     jitterBufferMs: median(r.map((x) => x.jitterBufferMs)),
     sendFpsMedian: median(m.senders.map((x) => x.fps)),
+    captureFpsMedian: median(m.captureFps),
     sendKbpsMedian: median(m.senders.map((x) => x.kbps)),
+    keyFramesPerSender: sum(m.senders.map((x) => x.keyFrames)) / m.senders.length,
+    plisReceivedPerSender: sum(m.senders.map((x) => x.plisReceived)) / m.senders.length,
     targetKbpsMedian: median(m.senders.map((x) => x.targetKbps)),
     estimateKbpsMedian: median(m.estimates),
+    reportedLost: sum(m.reports.map((x) => x.lost)),
+    reportedRttMs: median(m.reports.map((x) => x.rttMs)),
     sendStreams: m.senders.length,
     limited: [...new Set(m.senders.map((x) => x.limitation))].join(','),
     browserCpuCores: m.browserCpuCores,
+    browserCpuByKind: m.browserCpuByKind,
+    server: m.serverDelta,
     serverCpuCores: m.serverCpuCores,
   };
 }
 
 const fmt = (v, digits = 1) => (v === null || v === undefined ? '–' : typeof v === 'number' ? v.toFixed(digits) : String(v));
 
-const server = await startServer({ args: ['--public-dir', site, '--room-capacity', String(PEERS)] });
+const server = await startServer({ publicDir: site, args: ['--room-capacity', String(PEERS)] });
 server.bin = signalBin;
+// SERVER_NICE=-10: does the server's scheduling on the busy machine matter? (an experiment knob)
+if (process.env.SERVER_NICE) execFileSync('renice', ['-n', process.env.SERVER_NICE, '-p', String(server.proc.pid)]);
 const results = [];
 try {
   const kinds = ONLY ? [ONLY] : ['sfu', 'mesh'];
@@ -220,15 +270,16 @@ try {
       const m = await measure(kind, server, run);
       results.push(m);
       const s = summarize(m);
-      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) at ${fmt(s.sendKbpsMedian, 0)} kbps, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)} · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores`);
+      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms · capture fps ${fmt(s.captureFpsMedian)} · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) at ${fmt(s.sendKbpsMedian, 0)} kbps, keyframes ${fmt(s.keyFramesPerSender)} PLI/FIR in ${fmt(s.plisReceivedPerSender)} per stream, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)}, reported lost ${s.reportedLost} rtt ${fmt(s.reportedRttMs, 0)} ms · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores ${JSON.stringify(s.browserCpuByKind)} server ${JSON.stringify(s.server)}`);
     }
   }
 } finally {
+  if (process.env.SERVER_LOG_FILE) writeFileSync(process.env.SERVER_LOG_FILE, server.logs());
   await server.stop();
   rmSync(site, { recursive: true, force: true });
 }
 
-const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'sendFpsMedian', 'sendKbpsMedian', 'targetKbpsMedian', 'estimateKbpsMedian', 'browserCpuCores', 'serverCpuCores'];
+const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'captureFpsMedian', 'sendFpsMedian', 'sendKbpsMedian', 'keyFramesPerSender', 'plisReceivedPerSender', 'targetKbpsMedian', 'estimateKbpsMedian', 'browserCpuCores', 'serverCpuCores'];
 const medians = {};
 for (const kind of ['sfu', 'mesh']) {
   const rows = results.filter((m) => m.kind === kind).map(summarize);

@@ -15,12 +15,13 @@ export const signalBin = process.env.SIGNAL_BIN ?? path.join(repoRoot, 'target/d
  *   so that parallel test files do not compete for port 3478)
  * @param {string} [options.listen] listen address (default 127.0.0.1:0; the page is always
  *   reached on 127.0.0.1)
+ * @param {string} [options.publicDir] the web root (default: the repository's public/)
  * @param {string[]} [options.args] extra flags
  * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', args = [] } = {}) {
+export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', publicDir = path.join(repoRoot, 'public'), args = [] } = {}) {
   const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
-  const flags = ['--listen', listen, '--public-dir', path.join(repoRoot, 'public'), '--cert-dir', certDir, ...args];
+  const flags = ['--listen', listen, '--public-dir', publicDir, '--cert-dir', certDir, ...args];
   if (!tls) flags.push('--plain-http');
   flags.push(...(turnConfig ? ['--turn-config', turnConfig] : ['--no-turn']));
   const proc = spawn(signalBin, flags, { env: { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,28 @@
+// The most a camera stream may send to the SFU, by its size and frame rate.
+//
+// Without a ceiling a publisher's encoder takes whatever its bandwidth estimate allows, and
+// toward the SFU that estimate overshoots a slow uplink: in the network lab a participant on
+// a 500 kbit/s link (3 % loss, 150 ms RTT) sent enough to fill it, queued ~0.5 s, and everyone
+// froze for seconds (tests/lab/sfu.test.mjs, docs/BENCHMARKS.md "SFU page vs full mesh").
+// With these ceilings the same scenario plays at 14.5 fps. The figures follow common SFU
+// presets (LiveKit's VideoPresets, at 30 fps), scaled down a little for lower frame rates.
+
+const PRESETS = [
+  // [max height, kbit/s at 30 fps]
+  [180, 160],
+  [240, 250],
+  [360, 450],
+  [540, 800],
+  [720, 1700],
+  [Infinity, 3000],
+];
+
+/**
+ * @param {{height?: number, frameRate?: number}} settings  a video track's getSettings()
+ * @returns {number} bits per second for RTCRtpEncodingParameters.maxBitrate
+ */
+export function videoMaxBitrate({ height = 720, frameRate = 30 } = {}) {
+  const kbps = PRESETS.find(([maxHeight]) => height <= maxHeight)[1];
+  const fpsFactor = Math.min(1, Math.max(0.75, frameRate / 30));
+  return Math.round(kbps * fpsFactor) * 1000;
+}
