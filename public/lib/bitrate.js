@@ -4,8 +4,12 @@
 // toward the SFU that estimate overshoots a slow uplink: in the network lab a participant on
 // a 500 kbit/s link (3 % loss, 150 ms RTT) sent enough to fill it, queued ~0.5 s, and everyone
 // froze for seconds (tests/lab/sfu.test.mjs, docs/BENCHMARKS.md "SFU page vs full mesh").
-// With these ceilings the same scenario plays at 14.5 fps. The figures follow common SFU
-// presets (LiveKit's VideoPresets, at 30 fps), scaled down a little for lower frame rates.
+//
+// The ceilings also keep a small room within a slow *downlink*: until the SFU estimates each
+// subscriber's bandwidth and picks layers for it (simulcast, issue 10), it forwards every
+// publisher's stream whole, so two 320×240 @ 15 fps streams plus audio must fit in 500 kbit/s
+// (at 188 kbit/s each they did not, in one run of three). The figures follow common SFU
+// presets (LiveKit's VideoPresets, at 30 fps), scaled with the frame rate down to half.
 
 const PRESETS = [
   // [max height, kbit/s at 30 fps]
@@ -23,6 +27,6 @@ const PRESETS = [
  */
 export function videoMaxBitrate({ height = 720, frameRate = 30 } = {}) {
   const kbps = PRESETS.find(([maxHeight]) => height <= maxHeight)[1];
-  const fpsFactor = Math.min(1, Math.max(0.75, frameRate / 30));
+  const fpsFactor = Math.min(1, Math.max(0.5, frameRate / 30));
   return Math.round(kbps * fpsFactor) * 1000;
 }

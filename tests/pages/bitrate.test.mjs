@@ -17,9 +17,10 @@ test('ceilings grow with the picture and stay within presets', () => {
   }
 });
 
-test('lower frame rates get less, but never below three quarters', () => {
-  assert.equal(videoMaxBitrate({ height: 240, frameRate: 15 }), 188_000);
-  assert.equal(videoMaxBitrate({ height: 240, frameRate: 5 }), 188_000);
+test('lower frame rates get less, but never below half', () => {
+  assert.equal(videoMaxBitrate({ height: 240, frameRate: 15 }), 125_000);
+  assert.equal(videoMaxBitrate({ height: 240, frameRate: 24 }), 200_000);
+  assert.equal(videoMaxBitrate({ height: 240, frameRate: 5 }), 125_000);
   assert.equal(videoMaxBitrate({ height: 240, frameRate: 60 }), 250_000);
   assert.equal(videoMaxBitrate({}), 1_700_000, 'unknown settings: a 720p camera');
 });
