@@ -38,41 +38,35 @@ const site = mkdtempSync(path.join(tmpdir(), 'mesh-site-'));
 for (const entry of readdirSync(path.join(repoRoot, 'public'))) symlinkSync(path.join(repoRoot, 'public', entry), path.join(site, entry));
 for (const entry of ['mesh.html', 'mesh.js']) symlinkSync(path.join(repoRoot, 'bench/mesh', entry), path.join(site, entry));
 
-/** utime+stime ticks of every process whose command line matches `test`. */
-function cpuTicks(test) {
-  let ticks = 0;
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!test(cmd)) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch { /* gone */ }
-  }
-  return ticks;
-}
 const TICKS_PER_S = 100;
 
-/** Chromium's CPU ticks by process kind (renderer, gpu-process, audio, network, browser…). */
-function chromiumTicksByKind() {
-  const out = {};
+/**
+ * utime+stime ticks, in one pass over /proc: the server's, and Chromium's by process kind
+ * (renderer, gpu-process, utility:audio, browser…).
+ */
+function cpuSnapshot(serverBin) {
+  const snapshot = { server: 0, kinds: {} };
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
       // Chromium rewrites its children's command lines (one space-separated string).
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!isChromium(cmd)) continue;
+      const server = cmd.startsWith(serverBin);
+      if (!server && !isChromium(cmd)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(fields[11]) + Number(fields[12]);
+      if (server) {
+        snapshot.server += ticks;
+        continue;
+      }
       const type = cmd.match(/--type=([^\s\0]+)/)?.[1] ?? 'browser';
       const sub = cmd.match(/--utility-sub-type=([^\s\0.]+)/)?.[1];
       const kind = sub ? `${type}:${sub}` : type;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[kind] = (out[kind] ?? 0) + Number(fields[11]) + Number(fields[12]);
+      snapshot.kinds[kind] = (snapshot.kinds[kind] ?? 0) + ticks;
     } catch { /* gone */ }
   }
-  return out;
+  return snapshot;
 }
 const isChromium = (cmd) => /chrom/i.test(cmd.split('\0')[0]);
 
@@ -159,10 +153,10 @@ async function measure(kind, server, run) {
     };
     const server0 = await serverReport();
     const before = await Promise.all(pages.map(pageStats));
-    const cpu0 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)), kinds: chromiumTicksByKind() };
+    const cpu0 = cpuSnapshot(server.bin);
     const started = Date.now();
     await sleep(WINDOW_S * 1000);
-    const cpu1 = { browsers: cpuTicks(isChromium), server: cpuTicks((cmd) => cmd.startsWith(server.bin)), kinds: chromiumTicksByKind() };
+    const cpu1 = cpuSnapshot(server.bin);
     const after = await Promise.all(pages.map(pageStats));
     const server1 = await serverReport();
     const serverDelta = Object.fromEntries(Object.keys(server1).map((k) => [k, server1[k] - server0[k]]));
@@ -206,7 +200,7 @@ async function measure(kind, server, run) {
     }
     return {
       kind, run, setupMs, seconds, receivers, senders, estimates, reports, serverDelta, captureFps,
-      browserCpuCores: (cpu1.browsers - cpu0.browsers) / TICKS_PER_S / seconds,
+      browserCpuCores: sum(Object.entries(cpu1.kinds).map(([k, v]) => v - (cpu0.kinds[k] ?? 0))) / TICKS_PER_S / seconds,
       browserCpuByKind: Object.fromEntries(Object.entries(cpu1.kinds).map(([k, v]) => [k, +((v - (cpu0.kinds[k] ?? 0)) / TICKS_PER_S / seconds).toFixed(2)])),
       serverCpuCores: (cpu1.server - cpu0.server) / TICKS_PER_S / seconds,
     };
