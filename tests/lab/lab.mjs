@@ -151,6 +151,11 @@ export class Lab {
   async #addNs(role) {
     await sh('ip', ['netns', 'add', this.ns(role)]);
     this.namespaces.push(this.ns(role));
+    // The lab is IPv4 only. Left on, IPv6 would give every new interface a link-local address
+    // that turns from tentative to valid a second or two later (duplicate address detection),
+    // and Chromium takes that address event for a network change: a page loading at that
+    // moment fails with ERR_NETWORK_CHANGED (seen in CI on the first call after the lab came up).
+    await this.exec(role, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     await this.exec(role, 'ip', ['link', 'set', 'lo', 'up']);
   }
 
