@@ -5,7 +5,12 @@
 //   ← update {type:'offer', sdp}    ack {type:'answer', sdp} | {error}
 //   ← participants [{id, name, streams, audio, video}]
 //   → restart {}                     ack {ok} | {error}: the server restarts ICE with an update
+//   → layer {participant, quality}   ack {ok} | {error}: the video layer a tile needs
 //   → leave                          ack {ok}
+//
+// Simulcast: the camera goes out as up to three layers (lib/bitrate.js), and each remote tile
+// asks for the layer its rendered size needs, or none while it cannot be seen (lib/layers.js).
+// Clicking a tile pins it large.
 //
 // Real networks (issue 8): ICE servers come from /api/ice-servers (a participant whose
 // firewall blocks UDP reaches the SFU through the TURN relay over TCP or TLS); a broken path
@@ -21,7 +26,8 @@
 import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
 import { dropMeter, levelMeter, receiverMeter, senderMeter, stopStream } from './lib/media.js';
-import { videoMaxBitrate } from './lib/bitrate.js';
+import { simulcastEncodings } from './lib/bitrate.js';
+import { tileQuality } from './lib/layers.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
@@ -51,7 +57,7 @@ let iceConfig = null;
 let recovery = initialRecovery;
 let recoveryTimer = 0;
 let joining = null;        // the promise of the join in progress
-const tiles = new Map();   // participant id → {el, video, stream, meter, name}
+const tiles = new Map();   // participant id → {el, video, stream, meter, name, visible, quality}
 
 function dispatch(ev) {
   room = reduce(room, ev);
@@ -138,6 +144,45 @@ async function initLobby() {
 function layout() {
   $('grid').dataset.count = String(1 + tiles.size);
   $('count').textContent = String(1 + tiles.size);
+  $('grid').classList.toggle('has-pinned', [...tiles.values()].some((t) => t.el.classList.contains('pinned')));
+}
+
+function togglePin(id) {
+  for (const [other, tile] of tiles) tile.el.classList.toggle('pinned', other === id && !tile.el.classList.contains('pinned'));
+  layout();
+}
+
+// ------------------------------------------------------------------ layers (lib/layers.js)
+// Tiles are measured when they change size or visibility; the server hears about a tile only
+// when the layer it needs changes.
+const QUALITY_DEBOUNCE_MS = 200;
+let qualityTimer = 0;
+const tileResized = new ResizeObserver(() => scheduleQualities());
+const tileSeen = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const tile = tiles.get(entry.target.dataset.participant);
+    if (tile) tile.visible = entry.isIntersecting;
+  }
+  scheduleQualities();
+});
+document.addEventListener('visibilitychange', () => scheduleQualities());
+
+function scheduleQualities() {
+  clearTimeout(qualityTimer);
+  qualityTimer = setTimeout(reportQualities, QUALITY_DEBOUNCE_MS);
+}
+
+function reportQualities() {
+  if (!socket?.connected || !hooks.id) return;
+  for (const [id, tile] of tiles) {
+    const height = tile.video.getBoundingClientRect().height * devicePixelRatio;
+    const quality = tileQuality({ height, visible: tile.visible && !document.hidden });
+    if (quality === tile.quality) continue;
+    tile.quality = quality;
+    tile.el.dataset.quality = quality;
+    log('layer', { id, quality });
+    socket.emit('layer', { participant: id, quality });
+  }
 }
 
 function initials(name) { return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join(''); }
@@ -159,8 +204,11 @@ function ensureTile(info) {
     caption.innerHTML = '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span>';
     el.append(video, avatar, caption);
     $('grid').append(el);
-    tile = { el, video, stream: new MediaStream(), meter: null, name: '' };
+    tile = { el, video, stream: new MediaStream(), meter: null, name: '', visible: true, quality: null };
     video.srcObject = tile.stream;
+    el.addEventListener('click', () => togglePin(info.id));
+    tileResized.observe(video);
+    tileSeen.observe(el);
     // Time to first picture, per remote participant (read by tests and handy in devtools).
     video.requestVideoFrameCallback?.(() => log('first-frame', info.id));
     tiles.set(info.id, tile);
@@ -177,6 +225,8 @@ function removeTile(id) {
   const tile = tiles.get(id);
   if (!tile) return;
   dropMeter(tile.meter);
+  tileResized.unobserve(tile.video);
+  tileSeen.unobserve(tile.el);
   tile.el.remove();
   tiles.delete(id);
   layout();
@@ -323,8 +373,11 @@ async function startMedia() {
     if (mine === pc && bytes) step({ type: 'traffic', ...bytes, now: Date.now() });
   }, RECOVERY_TICK_MS);
   for (const track of localStream?.getTracks() ?? []) {
-    const sender = mine.addTrack(track, localStream);
-    if (track.kind === 'video') await capBitrate(sender, videoMaxBitrate(track.getSettings()));
+    if (track.kind === 'video') {
+      mine.addTransceiver(track, { direction: 'sendrecv', streams: [localStream], sendEncodings: simulcastEncodings(track.getSettings()) });
+    } else {
+      mine.addTrack(track, localStream);
+    }
   }
   // A viewer (no devices) still needs m-lines to receive on; the SFU fills them.
   if (!localStream?.getAudioTracks().length) mine.addTransceiver('audio', { direction: 'recvonly' });
@@ -343,13 +396,7 @@ async function startMedia() {
   dispatch({ type: 'joined', id: reply.id });
   onParticipants(reply.participants);
   log('joined', reply.id);
-}
-
-/** Sets the sender's ceiling (lib/bitrate.js says why); a browser that refuses keeps its own. */
-async function capBitrate(sender, maxBitrate) {
-  const params = sender.getParameters();
-  params.encodings = [{ ...(params.encodings?.[0] ?? {}), maxBitrate }];
-  await sender.setParameters(params).catch((err) => log('max-bitrate', err.message));
+  scheduleQualities();
 }
 
 /** Drops the media session (the server's side of it is gone or going). */

@@ -162,6 +162,16 @@ impl Sfu {
         self.tell(Command::Restart { id });
     }
 
+    /// `id` wants at most `layer` of `publisher`'s video (0 the lowest, `u8::MAX` the best
+    /// there is, `None` nothing). Unknown ids are ignored: the publisher may have just left.
+    pub fn prefer_layer(&self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>) {
+        self.tell(Command::PreferLayer {
+            id,
+            publisher,
+            layer,
+        });
+    }
+
     /// Leaves the room (also on disconnect). Idempotent. Sent at once; the future resolves
     /// when the media plane has done it.
     pub fn leave(&self, id: ParticipantId) -> impl Future<Output = ()> + Send + 'static {

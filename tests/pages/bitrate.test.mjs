@@ -1,7 +1,7 @@
 // Publisher bitrate ceilings (public/lib/bitrate.js).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { videoMaxBitrate } from '../../public/lib/bitrate.js';
+import { simulcastEncodings, videoMaxBitrate } from '../../public/lib/bitrate.js';
 
 test('ceilings grow with the picture and stay within presets', () => {
   assert.equal(videoMaxBitrate({ height: 240, frameRate: 30 }), 250_000);
@@ -23,4 +23,16 @@ test('lower frame rates get less, but never below half', () => {
   assert.equal(videoMaxBitrate({ height: 240, frameRate: 5 }), 125_000);
   assert.equal(videoMaxBitrate({ height: 240, frameRate: 60 }), 250_000);
   assert.equal(videoMaxBitrate({}), 1_700_000, 'unknown settings: a 720p camera');
+});
+
+test('simulcast: the layers Chromium sends for the camera size, lowest first, each with its own ceiling', () => {
+  const layers = simulcastEncodings({ width: 960, height: 540, frameRate: 30 });
+  assert.deepEqual(layers.map((l) => [l.rid, l.scaleResolutionDownBy]), [['q', 4], ['h', 2], ['f', 1]]);
+  assert.deepEqual(layers.map((l) => l.maxBitrate), [160_000, 450_000, 800_000]);
+  assert.deepEqual(simulcastEncodings({ width: 1280, height: 720, frameRate: 15 }).map((l) => l.maxBitrate), [80_000, 225_000, 850_000]);
+  // Below 960×540 Chromium sends two layers, below 480×270 one.
+  assert.deepEqual(simulcastEncodings({ width: 640, height: 360, frameRate: 30 }).map((l) => l.rid), ['h', 'f']);
+  assert.deepEqual(simulcastEncodings({ width: 640, height: 480, frameRate: 30 }).map((l) => l.rid), ['h', 'f']);
+  assert.deepEqual(simulcastEncodings({ width: 320, height: 240, frameRate: 15 }), [{ maxBitrate: 125_000 }]);
+  assert.equal(simulcastEncodings({}).length, 3, 'unknown settings: a 720p camera');
 });

@@ -172,6 +172,23 @@ describe('/sfu signaling', () => {
     assert.equal(again.error?.code, 'rate_limited', JSON.stringify(again));
   });
 
+  test('layer: a joined participant says which video layer a tile needs', async () => {
+    const socket = client();
+    const ann = { participant: 'p000000000001', quality: 'low' };
+    assert.equal((await ack(socket, 'layer', ann)).error?.code, 'not_joined');
+    const reply = await ack(socket, 'join', { room: 'r-layer', name: 'Ada', sdp: offer() });
+    assert.ok(reply.id, JSON.stringify(reply));
+    for (const quality of ['off', 'low', 'medium', 'high']) {
+      // A publisher that is not (or no longer) in the room is ignored, not an error.
+      assert.deepEqual(await ack(socket, 'layer', { participant: reply.id, quality }), { ok: true }, quality);
+    }
+    for (const bad of [{ participant: reply.id, quality: 'ultra' }, { participant: 'alice', quality: 'low' }, { quality: 'low' }, 'low']) {
+      const refused = await ack(socket, 'layer', bad);
+      assert.equal(refused.error?.code, 'invalid_layer', JSON.stringify(bad));
+      assert.match(refused.error.message, /off, low, medium, high/);
+    }
+  });
+
   test('a media port that cannot be bound stops the server with a clear message', async () => {
     const taken = createSocket('udp4');
     await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));

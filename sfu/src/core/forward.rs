@@ -27,15 +27,19 @@ impl SfuCore {
         participant.stats.packets_in += 1;
         participant.stats.bytes_in += packet.payload.len() as u64;
         let publications = &self.publications;
-        let Some(publication) = participant.publication_of(*packet.header.ssrc, |p| {
-            publications.get(p.0).map(|p| p.mid)
-        }) else {
+        let Some((publication, layer)) =
+            participant.publication_of(*packet.header.ssrc, |p, mid, rid| {
+                let p = publications.get(p.0).filter(|p| p.mid == mid)?;
+                p.layers.index_of(rid)
+            })
+        else {
             return;
         };
         let rtc = &self.participants[slot.0].rtc;
         let target = &mut self.publications[publication.0];
         let incoming = match ingest(
             target,
+            layer,
             *packet.seq_no,
             &packet.header,
             packet.payload,
@@ -54,9 +58,13 @@ impl SfuCore {
                 tracing::debug!(len, "oversized RTP payload dropped");
                 return;
             }
-            Err(Refused::UnknownPayloadType(_)) => return,
+            Err(Refused::UnknownPayloadType(_) | Refused::UnknownLayer(_)) => return,
         };
-        let mut request_due = target.keyframes.poll(now);
+        let request_due = target
+            .layers
+            .get_mut(layer)
+            .is_some_and(|l| l.keyframes.poll(now))
+            .then_some(layer);
         let mut deliver = ToSinks {
             participants: &mut self.participants,
             taps: &mut self.taps,
@@ -65,26 +73,31 @@ impl SfuCore {
             totals: &mut self.totals,
         };
         let result = fan_out(&incoming, &target.sinks, &mut deliver);
+        if let Some(layer) = request_due {
+            self.send_keyframe_request(publication, layer);
+        }
         // A sink waits for a keyframe (the PLI or the keyframe may have been lost): ask
         // again, throttled.
-        if result.keyframe_wanted && !target.keyframes.pending() {
-            request_due |= target.keyframes.request(now);
-        }
-        if request_due {
-            self.send_keyframe_request(publication);
+        for wanted in result.keyframes_wanted.iter() {
+            let Some(state) = self.publications[publication.0].layers.get_mut(wanted) else {
+                continue;
+            };
+            if !state.keyframes.pending() && state.keyframes.request(now) {
+                self.send_keyframe_request(publication, wanted);
+            }
         }
     }
 
     /// DTLS is up: its open video subscriptions want a keyframe to start from.
     pub(super) fn subscriber_connected(&mut self, now: Instant, slot: ParticipantSlot) {
-        let wanted: Vec<PublicationSlot> = self.participants[slot.0]
+        let wanted: Vec<(PublicationSlot, u8)> = self.participants[slot.0]
             .subscriptions
             .iter()
             .filter(|(_, s)| s.kind == TrackKind::Video && s.is_open())
-            .filter_map(|(_, s)| s.publication)
+            .filter_map(|(_, s)| Some((s.publication?, s.switch.keyframe_wanted()?)))
             .collect();
-        for publication in wanted {
-            self.want_keyframe(now, publication, Some(slot));
+        for (publication, layer) in wanted {
+            self.want_keyframe(now, publication, layer, Some(slot));
         }
     }
 
@@ -95,22 +108,24 @@ impl SfuCore {
         slot: ParticipantSlot,
         mid: Mid,
     ) {
-        let publication = self.participants[slot.0]
+        // The layer it receives (or is about to).
+        let wanted = self.participants[slot.0]
             .subscriptions
             .iter()
             .find(|(_, s)| s.state == crate::media::subscription::SubState::Open(mid))
-            .and_then(|(_, s)| s.publication);
-        if let Some(publication) = publication {
-            self.want_keyframe(now, publication, Some(slot));
+            .and_then(|(_, s)| Some((s.publication?, s.switch.current().or(s.switch.target())?)));
+        if let Some((publication, layer)) = wanted {
+            self.want_keyframe(now, publication, layer, Some(slot));
         }
     }
 
-    /// A keyframe is wanted (on behalf of `requester`, if a participant); the publication's
-    /// throttle decides whether a request goes upstream now, later, or not at all.
+    /// A keyframe of `layer` is wanted (on behalf of `requester`, if a participant); the
+    /// layer's throttle decides whether a request goes upstream now, later, or not at all.
     pub(super) fn want_keyframe(
         &mut self,
         now: Instant,
         publication: PublicationSlot,
+        layer: u8,
         requester: Option<ParticipantSlot>,
     ) {
         if let Some(requester) = requester.and_then(|r| self.participants.get_mut(r.0)) {
@@ -122,8 +137,11 @@ impl SfuCore {
         if target.kind != TrackKind::Video {
             return;
         }
-        if target.keyframes.request(now) {
-            self.send_keyframe_request(publication);
+        let Some(state) = target.layers.get_mut(layer) else {
+            return;
+        };
+        if state.keyframes.request(now) {
+            self.send_keyframe_request(publication, layer);
         } else {
             tracing::debug!(owner = %target.owner_id, "keyframe request throttled");
         }
@@ -131,18 +149,23 @@ impl SfuCore {
 
     /// Remembered keyframe requests whose interval has passed.
     pub(super) fn poll_keyframe_throttles(&mut self, now: Instant) {
-        let due: Vec<PublicationSlot> = self
-            .publications
-            .iter_mut()
-            .filter(|(_, p)| p.keyframes.deadline().is_some_and(|at| at <= now))
-            .filter_map(|(slot, p)| p.keyframes.poll(now).then_some(PublicationSlot(slot)))
-            .collect();
-        for publication in due {
-            self.send_keyframe_request(publication);
+        let mut due = Vec::new();
+        for (slot, p) in self.publications.iter_mut() {
+            if p.layers.keyframe_deadline().is_none_or(|at| at > now) {
+                continue;
+            }
+            for (layer, state) in p.layers.iter_mut().enumerate() {
+                if state.keyframes.poll(now) {
+                    due.push((PublicationSlot(slot), layer as u8));
+                }
+            }
+        }
+        for (publication, layer) in due {
+            self.send_keyframe_request(publication, layer);
         }
     }
 
-    fn send_keyframe_request(&mut self, publication: PublicationSlot) {
+    fn send_keyframe_request(&mut self, publication: PublicationSlot, layer: u8) {
         let Some(target) = self.publications.get(publication.0) else {
             return;
         };
@@ -152,18 +175,19 @@ impl SfuCore {
             _ => KeyframeRequestKind::Pli,
         };
         let (owner, mid) = (target.owner, target.mid);
+        let rid = target.layers.get(layer).and_then(|l| l.rid);
         let Some(publisher) = self.participants.get_mut(owner.0) else {
             return;
         };
         {
             let _span = publisher.span.enter();
             let mut api = publisher.rtc.direct_api();
-            let Some(stream) = api.stream_rx_by_mid(mid, None) else {
-                tracing::debug!(%mid, "no stream to request a keyframe on yet");
+            let Some(stream) = api.stream_rx_by_mid(mid, rid) else {
+                tracing::debug!(%mid, ?rid, "no stream to request a keyframe on yet");
                 return;
             };
             stream.request_keyframe(kind);
-            tracing::debug!(%mid, ?kind, "keyframe requested upstream");
+            tracing::debug!(%mid, ?rid, ?kind, "keyframe requested upstream");
         }
         self.totals.keyframe_requests_sent += 1;
         self.mark_dirty(owner);

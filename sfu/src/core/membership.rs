@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use str0m::{
     change::SdpOffer,
-    media::{Direction, Mid},
+    media::{Direction, Mid, Rid},
     Candidate, Rtc,
 };
 
@@ -20,7 +20,10 @@ use super::{
 use crate::{
     api::{JoinAnswer, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationSlot, TapId, TapSlot},
-    media::{fanout::Tap, keyframe::KeyframeThrottle, publication::Publication, sink::Sink},
+    media::{
+        fanout::Tap, keyframe::KeyframeThrottle, layers::Layers, publication::Publication,
+        sink::Sink,
+    },
 };
 
 /// How often str0m reports RTT and loss (for `GET /api/rooms`).
@@ -92,6 +95,7 @@ impl SfuCore {
             publications: Vec::new(),
             ssrcs: Vec::new(),
             subscriptions: Slab::new(),
+            layer_wishes: Vec::new(),
             stats: Stats::default(),
         }));
         self.by_id.insert(id, slot);
@@ -139,6 +143,7 @@ impl SfuCore {
         slot: ParticipantSlot,
         mid: Mid,
         kind: TrackKind,
+        rids: Vec<Rid>,
     ) {
         let id = self.ids.publication();
         let participant = &mut self.participants[slot.0];
@@ -148,10 +153,10 @@ impl SfuCore {
             participant.id,
             mid,
             kind,
-            KeyframeThrottle::new(self.config.keyframe_interval),
+            Layers::new(&rids, KeyframeThrottle::new(self.config.keyframe_interval)),
         )));
         participant.publications.push(publication);
-        tracing::info!(parent: &participant.span, ?kind, %mid, "publishing");
+        tracing::info!(parent: &participant.span, ?kind, %mid, layers = rids.len().max(1), "publishing");
         let room = participant.room.clone();
         for other in self.others(&room, slot) {
             self.participants[other.0].negotiation.request(now);
@@ -223,10 +228,11 @@ impl SfuCore {
             .find(|p| self.publications[p.0].kind == kind)
             .ok_or(SfuError::NotPublishing(kind))?;
         let id = self.ids.tap();
-        let tap = TapSlot(self.taps.insert(Tap::new(id, publication, kind)));
+        let layer = self.publications[publication.0].layers.top();
+        let tap = TapSlot(self.taps.insert(Tap::new(id, publication, layer)));
         self.publications[publication.0].sinks.add(Sink::Tap(tap));
         // Video starts on a keyframe, as for a subscriber.
-        self.want_keyframe(now, publication, None);
+        self.want_keyframe(now, publication, layer, None);
         Ok(id)
     }
 

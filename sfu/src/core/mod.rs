@@ -17,7 +17,8 @@
 //! The work is split by concept: [`rooms`], [`demux`], [`participant`], [`negotiation`],
 //! [`liveness`] and [`sdp`] hold state and rules; `membership.rs` (join, publish, leave),
 //! `rounds.rs` (building offers, applying answers, ICE restarts), `forward.rs` (the packet
-//! path, see [`crate::media`]) and `report.rs` put them together.
+//! path, see [`crate::media`]), `selection.rs` (which simulcast layer each subscription
+//! gets) and `report.rs` put them together.
 
 pub(crate) mod demux;
 pub mod liveness;
@@ -31,6 +32,7 @@ mod forward;
 mod membership;
 mod report;
 mod rounds;
+mod selection;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -97,6 +99,13 @@ pub enum Command {
     Leave {
         id: ParticipantId,
     },
+    /// `id` wants at most `layer` of `publisher`'s video: 0 the lowest, `u8::MAX` the best
+    /// there is, `None` nothing (its tile is hidden).
+    PreferLayer {
+        id: ParticipantId,
+        publisher: ParticipantId,
+        layer: Option<u8>,
+    },
     /// Attach a tap to `publisher`'s track of `kind`.
     AttachTap {
         publisher: ParticipantId,
@@ -158,6 +167,8 @@ pub struct SfuCore {
     started: Instant,
     /// The latest instant given; str0m needs time to never go back.
     now: Instant,
+    /// When layer choices are next revisited.
+    next_selection: Instant,
 }
 
 impl SfuCore {
@@ -179,6 +190,7 @@ impl SfuCore {
             totals: Totals::default(),
             started: now,
             now,
+            next_selection: now,
         }
     }
 
@@ -237,6 +249,13 @@ impl SfuCore {
                 self.detach_tap(tap);
                 Ok(Reply::Done)
             }
+            Command::PreferLayer {
+                id,
+                publisher,
+                layer,
+            } => self
+                .prefer_layer(now, id, publisher, layer)
+                .map(|()| Reply::Done),
             Command::Report => Ok(Reply::Report(Box::new(self.report(now)))),
         }
     }
@@ -312,6 +331,9 @@ impl SfuCore {
             self.check_liveness(slot, now);
         }
         self.poll_keyframe_throttles(now);
+        if now >= self.next_selection {
+            self.select_layers(now);
+        }
     }
 
     /// What to do next. Datagrams written during the last inputs are released here: each
@@ -404,8 +426,8 @@ impl SfuCore {
         let mut polled = std::mem::take(&mut self.polled);
         participant.poll(&mut self.outputs, &mut polled);
         if !polled.is_empty() {
-            for (mid, kind) in polled.added.drain(..) {
-                self.publish(now, slot, mid, kind);
+            for (mid, kind, rids) in polled.added.drain(..) {
+                self.publish(now, slot, mid, kind, rids);
             }
             if std::mem::take(&mut polled.connected) {
                 self.subscriber_connected(now, slot);
@@ -480,9 +502,11 @@ impl SfuCore {
         let throttles = self
             .publications
             .iter()
-            .filter_map(|(_, p)| p.keyframes.deadline());
+            .filter_map(|(_, p)| p.layers.keyframe_deadline());
+        let selection = (!self.publications.is_empty()).then_some(self.next_selection);
         participants
             .chain(throttles)
+            .chain(selection)
             .min()
             .unwrap_or(self.now + IDLE_WAKE)
             .max(self.now)

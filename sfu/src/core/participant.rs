@@ -10,7 +10,7 @@ use std::{
 
 use slab::Slab;
 use str0m::{
-    media::{Direction, Mid},
+    media::{Direction, Mid, Rid},
     net::Protocol,
     rtp::RtpPacket,
     Candidate, CandidateKind, Event, Input, Output as RtcOutput, Rtc,
@@ -54,9 +54,13 @@ pub struct Participant {
     pub negotiation: Negotiation,
     pub liveness: Liveness,
     pub(crate) publications: Vec<PublicationSlot>,
-    /// Incoming SSRC → publication, learnt from the first packet of each.
-    pub(crate) ssrcs: Vec<(u32, PublicationSlot)>,
+    /// Incoming SSRC → publication and layer, learnt from the first packet of each.
+    pub(crate) ssrcs: Vec<(u32, PublicationSlot, u8)>,
     pub subscriptions: Slab<Subscription>,
+    /// The layer this participant wants of each publisher's video, as it last said: kept for
+    /// subscriptions that do not exist yet (a tile may be measured before its m-line is
+    /// negotiated) and for the ones a renegotiation replaces.
+    pub layer_wishes: Vec<(ParticipantId, Option<u8>)>,
     pub stats: Stats,
 }
 
@@ -84,8 +88,9 @@ pub struct Polled {
     pub packets: Vec<RtpPacket>,
     /// Keyframe requests (PLI/FIR) from this participant as a subscriber, by m-line.
     pub keyframe_requests: Vec<Mid>,
-    /// m-lines the browser sends on: new publications.
-    pub added: Vec<(Mid, TrackKind)>,
+    /// m-lines the browser sends on: new publications, with their simulcast RIDs (lowest
+    /// layer first; none without simulcast).
+    pub added: Vec<(Mid, TrackKind, Vec<Rid>)>,
     /// DTLS came up.
     pub connected: bool,
 }
@@ -159,7 +164,17 @@ impl Participant {
                 // The browser sends on it: a publication. Our own send-only m-lines
                 // (subscriptions) come back here too and are skipped.
                 if matches!(media.direction, Direction::RecvOnly | Direction::SendRecv) {
-                    polled.added.push((media.mid, TrackKind::from(media.kind)));
+                    // Our side of the browser's `a=simulcast:send …` is `recv`.
+                    let rids = media
+                        .simulcast
+                        .map(|s| if s.recv.is_empty() { s.send } else { s.recv })
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|layer| layer.rid)
+                        .collect();
+                    polled
+                        .added
+                        .push((media.mid, TrackKind::from(media.kind), rids));
                 }
             }
             Event::Connected => {
@@ -232,6 +247,15 @@ impl Participant {
         forgotten
     }
 
+    /// The layer this participant wants of `publisher`'s video (the best there is until it
+    /// says otherwise).
+    pub fn layer_wish(&self, publisher: ParticipantId) -> Option<u8> {
+        self.layer_wishes
+            .iter()
+            .find(|(p, _)| *p == publisher)
+            .map_or(Some(u8::MAX), |(_, layer)| *layer)
+    }
+
     /// The next instant this participant needs the core's attention.
     pub fn deadline(&self) -> Instant {
         let mut at = self.next_timeout;
@@ -246,23 +270,26 @@ impl Participant {
         at
     }
 
-    /// The publication an incoming SSRC belongs to (learnt from str0m's stream → m-line
-    /// mapping on its first packet).
+    /// The publication and layer an incoming SSRC belongs to (learnt from str0m's stream →
+    /// m-line and RID mapping on its first packet).
     pub(crate) fn publication_of(
         &mut self,
         ssrc: u32,
-        mid_of: impl Fn(PublicationSlot) -> Option<Mid>,
-    ) -> Option<PublicationSlot> {
-        if let Some((_, slot)) = self.ssrcs.iter().find(|(s, _)| *s == ssrc) {
-            return Some(*slot);
+        layer_of: impl Fn(PublicationSlot, Mid, Option<Rid>) -> Option<u8>,
+    ) -> Option<(PublicationSlot, u8)> {
+        if let Some((_, slot, layer)) = self.ssrcs.iter().find(|(s, _, _)| *s == ssrc) {
+            return Some((*slot, *layer));
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc.into())?.mid();
-        let slot = self
+        let (mid, rid) = {
+            let mut api = self.rtc.direct_api();
+            let stream = api.stream_rx(&ssrc.into())?;
+            (stream.mid(), stream.rid())
+        };
+        let (slot, layer) = self
             .publications
             .iter()
-            .copied()
-            .find(|slot| mid_of(*slot) == Some(mid))?;
-        self.ssrcs.push((ssrc, slot));
-        Some(slot)
+            .find_map(|slot| layer_of(*slot, mid, rid).map(|layer| (*slot, layer)))?;
+        self.ssrcs.push((ssrc, slot, layer));
+        Some((slot, layer))
     }
 }

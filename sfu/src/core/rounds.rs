@@ -10,6 +10,7 @@ use crate::{
     api::{ParticipantEvent, TrackKind},
     ids::{ParticipantSlot, PublicationSlot, Round, SubscriptionSlot},
     media::{
+        layers::pick,
         sink::Sink,
         subscription::{SubState, Subscription},
     },
@@ -37,12 +38,17 @@ impl SfuCore {
                 .any(|(_, s)| s.publication == Some(publication));
             if !subscribed {
                 let target = &mut self.publications[publication.0];
-                let subscription =
-                    SubscriptionSlot(participant.subscriptions.insert(Subscription::new(
-                        publication,
-                        target.id,
-                        target.kind,
-                    )));
+                // What the page said its tile needs, else the best there is. Audio is
+                // never held back.
+                let wanted = match target.kind {
+                    TrackKind::Video => participant.layer_wish(target.owner_id),
+                    TrackKind::Audio => Some(u8::MAX),
+                };
+                let layer = pick(wanted, target.layers.active(now), target.layers.len());
+                let mut subscription =
+                    Subscription::new(publication, target.id, target.kind, layer);
+                subscription.wanted = wanted;
+                let subscription = SubscriptionSlot(participant.subscriptions.insert(subscription));
                 target.sinks.add(Sink::Subscriber {
                     participant: slot,
                     subscription,
@@ -153,7 +159,11 @@ impl SfuCore {
             SubState::Negotiating(mid) => {
                 s.state = SubState::Open(mid);
                 match s.publication {
-                    Some(publication) if s.kind == TrackKind::Video => opened.push(publication),
+                    Some(publication) if s.kind == TrackKind::Video => {
+                        if let Some(layer) = s.switch.keyframe_wanted() {
+                            opened.push((publication, layer));
+                        }
+                    }
                     Some(_) => {}
                     None => open_but_ended = true,
                 }
@@ -174,8 +184,8 @@ impl SfuCore {
             participant.negotiation.request(now);
         }
         if participant.connected {
-            for publication in opened {
-                self.want_keyframe(now, publication, Some(slot));
+            for (publication, layer) in opened {
+                self.want_keyframe(now, publication, layer, Some(slot));
             }
         }
         self.mark_dirty(slot);

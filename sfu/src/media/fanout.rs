@@ -11,7 +11,8 @@ use crate::{
     ids::{PublicationSlot, TapId},
     media::{
         ingest::Incoming,
-        munger::SeqRebase,
+        layers::LayerMask,
+        munger::{Held, LayerSwitch},
         sink::{Delivery, Sink, Sinks},
     },
 };
@@ -27,7 +28,8 @@ pub struct FanOut {
     pub written: u64,
     pub bytes: u64,
     /// A sink waits for a keyframe that this packet is not: ask the publisher.
-    pub keyframe_wanted: bool,
+    /// Layers a sink waits for a keyframe of.
+    pub keyframes_wanted: LayerMask,
 }
 
 pub(crate) fn fan_out(packet: &Incoming, sinks: &Sinks, deliver: &mut impl Deliver) -> FanOut {
@@ -38,7 +40,9 @@ pub(crate) fn fan_out(packet: &Incoming, sinks: &Sinks, deliver: &mut impl Deliv
                 result.written += 1;
                 result.bytes += bytes;
             }
-            Delivery::WaitingKeyframe => result.keyframe_wanted = true,
+            Delivery::WaitingKeyframe(layer) => {
+                result.keyframes_wanted = result.keyframes_wanted.with(layer)
+            }
             Delivery::Skipped => {}
         }
     }
@@ -51,8 +55,7 @@ pub(crate) fn fan_out(packet: &Incoming, sinks: &Sinks, deliver: &mut impl Deliv
 pub struct Tap {
     pub id: TapId,
     pub(crate) publication: PublicationSlot,
-    seq: SeqRebase,
-    waiting_keyframe: bool,
+    switch: LayerSwitch,
 }
 
 /// One packet for a tap's consumer.
@@ -70,27 +73,28 @@ pub struct TapPacket {
 }
 
 impl Tap {
-    pub(crate) fn new(id: TapId, publication: PublicationSlot, kind: TrackKind) -> Self {
+    /// A tap takes `layer` of a simulcast publication (the top one: a recording or a live
+    /// stream wants the best picture).
+    pub(crate) fn new(id: TapId, publication: PublicationSlot, layer: u8) -> Self {
         Tap {
             id,
             publication,
-            seq: SeqRebase::default(),
-            waiting_keyframe: kind == TrackKind::Video,
+            switch: LayerSwitch::new(Some(layer)),
         }
     }
 
     pub(crate) fn forward(&mut self, packet: &Incoming) -> Result<TapPacket, Delivery> {
-        if self.waiting_keyframe && !packet.keyframe {
-            return Err(Delivery::WaitingKeyframe);
-        }
-        let seq = self.seq.map(packet.seq).ok_or(Delivery::Skipped)?;
-        self.waiting_keyframe = false;
+        let mapped = match self.switch.map(&packet.facts()) {
+            Ok(mapped) => mapped,
+            Err(Held::WaitingKeyframe(layer)) => return Err(Delivery::WaitingKeyframe(layer)),
+            Err(Held::NotForwarded) => return Err(Delivery::Skipped),
+        };
         Ok(TapPacket {
             tap: self.id,
             kind: packet.kind,
             params: packet.params,
-            seq,
-            rtp_time: packet.rtp_time,
+            seq: mapped.seq,
+            rtp_time: mapped.rtp_time,
             marker: packet.marker,
             keyframe: packet.keyframe,
             payload: packet.payload.clone(),
@@ -113,6 +117,7 @@ mod tests {
     fn packet(seq: u64, keyframe: bool) -> Incoming {
         Incoming {
             kind: TrackKind::Video,
+            layer: 0,
             seq,
             pt: 96,
             params: params(96, Codec::Vp8),
@@ -122,6 +127,7 @@ mod tests {
             marker: false,
             ext: Default::default(),
             payload: Arc::from(&[1u8, 2, 3][..]),
+            vp8: None,
         }
     }
 
@@ -140,7 +146,7 @@ mod tests {
                 Sink::Subscriber { subscription, .. }
                     if subscription.0 == 9 && !packet.keyframe =>
                 {
-                    Delivery::WaitingKeyframe
+                    Delivery::WaitingKeyframe(0)
                 }
                 Sink::Subscriber { .. } => Delivery::Written {
                     bytes: packet.payload.len() as u64,
@@ -174,7 +180,7 @@ mod tests {
         sinks.add(subscriber(2, 9));
         sinks.add(Sink::Tap(TapSlot(0)));
         let mut recorder = Recorder {
-            tap: Some(Tap::new(TapId(5), PublicationSlot(0), TrackKind::Video)),
+            tap: Some(Tap::new(TapId(5), PublicationSlot(0), 0)),
             ..Default::default()
         };
         let result = fan_out(&packet(100, false), &sinks, &mut recorder);
@@ -187,12 +193,12 @@ mod tests {
             FanOut {
                 written: 1,
                 bytes: 3,
-                keyframe_wanted: true
+                keyframes_wanted: LayerMask(1)
             }
         );
         // The keyframe starts the tap too, at sequence number 1.
         let result = fan_out(&packet(101, true), &sinks, &mut recorder);
-        assert_eq!((result.written, result.keyframe_wanted), (3, false));
+        assert_eq!((result.written, result.keyframes_wanted), (3, LayerMask(0)));
         assert_eq!(recorder.taps.len(), 1);
         assert_eq!((recorder.taps[0].tap, recorder.taps[0].seq), (TapId(5), 1));
         fan_out(&packet(103, false), &sinks, &mut recorder);

@@ -5,13 +5,17 @@
 use std::{sync::Arc, time::Instant};
 
 use str0m::{
-    format::PayloadParams,
-    rtp::{ExtensionValues, RtpHeader},
+    format::{Codec, PayloadParams},
+    rtp::{ExtensionValues, RtpHeader, Vp8Descriptor},
 };
 
 use crate::{
     api::TrackKind,
-    media::{keyframe::starts_keyframe, publication::Publication},
+    media::{
+        keyframe::starts_keyframe,
+        munger::{PacketFacts, Vp8Ids},
+        publication::Publication,
+    },
 };
 
 /// Largest RTP payload forwarded. Browsers send ≤ ~1200-byte packets; str0m builds outgoing
@@ -23,7 +27,9 @@ pub const MAX_FORWARDED_PAYLOAD: usize = 1400;
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub kind: TrackKind,
-    /// The publisher's extended sequence number.
+    /// The simulcast layer (0 without simulcast).
+    pub layer: u8,
+    /// The publisher's extended sequence number (of this layer's stream).
     pub seq: u64,
     pub pt: u8,
     pub params: PayloadParams,
@@ -36,6 +42,31 @@ pub struct Incoming {
     /// End-to-end header extensions only.
     pub ext: ExtensionValues,
     pub payload: Arc<[u8]>,
+    /// The VP8 payload descriptor of a simulcast stream (its ids are rewritten per
+    /// subscriber when the subscriber switches layers).
+    pub vp8: Option<Vp8Descriptor>,
+}
+
+impl Incoming {
+    /// What a subscription's layer switch needs of it.
+    pub fn facts(&self) -> PacketFacts {
+        PacketFacts {
+            layer: self.layer,
+            seq: self.seq,
+            rtp_time: self.rtp_time,
+            // Audio may start anywhere; video on a keyframe.
+            start: self.keyframe || self.kind == TrackKind::Audio,
+            marker: self.marker,
+            arrived: self.arrived,
+            clock_rate: self.params.spec().clock_rate.get(),
+            vp8: self.vp8.and_then(|d| {
+                Some(Vp8Ids {
+                    picture_id: d.picture_id()?,
+                    tl0_pic_idx: d.tl0_pic_idx(),
+                })
+            }),
+        }
+    }
 }
 
 /// Why a packet is not forwarded.
@@ -45,13 +76,16 @@ pub enum Refused {
     UnknownPayloadType(u8),
     /// Larger than [`MAX_FORWARDED_PAYLOAD`].
     Oversized(usize),
+    /// A layer the publication does not have.
+    UnknownLayer(u8),
 }
 
-/// Works out the facts of one packet of `publication` and updates what the publication
-/// learns from it (codec, loss, a keyframe satisfying a pending request). `lookup` finds a
-/// payload type in the publisher's codec config.
+/// Works out the facts of one packet of `publication`'s `layer` and updates what the
+/// publication learns from it (codec, loss, the layer's activity, a keyframe satisfying a
+/// pending request). `lookup` finds a payload type in the publisher's codec config.
 pub fn ingest(
     publication: &mut Publication,
+    layer: u8,
     seq: u64,
     header: &RtpHeader,
     payload: Arc<[u8]>,
@@ -66,14 +100,23 @@ pub fn ingest(
     if payload.len() > MAX_FORWARDED_PAYLOAD {
         return Err(Refused::Oversized(payload.len()));
     }
-    publication.loss.packet(seq);
-    let keyframe =
-        publication.kind == TrackKind::Video && starts_keyframe(params.spec().codec, &payload);
+    let simulcast = publication.layers.is_simulcast();
+    let Some(state) = publication.layers.get_mut(layer) else {
+        return Err(Refused::UnknownLayer(layer));
+    };
+    state.packet(arrived, payload.len());
+    state.loss.packet(seq);
+    let codec = params.spec().codec;
+    let keyframe = publication.kind == TrackKind::Video && starts_keyframe(codec, &payload);
     if keyframe {
-        publication.keyframes.keyframe_received();
+        state.keyframes.keyframe_received();
     }
+    let vp8 = (simulcast && codec == Codec::Vp8)
+        .then(|| Vp8Descriptor::parse(&payload).ok())
+        .flatten();
     Ok(Incoming {
         kind: publication.kind,
+        layer,
         seq,
         pt,
         params,
@@ -83,6 +126,7 @@ pub fn ingest(
         marker: header.marker,
         ext: end_to_end(&header.ext_vals),
         payload,
+        vp8,
     })
 }
 
@@ -114,7 +158,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         ids::{ParticipantSlot, PublicationId},
-        media::keyframe::KeyframeThrottle,
+        media::{keyframe::KeyframeThrottle, layers::Layers},
     };
 
     pub(crate) fn params(pt: u8, codec: Codec) -> PayloadParams {
@@ -143,7 +187,7 @@ pub(crate) mod tests {
             id,
             Mid::from("1"),
             TrackKind::Video,
-            KeyframeThrottle::new(Duration::from_millis(500)),
+            Layers::new(&[], KeyframeThrottle::new(Duration::from_millis(500))),
         )
     }
 
@@ -171,6 +215,7 @@ pub(crate) mod tests {
         let key: Arc<[u8]> = Arc::from(&[0x10u8, 0x10][..]);
         let incoming = ingest(
             &mut publication,
+            0,
             70_000,
             &header(96, Some(-30)),
             key.clone(),
@@ -188,6 +233,7 @@ pub(crate) mod tests {
         let delta: Arc<[u8]> = Arc::from(&[0x10u8, 0x11][..]);
         let incoming = ingest(
             &mut publication,
+            0,
             70_002,
             &header(96, None),
             delta,
@@ -197,7 +243,7 @@ pub(crate) mod tests {
         .unwrap();
         assert!(!incoming.keyframe);
         assert_eq!(lookups, 1, "same payload type: looked up once");
-        assert_eq!(publication.loss.lost(), 1);
+        assert_eq!(publication.layers.lost(), 1);
     }
 
     #[test]
@@ -207,16 +253,25 @@ pub(crate) mod tests {
         let lookup = |pt: u8| (pt == 96).then(|| params(96, Codec::Vp8));
         let small: Arc<[u8]> = Arc::from(&[0x10u8][..]);
         assert_eq!(
-            ingest(&mut publication, 1, &header(97, None), small, now, lookup).unwrap_err(),
+            ingest(
+                &mut publication,
+                0,
+                1,
+                &header(97, None),
+                small,
+                now,
+                lookup
+            )
+            .unwrap_err(),
             Refused::UnknownPayloadType(97)
         );
         let big: Arc<[u8]> = vec![0u8; MAX_FORWARDED_PAYLOAD + 1].into();
         assert_eq!(
-            ingest(&mut publication, 2, &header(96, None), big, now, lookup).unwrap_err(),
+            ingest(&mut publication, 0, 2, &header(96, None), big, now, lookup).unwrap_err(),
             Refused::Oversized(MAX_FORWARDED_PAYLOAD + 1)
         );
         assert_eq!(
-            publication.loss.lost(),
+            publication.layers.lost(),
             0,
             "refused packets are not counted"
         );
@@ -226,11 +281,14 @@ pub(crate) mod tests {
     fn a_keyframe_satisfies_a_remembered_request() {
         let mut publication = video_publication();
         let t0 = Instant::now();
-        assert!(publication.keyframes.request(t0));
-        assert!(!publication.keyframes.request(t0));
+        fn throttle(p: &mut Publication) -> &mut KeyframeThrottle {
+            &mut p.layers.get_mut(0).unwrap().keyframes
+        }
+        assert!(throttle(&mut publication).request(t0));
+        assert!(!throttle(&mut publication).request(t0));
         let key: Arc<[u8]> = Arc::from(&[0x10u8, 0x10][..]);
         let lookup = |_| Some(params(96, Codec::Vp8));
-        ingest(&mut publication, 1, &header(96, None), key, t0, lookup).unwrap();
-        assert!(!publication.keyframes.pending());
+        ingest(&mut publication, 0, 1, &header(96, None), key, t0, lookup).unwrap();
+        assert!(!throttle(&mut publication).pending());
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! - [`ingest`]: a publisher's packet becomes an [`ingest::Incoming`] (codec, keyframe,
 //!   end-to-end extensions), once;
-//! - [`publication`]: the track it belongs to (codec cache, keyframe-request throttle, loss,
-//!   sinks);
+//! - [`publication`]: the track it belongs to (codec cache, [`layers`] with their
+//!   keyframe-request throttles, loss, sinks);
 //! - [`fanout`]: to every [`sink`] of the publication, subscriber or tap;
 //! - [`subscription`]: per subscriber, negotiation state, keyframe gate and the write to
-//!   its connection, with [`munger`] rewriting sequence number and payload type;
+//!   its connection, with [`munger`] choosing the layer and rewriting sequence numbers,
+//!   timestamps, VP8 picture ids and payload types;
 //! - [`keyframe`]: detection and the request throttle.
 //!
 //! Nothing here owns a connection or reads a clock; the core passes them in.
@@ -14,6 +15,7 @@
 pub mod fanout;
 pub mod ingest;
 pub mod keyframe;
+pub mod layers;
 pub mod munger;
 pub mod publication;
 pub mod sink;

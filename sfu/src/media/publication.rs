@@ -1,13 +1,13 @@
 //! A publication: one track a browser sends us (an m-line it sends on), with what every
-//! packet of it shares: its codec, its keyframe-request throttle, its loss count, and the
-//! sinks it feeds.
+//! packet of it shares: its codec, its layers (simulcast, each with its keyframe-request
+//! throttle and loss count), and the sinks it feeds.
 
 use str0m::{format::PayloadParams, media::Mid};
 
 use crate::{
     api::TrackKind,
     ids::{ParticipantId, ParticipantSlot, PublicationId},
-    media::{keyframe::KeyframeThrottle, sink::Sinks},
+    media::{layers::Layers, sink::Sinks},
 };
 
 #[derive(Debug)]
@@ -18,9 +18,8 @@ pub struct Publication {
     pub mid: Mid,
     pub kind: TrackKind,
     pub codec: CodecCache,
-    pub keyframes: KeyframeThrottle,
+    pub layers: Layers,
     pub(crate) sinks: Sinks,
-    pub loss: LossCounter,
 }
 
 impl Publication {
@@ -30,7 +29,7 @@ impl Publication {
         owner_id: ParticipantId,
         mid: Mid,
         kind: TrackKind,
-        keyframes: KeyframeThrottle,
+        layers: Layers,
     ) -> Self {
         Publication {
             id,
@@ -39,9 +38,8 @@ impl Publication {
             mid,
             kind,
             codec: CodecCache::default(),
-            keyframes,
+            layers,
             sinks: Sinks::default(),
-            loss: LossCounter::default(),
         }
     }
 

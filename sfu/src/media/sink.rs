@@ -43,8 +43,8 @@ impl Sinks {
 pub enum Delivery {
     /// Handed to the subscriber's connection; `first` = the first packet of this sink.
     Written { bytes: u64, first: bool },
-    /// Not a keyframe, and the sink waits for one: the publisher should be asked.
-    WaitingKeyframe,
+    /// Not a keyframe, and the sink waits for one of this layer: the publisher should be asked.
+    WaitingKeyframe(u8),
     /// Not for this sink now (not open, a codec it cannot receive, older than its start).
     Skipped,
 }

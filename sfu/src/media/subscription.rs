@@ -1,6 +1,7 @@
 //! A subscription: one publication delivered to one participant over an m-line of its own.
-//! It goes through negotiation states, starts video on a keyframe, and rewrites what must
-//! differ for this subscriber (sequence numbers, payload type) before str0m sends it.
+//! It goes through negotiation states, forwards one layer of the publication (starting and
+//! switching on keyframes), and rewrites what must differ for this subscriber (sequence
+//! numbers, timestamps, VP8 ids, payload type) before str0m sends it.
 
 use str0m::{media::Mid, rtp::RtpWrite, Rtc};
 
@@ -9,7 +10,7 @@ use crate::{
     ids::{PublicationId, PublicationSlot},
     media::{
         ingest::Incoming,
-        munger::{PtMap, SeqRebase},
+        munger::{Held, LayerSwitch, PtMap},
         sink::Delivery,
     },
 };
@@ -36,10 +37,12 @@ pub struct Subscription {
     pub publication_id: PublicationId,
     pub kind: TrackKind,
     pub state: SubState,
-    seq: SeqRebase,
+    /// The highest layer the subscriber asked for (`None` = none: its tile is hidden);
+    /// `u8::MAX` = the best there is.
+    pub wanted: Option<u8>,
+    /// Which layer goes out, and the rewriting that hides switches.
+    pub switch: LayerSwitch,
     pts: PtMap,
-    /// Video starts on a keyframe: what comes before cannot be decoded.
-    pub waiting_keyframe: bool,
 }
 
 impl Subscription {
@@ -47,15 +50,16 @@ impl Subscription {
         publication: PublicationSlot,
         publication_id: PublicationId,
         kind: TrackKind,
+        layer: Option<u8>,
     ) -> Self {
         Subscription {
             publication: Some(publication),
             publication_id,
             kind,
             state: SubState::ToOpen,
-            seq: SeqRebase::default(),
+            wanted: Some(u8::MAX),
+            switch: LayerSwitch::new(layer),
             pts: PtMap::default(),
-            waiting_keyframe: kind == TrackKind::Video,
         }
     }
 
@@ -69,9 +73,6 @@ impl Subscription {
         let SubState::Open(mid) = self.state else {
             return Delivery::Skipped;
         };
-        if self.waiting_keyframe && !packet.keyframe {
-            return Delivery::WaitingKeyframe;
-        }
         let Some(pt) = self.pts.get(packet.pt, || {
             rtc.codec_config()
                 .match_params(packet.params)
@@ -79,30 +80,39 @@ impl Subscription {
         }) else {
             return Delivery::Skipped;
         };
-        let first = !self.seq.started();
-        let Some(seq) = self.seq.map(packet.seq) else {
-            return Delivery::Skipped;
+        let mapped = match self.switch.map(&packet.facts()) {
+            Ok(mapped) => mapped,
+            Err(Held::WaitingKeyframe(layer)) => return Delivery::WaitingKeyframe(layer),
+            Err(Held::NotForwarded) => return Delivery::Skipped,
         };
         let mut api = rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return Delivery::Skipped;
         };
-        stream.write_rtp(
-            RtpWrite::new(
-                pt.into(),
-                seq.into(),
-                packet.rtp_time,
-                packet.arrived,
-                packet.payload.clone(),
-            )
-            .marker(packet.marker)
-            .ext_vals(packet.ext.clone())
-            .nackable(packet.kind == TrackKind::Video),
-        );
-        self.waiting_keyframe = false;
+        let mut write = RtpWrite::new(
+            pt.into(),
+            mapped.seq.into(),
+            mapped.rtp_time,
+            packet.arrived,
+            packet.payload.clone(),
+        )
+        .marker(packet.marker)
+        .ext_vals(packet.ext.clone())
+        .nackable(packet.kind == TrackKind::Video);
+        if let (Some(ids), Some(descriptor)) = (mapped.vp8, packet.vp8) {
+            let mut patch = descriptor.patch().picture_id(ids.picture_id);
+            if let Some(tl0) = ids.tl0_pic_idx {
+                patch = patch.tl0_pic_idx(tl0);
+            }
+            // A descriptor that cannot take the ids (7-bit picture id) goes as it is.
+            if let Ok(patch) = patch.build() {
+                write = write.vp8_patch(patch);
+            }
+        }
+        stream.write_rtp(write);
         Delivery::Written {
             bytes: packet.payload.len() as u64,
-            first,
+            first: mapped.first,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! cause (no I/O).
 
 use serde_json::Value;
-use sfu::IceCandidate;
+use sfu::{IceCandidate, ParticipantId};
 
 use crate::signaling::{
     command::{RoomName, MAX_MESSAGE_BYTES},
@@ -22,6 +22,8 @@ pub enum SfuSignalError {
     InvalidSdp,
     #[error("candidate must be an object with a candidate string")]
     InvalidCandidate,
+    #[error("layer must be {{participant, quality}} with quality one of off, low, medium, high")]
+    InvalidLayer,
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,
     #[error("unknown event")]
@@ -51,6 +53,7 @@ impl SfuSignalError {
             SfuSignalError::InvalidName => "invalid_name",
             SfuSignalError::InvalidSdp => "invalid_sdp",
             SfuSignalError::InvalidCandidate => "invalid_candidate",
+            SfuSignalError::InvalidLayer => "invalid_layer",
             SfuSignalError::PayloadTooLarge => "payload_too_large",
             SfuSignalError::UnknownEvent => "unknown_event",
             SfuSignalError::AlreadyJoined => "already_joined",
@@ -85,7 +88,25 @@ pub enum SfuCommand {
     },
     /// The page asks for an ICE restart.
     Restart,
+    /// The highest video layer of `publisher` the page needs (`None`: nothing, the tile is
+    /// hidden; `u8::MAX`: the best there is).
+    Layer {
+        publisher: ParticipantId,
+        layer: Option<u8>,
+    },
     Leave,
+}
+
+/// A tile's need as the page says it, as a layer: `low`, `medium`, `high` are the
+/// simulcast layers from the lowest up (`high` = the best there is), `off` = none.
+pub fn parse_quality(quality: &str) -> Option<Option<u8>> {
+    Some(match quality {
+        "off" => None,
+        "low" => Some(0),
+        "medium" => Some(1),
+        "high" => Some(u8::MAX),
+        _ => return None,
+    })
 }
 
 pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalError> {
@@ -121,6 +142,20 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
             Ok(SfuCommand::Candidate { candidate })
         }
         "restart" => Ok(SfuCommand::Restart),
+        "layer" => {
+            let object = data.as_object().ok_or(SfuSignalError::InvalidLayer)?;
+            let publisher = object
+                .get("participant")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse().ok())
+                .ok_or(SfuSignalError::InvalidLayer)?;
+            let layer = object
+                .get("quality")
+                .and_then(Value::as_str)
+                .and_then(parse_quality)
+                .ok_or(SfuSignalError::InvalidLayer)?;
+            Ok(SfuCommand::Layer { publisher, layer })
+        }
         "leave" => Ok(SfuCommand::Leave),
         _ => Err(SfuSignalError::UnknownEvent),
     }
@@ -183,6 +218,44 @@ mod tests {
             &json!({"room": "r1", "name": "x", "sdp": {"type": "offer", "sdp": SDP}})
         )
         .is_ok());
+    }
+
+    #[test]
+    fn layer() {
+        let cmd = parse_command(
+            "layer",
+            &json!({"participant": "p000000000001", "quality": "low"}),
+        )
+        .unwrap();
+        let SfuCommand::Layer { publisher, layer } = cmd else {
+            panic!("not a layer")
+        };
+        assert_eq!(
+            (publisher.to_string().as_str(), layer),
+            ("p000000000001", Some(0))
+        );
+        for (quality, layer) in [("off", None), ("medium", Some(1)), ("high", Some(u8::MAX))] {
+            let Ok(SfuCommand::Layer { layer: got, .. }) = parse_command(
+                "layer",
+                &json!({"participant": "p000000000001", "quality": quality}),
+            ) else {
+                panic!("{quality} refused")
+            };
+            assert_eq!(got, layer, "{quality}");
+        }
+        for bad in [
+            json!("low"),
+            json!({"participant": "p000000000001", "quality": "ultra"}),
+            json!({"participant": "p000000000001"}),
+            json!({"participant": "alice", "quality": "low"}),
+            json!({"participant": 7, "quality": "low"}),
+        ] {
+            assert_eq!(
+                parse_command("layer", &bad).unwrap_err(),
+                SfuSignalError::InvalidLayer,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

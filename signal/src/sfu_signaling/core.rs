@@ -36,6 +36,7 @@ pub trait MediaPlane {
     ) -> (ParticipantId, Self::JoinReply);
     fn add_candidate(&mut self, id: ParticipantId, candidate: IceCandidate);
     fn restart(&mut self, id: ParticipantId);
+    fn prefer_layer(&mut self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>);
     fn leave(&mut self, id: ParticipantId);
 }
 
@@ -118,6 +119,11 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
             SfuCommand::Candidate { candidate } => {
                 conn.state = transition(conn.state, Input::Candidate)?;
                 media.add_candidate(conn.id()?, candidate);
+                Ok(ok())
+            }
+            SfuCommand::Layer { publisher, layer } => {
+                transition(conn.state, Input::Layer)?;
+                media.prefer_layer(conn.id()?, publisher, layer);
                 Ok(ok())
             }
             SfuCommand::Restart => {
@@ -250,6 +256,9 @@ mod tests {
         }
         fn restart(&mut self, id: ParticipantId) {
             self.calls.push(format!("restart {id}"));
+        }
+        fn prefer_layer(&mut self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>) {
+            self.calls.push(format!("layer {id} {publisher} {layer:?}"));
         }
         fn leave(&mut self, id: ParticipantId) {
             self.calls.push(format!("leave {id}"));

@@ -60,6 +60,10 @@ impl MediaPlane for Plane<'_> {
         self.0.restart(id);
     }
 
+    fn prefer_layer(&mut self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>) {
+        self.0.prefer_layer(id, publisher, layer);
+    }
+
     fn leave(&mut self, id: ParticipantId) {
         // Sent now; nobody needs to wait for it to be done.
         drop(self.0.leave(id));

@@ -31,6 +31,8 @@ pub enum Input {
     Candidate,
     /// The client asks for an ICE restart (`restart`).
     Restart,
+    /// The client says which video layer a tile needs (`layer`).
+    Layer,
     /// The client leaves (`leave`).
     Leave,
     /// The media plane accepted the join.
@@ -44,10 +46,11 @@ pub enum Input {
 }
 
 impl Input {
-    pub const ALL: [Input; 8] = [
+    pub const ALL: [Input; 9] = [
         Input::Join,
         Input::Candidate,
         Input::Restart,
+        Input::Layer,
         Input::Leave,
         Input::JoinAccepted,
         Input::JoinRefused,
@@ -70,6 +73,10 @@ pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignal
         // An ICE restart needs a connection that was set up (the join answered).
         (Idle | Joining, Input::Restart) => Err(SfuSignalError::NotJoined),
         (Joined, Input::Restart) => Ok(Joined),
+
+        // Layers are chosen among subscriptions, which exist once joined.
+        (Idle | Joining, Input::Layer) => Err(SfuSignalError::NotJoined),
+        (Joined, Input::Layer) => Ok(Joined),
 
         (Idle, Input::Leave) => Err(SfuSignalError::NotJoined),
         (Joining | Joined, Input::Leave) => Ok(Idle),
@@ -104,6 +111,8 @@ mod tests {
                 Input::Candidate => Ok(state),
                 Input::Restart if state == Joined => Ok(Joined),
                 Input::Restart => Err(SfuSignalError::NotJoined),
+                Input::Layer if state == Joined => Ok(Joined),
+                Input::Layer => Err(SfuSignalError::NotJoined),
                 Input::Leave if state == Idle => Err(SfuSignalError::NotJoined),
                 Input::Leave => Ok(Idle),
                 Input::JoinAccepted if state == Joining => Ok(Joined),
@@ -126,7 +135,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 24);
+        assert_eq!(checked, 27);
     }
 
     #[test]
@@ -139,6 +148,7 @@ mod tests {
             Input::JoinAccepted,
             Input::Candidate,
             Input::Restart,
+            Input::Layer,
             Input::MediaFailed,
             Input::Join,
             Input::JoinRefused,

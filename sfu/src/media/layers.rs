@@ -1,0 +1,262 @@
+//! Simulcast layers of a video publication (sans-IO).
+//!
+//! A browser sending simulcast sends each layer as its own RTP stream, named by a RID
+//! (`a=simulcast:send q;h;f`, RFC 8853); str0m makes one receive stream per RID. Layers are
+//! numbered in the order the offer lists them, lowest first: that is the order of the
+//! `sendEncodings` our page gives (`q` ¼, `h` ½, `f` full resolution) and the order
+//! Chromium, LiveKit's and mediasoup's clients use. A publication without simulcast has one
+//! layer, 0.
+//!
+//! A layer is *active* while its packets arrive: a browser stops sending a layer its
+//! encoder cannot afford (CPU or uplink), and one whose subscribers asked for nothing higher
+//! would be wasted. Subscriptions forward the layer [`pick`] chooses from what they want and
+//! what is active.
+
+use std::time::{Duration, Instant};
+
+use str0m::media::Rid;
+
+use crate::media::{keyframe::KeyframeThrottle, publication::LossCounter};
+
+/// Most layers a publication may have (a bit each in a [`LayerMask`]).
+pub const MAX_LAYERS: usize = 4;
+
+/// A layer whose last packet is older than this is taken for stopped (video sends at least
+/// a few frames a second; Chromium pauses a layer for seconds when it drops it).
+pub const ACTIVE_WINDOW: Duration = Duration::from_millis(1000);
+
+/// A set of layers, bit `n` = layer `n`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerMask(pub u8);
+
+impl LayerMask {
+    pub fn with(self, layer: u8) -> Self {
+        LayerMask(self.0 | 1 << layer)
+    }
+
+    pub fn contains(self, layer: u8) -> bool {
+        layer < 8 && self.0 & 1 << layer != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        (0..8u8).filter(move |l| self.contains(*l))
+    }
+}
+
+#[derive(Debug)]
+pub struct Layer {
+    /// `None` for a publication without simulcast.
+    pub rid: Option<Rid>,
+    pub keyframes: KeyframeThrottle,
+    pub last_packet: Option<Instant>,
+    pub loss: LossCounter,
+    /// Bytes received in the current and the previous one-second window, for the bitrate.
+    bytes: [u64; 2],
+    window_start: Option<Instant>,
+}
+
+impl Layer {
+    fn new(rid: Option<Rid>, keyframes: KeyframeThrottle) -> Self {
+        Layer {
+            rid,
+            keyframes,
+            last_packet: None,
+            loss: LossCounter::default(),
+            bytes: [0; 2],
+            window_start: None,
+        }
+    }
+
+    pub fn packet(&mut self, now: Instant, bytes: usize) {
+        self.last_packet = Some(now);
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_secs(2) {
+            self.bytes = [0, 0];
+            self.window_start = Some(now);
+        } else if elapsed >= Duration::from_secs(1) {
+            self.bytes = [0, self.bytes[0]];
+            self.window_start = Some(start + Duration::from_secs(1));
+        }
+        self.bytes[0] += bytes as u64;
+    }
+
+    /// Payload bit rate over the last full second (0 until one has passed).
+    pub fn bitrate_bps(&self) -> u64 {
+        self.bytes[1] * 8
+    }
+
+    pub fn is_active(&self, now: Instant) -> bool {
+        self.last_packet
+            .is_some_and(|at| now.saturating_duration_since(at) < ACTIVE_WINDOW)
+    }
+}
+
+/// The layers of one publication.
+#[derive(Debug)]
+pub struct Layers(Vec<Layer>);
+
+impl Layers {
+    /// One layer per RID (lowest first), or a single layer without one.
+    pub fn new(rids: &[Rid], keyframes: KeyframeThrottle) -> Self {
+        if rids.is_empty() {
+            return Layers(vec![Layer::new(None, keyframes)]);
+        }
+        Layers(
+            rids.iter()
+                .take(MAX_LAYERS)
+                .map(|rid| Layer::new(Some(*rid), keyframes.clone()))
+                .collect(),
+        )
+    }
+
+    /// The layer a stream with `rid` belongs to. A stream without a RID belongs to the one
+    /// layer of a publication without simulcast.
+    pub fn index_of(&self, rid: Option<Rid>) -> Option<u8> {
+        match rid {
+            None => (self.0.len() == 1).then_some(0),
+            Some(rid) => self
+                .0
+                .iter()
+                .position(|l| l.rid == Some(rid))
+                .map(|i| i as u8),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn is_simulcast(&self) -> bool {
+        self.0.len() > 1
+    }
+
+    /// The top layer's number.
+    pub fn top(&self) -> u8 {
+        (self.0.len() - 1) as u8
+    }
+
+    pub fn get(&self, layer: u8) -> Option<&Layer> {
+        self.0.get(usize::from(layer))
+    }
+
+    pub fn get_mut(&mut self, layer: u8) -> Option<&mut Layer> {
+        self.0.get_mut(usize::from(layer))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Layer> {
+        self.0.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Layer> {
+        self.0.iter_mut()
+    }
+
+    pub fn active(&self, now: Instant) -> LayerMask {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_active(now))
+            .fold(LayerMask::default(), |m, (i, _)| m.with(i as u8))
+    }
+
+    /// The earliest instant a remembered keyframe request of any layer becomes due.
+    pub fn keyframe_deadline(&self) -> Option<Instant> {
+        self.0.iter().filter_map(|l| l.keyframes.deadline()).min()
+    }
+
+    /// Packets lost upstream and not repaired, all layers.
+    pub fn lost(&self) -> i64 {
+        self.0.iter().map(|l| l.loss.lost()).sum()
+    }
+
+    /// Keyframe requests sent upstream, all layers.
+    pub fn keyframes_sent(&self) -> u64 {
+        self.0.iter().map(|l| l.keyframes.sent).sum()
+    }
+}
+
+/// The layer to forward to a subscription that wants at most `wanted` (`None` = nothing):
+/// the highest active layer not above it, else the lowest active one above it (a picture
+/// too large beats none). With nothing active yet (a publisher still starting), `wanted`
+/// itself, clamped to the layers there are, so the subscription waits for it.
+pub fn pick(wanted: Option<u8>, active: LayerMask, layers: usize) -> Option<u8> {
+    let wanted = wanted?.min(layers.saturating_sub(1) as u8);
+    if active.is_empty() {
+        return Some(wanted);
+    }
+    active
+        .iter()
+        .filter(|l| *l <= wanted)
+        .last()
+        .or_else(|| active.iter().find(|l| *l > wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(layers: &[u8]) -> LayerMask {
+        layers.iter().fold(LayerMask::default(), |m, l| m.with(*l))
+    }
+
+    #[test]
+    fn pick_prefers_the_highest_active_layer_up_to_the_wanted_one() {
+        assert_eq!(pick(Some(2), mask(&[0, 1, 2]), 3), Some(2));
+        assert_eq!(pick(Some(1), mask(&[0, 1, 2]), 3), Some(1));
+        // The browser stopped sending its top layer.
+        assert_eq!(pick(Some(2), mask(&[0, 1]), 3), Some(1));
+        // Only a higher layer is there: better too large than nothing.
+        assert_eq!(pick(Some(0), mask(&[2]), 3), Some(2));
+        assert_eq!(pick(Some(0), mask(&[1, 2]), 3), Some(1));
+        // Paused.
+        assert_eq!(pick(None, mask(&[0, 1, 2]), 3), None);
+        // Nothing active yet: wait for what is wanted, within the layers there are.
+        assert_eq!(pick(Some(2), LayerMask::default(), 3), Some(2));
+        assert_eq!(pick(Some(u8::MAX), LayerMask::default(), 1), Some(0));
+    }
+
+    #[test]
+    fn layers_are_found_by_rid_in_the_order_offered() {
+        let throttle = KeyframeThrottle::new(Duration::from_millis(500));
+        let rids = [Rid::from("q"), Rid::from("h"), Rid::from("f")];
+        let layers = Layers::new(&rids, throttle.clone());
+        assert_eq!(layers.index_of(Some(Rid::from("h"))), Some(1));
+        assert_eq!(layers.index_of(Some(Rid::from("x"))), None);
+        assert_eq!(
+            layers.index_of(None),
+            None,
+            "a simulcast stream names its rid"
+        );
+        assert_eq!(layers.top(), 2);
+        let single = Layers::new(&[], throttle);
+        assert_eq!(single.index_of(None), Some(0));
+        assert!(!single.is_simulcast());
+    }
+
+    #[test]
+    fn a_layer_is_active_while_its_packets_arrive_and_its_bitrate_is_measured() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut layers = Layers::new(
+            &[Rid::from("q"), Rid::from("f")],
+            KeyframeThrottle::new(ms(500)),
+        );
+        assert!(layers.active(t0).is_empty());
+        for i in 0..=10 {
+            layers.get_mut(1).unwrap().packet(t0 + ms(i * 100), 1000);
+        }
+        assert_eq!(layers.active(t0 + ms(1000)), mask(&[1]));
+        assert_eq!(layers.active(t0 + ms(2000)), LayerMask::default());
+        // Ten packets of 1000 bytes in the first second.
+        assert_eq!(layers.get(1).unwrap().bitrate_bps(), 80_000);
+    }
+}
