@@ -4,6 +4,7 @@
 //   → join {room, name, sdp}        ack {id, sdp, participants, capacity} | {error}
 //   ← update {type:'offer', sdp}    ack {type:'answer', sdp} | {error}
 //   ← participants [{id, name, streams, audio, video}]
+//   ← speakers [{id, level}]         who speaks, loudest first (the server ranks RTP audio levels)
 //   → restart {}                     ack {ok} | {error}: the server restarts ICE with an update
 //   → layer {participant, quality}   ack {ok} | {error}: the video layer a tile needs
 //   → leave                          ack {ok}
@@ -212,6 +213,7 @@ function ensureTile(info) {
     // Time to first picture, per remote participant (read by tests and handy in devtools).
     video.requestVideoFrameCallback?.(() => log('first-frame', info.id));
     tiles.set(info.id, tile);
+    markSpeaker();
     layout();
   }
   tile.name = info.name;
@@ -238,6 +240,19 @@ function onParticipants(list) {
   const others = list.filter((p) => p.id !== hooks.id);
   for (const p of others) ensureTile(p);
   for (const id of [...tiles.keys()]) if (!others.some((p) => p.id === id)) removeTile(id);
+}
+
+/** The server's ranking: the loudest speaker's tile is marked (ours too, when it is us). */
+function onSpeakers(list) {
+  hooks.speaker = (Array.isArray(list) && typeof list[0]?.id === 'string') ? list[0].id : null;
+  log('speakers', Array.isArray(list) ? list.map((s) => s?.id) : []);
+  markSpeaker();
+}
+
+// (Also for tiles created after the ranking arrived: a newcomer is told at once.)
+function markSpeaker() {
+  for (const [id, tile] of tiles) tile.el.classList.toggle('active-speaker', id === hooks.speaker);
+  $('local-tile').classList.toggle('active-speaker', !!hooks.speaker && hooks.speaker === hooks.id);
 }
 
 function onTrack(event) {
@@ -267,6 +282,7 @@ function connectSocket() {
   hooks.socket = socket;
   socket.on('update', onUpdate);
   socket.on('participants', onParticipants);
+  socket.on('speakers', onSpeakers);
   socket.on('sfu_error', onSfuError);
   socket.on('disconnect', (reason) => {
     log('disconnect', reason);
@@ -411,6 +427,8 @@ function endMedia() {
   hooks.pc = null;
   hooks.id = null;
   for (const id of [...tiles.keys()]) removeTile(id);
+  hooks.speaker = null;
+  markSpeaker();
 }
 
 /** Joins the same room again with a new media session, as long as the user wants to be there. */

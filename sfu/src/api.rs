@@ -213,6 +213,15 @@ pub enum ParticipantEvent {
     Participants(Vec<ParticipantInfo>),
     /// The media connection failed: treat as a leave (`media_failed`).
     Failed,
+    /// Who speaks in the room now, loudest first (empty: nobody); sent when that changes.
+    Speakers(Vec<Speaker>),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Speaker {
+    pub id: ParticipantId,
+    /// Smoothed speech level, linear amplitude (1 = full scale).
+    pub level: f32,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

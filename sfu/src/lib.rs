@@ -29,7 +29,7 @@ mod handle;
 
 pub use api::{
     IceCandidate, JoinAnswer, MediaCodec, NetConfig, ParticipantEvent, ParticipantInfo, SfuConfig,
-    SfuError, TrackKind, UnknownCodec,
+    SfuError, Speaker, TrackKind, UnknownCodec,
 };
 pub use handle::{JoinRequest, Joined, Sfu};
 pub use ids::{ParticipantId, PublicationId, Round, TapId};

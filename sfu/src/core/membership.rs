@@ -110,6 +110,11 @@ impl SfuCore {
             let other = self.participants[other.0].id;
             self.emit(other, ParticipantEvent::Participants(participants.clone()));
         }
+        let speakers = self.rooms.speakers(&room);
+        if !speakers.is_empty() {
+            let speakers = speakers.to_vec();
+            self.emit(id, ParticipantEvent::Speakers(speakers));
+        }
         tracing::info!(parent: &self.participants[slot.0].span, %name, "joined");
         Ok(JoinAnswer {
             sdp: answer,

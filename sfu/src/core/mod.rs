@@ -18,7 +18,7 @@
 //! [`liveness`] and [`sdp`] hold state and rules; `membership.rs` (join, publish, leave),
 //! `rounds.rs` (building offers, applying answers, ICE restarts), `forward.rs` (the packet
 //! path, see [`crate::media`]), `selection.rs` (which simulcast layer each subscription
-//! gets) and `report.rs` put them together.
+//! gets), `speakers.rs` (who speaks in each room) and `report.rs` put them together.
 
 pub(crate) mod demux;
 pub mod liveness;
@@ -33,6 +33,7 @@ mod membership;
 mod report;
 mod rounds;
 mod selection;
+mod speakers;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -169,6 +170,8 @@ pub struct SfuCore {
     now: Instant,
     /// When layer choices are next revisited.
     next_selection: Instant,
+    /// When speech levels are next scored.
+    next_speakers: Instant,
 }
 
 impl SfuCore {
@@ -191,6 +194,7 @@ impl SfuCore {
             started: now,
             now,
             next_selection: now,
+            next_speakers: now,
         }
     }
 
@@ -333,6 +337,9 @@ impl SfuCore {
         self.poll_keyframe_throttles(now);
         if now >= self.next_selection {
             self.select_layers(now);
+        }
+        if now >= self.next_speakers {
+            self.rank_speakers(now);
         }
     }
 
@@ -503,10 +510,13 @@ impl SfuCore {
             .publications
             .iter()
             .filter_map(|(_, p)| p.layers.keyframe_deadline());
-        let selection = (!self.publications.is_empty()).then_some(self.next_selection);
+        let busy = !self.publications.is_empty();
+        let ticks = [self.next_selection, self.next_speakers]
+            .into_iter()
+            .filter(|_| busy);
         participants
             .chain(throttles)
-            .chain(selection)
+            .chain(ticks)
             .min()
             .unwrap_or(self.now + IDLE_WAKE)
             .max(self.now)

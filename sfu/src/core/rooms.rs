@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
-use crate::ids::ParticipantSlot;
+use crate::{api::Speaker, ids::ParticipantSlot};
 
 #[derive(Debug, Default)]
 pub struct Rooms {
     members: HashMap<String, Vec<ParticipantSlot>>,
+    /// The speakers last announced to each room, loudest first.
+    speakers: HashMap<String, Vec<Speaker>>,
 }
 
 impl Rooms {
@@ -24,6 +26,7 @@ impl Rooms {
             members.retain(|s| *s != slot);
             if members.is_empty() {
                 self.members.remove(room);
+                self.speakers.remove(room);
             }
         }
     }
@@ -41,6 +44,24 @@ impl Rooms {
             .collect();
         rooms.sort_by_key(|(name, _)| *name);
         rooms
+    }
+
+    /// Records `speakers` as the room's; `true` if who speaks, or in which order, differs
+    /// from what was last announced (levels alone change every window).
+    pub fn announce_speakers(&mut self, room: &str, speakers: &[Speaker]) -> bool {
+        if !self.members.contains_key(room) {
+            return false;
+        }
+        let last = self.speakers.entry(room.to_owned()).or_default();
+        let same =
+            last.len() == speakers.len() && last.iter().zip(speakers).all(|(a, b)| a.id == b.id);
+        *last = speakers.to_vec();
+        !same
+    }
+
+    /// The speakers last announced to `room` (what a newcomer is told).
+    pub fn speakers(&self, room: &str) -> &[Speaker] {
+        self.speakers.get(room).map_or(&[], Vec::as_slice)
     }
 
     pub fn len(&self) -> usize {

@@ -106,6 +106,9 @@ pub fn ingest(
     };
     state.packet(arrived, payload.len());
     state.loss.packet(seq);
+    if publication.kind == TrackKind::Audio {
+        publication.speaker.packet(header.ext_vals.audio_level);
+    }
     let codec = params.spec().codec;
     let keyframe = publication.kind == TrackKind::Video && starts_keyframe(codec, &payload);
     if keyframe {

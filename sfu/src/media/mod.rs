@@ -8,7 +8,8 @@
 //! - [`subscription`]: per subscriber, negotiation state, keyframe gate and the write to
 //!   its connection, with [`munger`] choosing the layer and rewriting sequence numbers,
 //!   timestamps, VP8 picture ids and payload types;
-//! - [`keyframe`]: detection and the request throttle.
+//! - [`keyframe`]: detection and the request throttle;
+//! - [`speaker`]: speech levels from the audio-level header extension, for active speakers.
 //!
 //! Nothing here owns a connection or reads a clock; the core passes them in.
 
@@ -19,4 +20,5 @@ pub mod layers;
 pub mod munger;
 pub mod publication;
 pub mod sink;
+pub mod speaker;
 pub mod subscription;

@@ -7,7 +7,7 @@ use str0m::{format::PayloadParams, media::Mid};
 use crate::{
     api::TrackKind,
     ids::{ParticipantId, ParticipantSlot, PublicationId},
-    media::{layers::Layers, sink::Sinks},
+    media::{layers::Layers, sink::Sinks, speaker::SpeakerMeter},
 };
 
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct Publication {
     pub codec: CodecCache,
     pub layers: Layers,
     pub(crate) sinks: Sinks,
+    /// Speech level (audio publications).
+    pub speaker: SpeakerMeter,
 }
 
 impl Publication {
@@ -40,6 +42,7 @@ impl Publication {
             codec: CodecCache::default(),
             layers,
             sinks: Sinks::default(),
+            speaker: SpeakerMeter::default(),
         }
     }
 

@@ -93,6 +93,10 @@ pub struct Client {
     pub connected: bool,
     pub ice: Vec<IceConnectionState>,
     pub participants: Vec<ParticipantInfo>,
+    /// The last `Speakers` event.
+    pub speakers: Vec<ParticipantId>,
+    /// The RFC 6464 level its microphone packets carry (dBov; −127 = silence).
+    pub audio_level: i8,
     /// The join answer, then every `update` offer.
     pub answer: String,
     pub offers: Vec<String>,
@@ -175,6 +179,8 @@ impl Lab {
             updates: Updates::Answer,
             publishes,
             answers_keyframe_requests: true,
+            speakers: Vec::new(),
+            audio_level: -127,
             mids: Vec::new(),
             connected: false,
             ice: Vec::new(),
@@ -434,6 +440,9 @@ impl Lab {
                 self.poll_client(c);
             }
             ParticipantEvent::Participants(list) => self.clients[c].participants = list,
+            ParticipantEvent::Speakers(list) => {
+                self.clients[c].speakers = list.iter().map(|s| s.id).collect()
+            }
             ParticipantEvent::Failed => {
                 // What the signaling side does: leave (the page may join again).
                 self.clients[c].failed_at = Some(self.now);
@@ -536,7 +545,13 @@ impl Lab {
                         client.rtp_time * 48 / 90,
                         str0m::media::Frequency::FORTY_EIGHT_KHZ,
                     );
-                    let _ = writer.write(pt, now, time, vec![0xfc; 60]);
+                    let level = client.audio_level;
+                    let _ = writer.audio_level(level, level > -127).write(
+                        pt,
+                        now,
+                        time,
+                        vec![0xfc; 60],
+                    );
                     wrote = true;
                 }
             }

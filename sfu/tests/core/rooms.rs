@@ -240,3 +240,49 @@ fn a_tap_attaches_like_a_subscriber() {
     assert_eq!(lab.taps.len(), count, "nothing after detaching");
     assert_eq!(lab.core.inventory().taps, 0);
 }
+
+/// Who speaks is ranked from the audio levels publishers send, and the room hears about it
+/// when that changes: Ada speaks, then stops and Bob speaks.
+#[test]
+fn the_room_hears_who_speaks() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", true);
+    lab.join(ada, "r").unwrap();
+    lab.join(bob, "r").unwrap();
+    lab.run_until("media flows", secs(5), |lab| {
+        lab.audio_frames_since(bob, lab.start) > 10
+    });
+    lab.run_for(secs(1));
+    assert!(lab.clients[bob].speakers.is_empty(), "nobody speaks yet");
+    let (ada_id, bob_id) = (lab.clients[ada].id.unwrap(), lab.clients[bob].id.unwrap());
+
+    lab.clients[ada].audio_level = -20;
+    let t0 = lab.now;
+    lab.run_until("Ada is the speaker", secs(2), |lab| {
+        lab.clients.iter().all(|c| c.speakers == [ada_id])
+    });
+    let took = lab.now - t0;
+    assert!(took <= ms(1200), "Ada ranked after {took:?}");
+
+    // Someone who joins while she speaks is told at once.
+    let viewer = lab.client("Viewer", false);
+    lab.join(viewer, "r").unwrap();
+    lab.run_for(ms(10));
+    assert_eq!(lab.clients[viewer].speakers, [ada_id]);
+
+    // A short pause between words keeps her ranked.
+    lab.clients[ada].audio_level = -127;
+    lab.run_for(ms(300));
+    assert_eq!(lab.clients[viewer].speakers, [ada_id]);
+
+    lab.clients[bob].audio_level = -30;
+    lab.run_until("Bob takes over", secs(3), |lab| {
+        lab.clients.iter().all(|c| c.speakers == [bob_id])
+    });
+    // Quiet noise (below −35 dBov) is not speech.
+    lab.clients[bob].audio_level = -45;
+    lab.run_until("nobody speaks", secs(5), |lab| {
+        lab.clients.iter().all(|c| c.speakers.is_empty())
+    });
+}

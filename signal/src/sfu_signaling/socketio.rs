@@ -200,6 +200,9 @@ async fn pump(
             ParticipantEvent::Participants(list) => {
                 let _ = socket.emit("participants", &list);
             }
+            ParticipantEvent::Speakers(speakers) => {
+                let _ = socket.emit("speakers", &speakers);
+            }
             ParticipantEvent::Failed => {
                 let left = hub.lock().media_failed(socket.id, id, &mut Plane(&hub.sfu));
                 if left {
