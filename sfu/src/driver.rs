@@ -169,12 +169,17 @@ impl Driver {
                     core.datagram_dropped(owner)
                 });
         }
+        self.store_counts();
+        wake
+    }
+
+    /// Publishes the room and participant counts (`Sfu::counts`).
+    fn store_counts(&self) {
         let (rooms, participants) = self.core.counts();
         self.shared.rooms.store(rooms, Ordering::Relaxed);
         self.shared
             .participants
             .store(participants, Ordering::Relaxed);
-        wake
     }
 
     /// One `recvmmsg`'s worth of datagrams into the core.
@@ -219,6 +224,8 @@ impl Driver {
                     Ok(_) => Err(SfuError::Stopped),
                     Err(error) => Err(error),
                 };
+                // Whoever the reply wakes sees the counts that include this join.
+                self.store_counts();
                 if let Err(Ok(_)) = reply.send(joined) {
                     // Nobody waits for this join any more: undo it.
                     self.leave(now, id);
@@ -233,6 +240,7 @@ impl Driver {
                 if let Some(id) = leaving {
                     self.events.remove(&id);
                 }
+                self.store_counts();
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
