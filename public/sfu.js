@@ -180,7 +180,7 @@ function reportQualities() {
     const quality = tileQuality({ height, visible: tile.visible && !document.hidden });
     if (quality === tile.quality) continue;
     tile.quality = quality;
-    tile.el.dataset.quality = quality;
+    tile.el.dataset.layer = quality;
     log('layer', { id, quality });
     socket.emit('layer', { participant: id, quality });
   }
@@ -202,7 +202,7 @@ function ensureTile(info) {
     const avatar = document.createElement('div');
     avatar.className = 'avatar';
     const caption = document.createElement('figcaption');
-    caption.innerHTML = '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span>';
+    caption.innerHTML = '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span><span class="connection"><i></i><i></i><i></i></span>';
     el.append(video, avatar, caption);
     $('grid').append(el);
     tile = { el, video, stream: new MediaStream(), meter: null, name: '', visible: true, quality: null };
@@ -220,6 +220,7 @@ function ensureTile(info) {
   tile.el.querySelector('.tile-name').textContent = info.name;
   tile.el.querySelector('.avatar').textContent = initials(info.name);
   tile.el.classList.toggle('mic-off', info.audio === false);
+  showConnection(tile.el, info.quality);
   return tile;
 }
 
@@ -234,8 +235,17 @@ function removeTile(id) {
   layout();
 }
 
+/** The server's grade of a participant's connection (docs/protocol.md), on its tile. */
+function showConnection(el, quality) {
+  if (['good', 'fair', 'poor'].includes(quality)) el.dataset.connection = quality;
+  else delete el.dataset.connection;
+  const label = el.querySelector('.connection');
+  if (label) label.title = quality ? `Connection: ${quality}` : '';
+}
+
 function onParticipants(list) {
   hooks.participants = list;
+  showConnection($('local-tile'), list.find((p) => p.id === hooks.id)?.quality);
   log('participants', list.map((p) => p.id));
   const others = list.filter((p) => p.id !== hooks.id);
   for (const p of others) ensureTile(p);

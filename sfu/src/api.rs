@@ -224,6 +224,16 @@ pub struct Speaker {
     pub level: f32,
 }
 
+/// A participant's connection quality, both directions (`core/quality.rs`); ordered worst
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    Poor,
+    Fair,
+    Good,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ParticipantInfo {
     pub id: ParticipantId,
@@ -232,6 +242,8 @@ pub struct ParticipantInfo {
     pub streams: Vec<String>,
     pub audio: bool,
     pub video: bool,
+    /// Its connection quality; `None` until its first statistics interval.
+    pub quality: Option<Quality>,
 }
 
 /// The join answer for the browser, and who is in the room.

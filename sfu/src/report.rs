@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{api::TrackKind, ids::ParticipantId};
+use crate::{
+    api::{Quality, TrackKind},
+    ids::ParticipantId,
+};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RoomsReport {
@@ -60,4 +63,6 @@ pub struct ParticipantReport {
     pub dropped: u64,
     pub negotiations: u64,
     pub ice_restarts: u64,
+    /// Connection quality, both directions (`None` before its first statistics interval).
+    pub quality: Option<Quality>,
 }

@@ -63,7 +63,7 @@ function received(page, publisher) {
     let inbound = null;
     (await receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
     return {
-      quality: video.closest('.tile').dataset.quality ?? null,
+      quality: video.closest('.tile').dataset.layer ?? null,
       height: inbound?.frameHeight ?? 0,
       frames: inbound?.framesDecoded ?? 0,
       bytes: inbound?.bytesReceived ?? 0,

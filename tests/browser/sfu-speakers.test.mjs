@@ -5,7 +5,8 @@
 // Ann's and Cid's browsers play speech-like sound as their microphone
 // (--use-file-for-fake-audio-capture, a WAV made with ffmpeg); Bob's plays silence. Cid starts muted: Bob's page must show Ann as
 // the speaker; then Ann mutes and Cid unmutes, and it must follow to Cid; with both muted,
-// nobody. Run it like tests/browser/sfu.test.mjs (scripts/test does).
+// nobody. Every tile also shows the server's grade of that participant's connection. Run it
+// like tests/browser/sfu.test.mjs (scripts/test does).
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -104,6 +105,13 @@ describe('active speaker in SFU rooms', { timeout: 120_000 }, () => {
 
     await mic(cid).click();
     figures.nobodyMs = await expectSpeaker(bob, null, 'both muted');
+
+    // On loopback every connection is graded good, and each tile shows it.
+    await until('Bob\'s tiles show three good connections', async () => {
+      const shown = await bob.evaluate(() => [...document.querySelectorAll('.tile')].map((t) => t.dataset.connection ?? null));
+      if (shown.length === 3 && shown.every((q) => q === 'good')) return true;
+      throw new Error(JSON.stringify(shown));
+    }, WAIT_MS);
     console.log('figures', JSON.stringify(figures));
   });
 });

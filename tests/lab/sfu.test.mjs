@@ -190,7 +190,9 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
       const afterStats = await Promise.all(HOMES.map((h) => mediaStats(pages[h])));
       const samples = await Promise.all(samplers.map((s) => s.stop()));
       const seconds = (Date.now() - t0) / 1000;
-      runs[label] = HOMES.map((h, i) => ({ who: NAMES[h], ...quality(before[i], afterStats[i], seconds), longestStallAfter5sMs: longestStall(samples[i], t0 + 5000) }));
+      // The server's grade of each participant's connection (docs/protocol.md).
+      const graded = Object.fromEntries((await roomReport('badlink')).participants.map((p) => [p.name, p.quality]));
+      runs[label] = HOMES.map((h, i) => ({ who: NAMES[h], ...quality(before[i], afterStats[i], seconds), longestStallAfter5sMs: longestStall(samples[i], t0 + 5000), graded: graded[NAMES[h]] }));
       t.diagnostic(`${label}: ${JSON.stringify(runs[label])}`);
     }
     await lab.clearImpairment('a');
@@ -202,6 +204,10 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
         assert.ok(r.longestStallAfter5sMs <= 2000, `${label}, ${r.who}: no freeze longer than 2 s (${r.longestStallAfter5sMs} ms)`);
         assert.ok(r.fps >= 5, `${label}, ${r.who}: at least 5 fps per remote video (${r.fps})`);
       }
+      // 150 ms of added round trip and 3 % loss: the bad link's owner is not graded good; the
+      // others, who receive her lossy stream over clean links, are.
+      assert.ok(['fair', 'poor'].includes(rows[0].graded), `${label}: Ann's connection graded ${rows[0].graded}`);
+      for (const r of rows.slice(1)) assert.equal(r.graded, 'good', `${label}: ${r.who}'s connection`);
     }
     await leaveAll(pages);
   });

@@ -14,6 +14,7 @@ use super::{
     liveness::{Limits, Liveness},
     negotiation::Negotiation,
     participant::{Participant, Stats},
+    quality::QualityMeter,
     sdp::{media_sections, receive_only_answer, OurDirection, MAX_OFFER_MEDIA},
     Output, SfuCore, TapOutput,
 };
@@ -97,6 +98,8 @@ impl SfuCore {
             subscriptions: Slab::new(),
             layer_wishes: Vec::new(),
             stats: Stats::default(),
+            quality: QualityMeter::default(),
+            interval: None,
         }));
         self.by_id.insert(id, slot);
         self.demux.add_ufrag(ufrag, slot);
@@ -290,12 +293,13 @@ impl SfuCore {
                     },
                     audio,
                     video,
+                    quality: participant.quality.reported(),
                 }
             })
             .collect()
     }
 
-    fn broadcast_participants(&mut self, room: &str) {
+    pub(super) fn broadcast_participants(&mut self, room: &str) {
         let info = self.room_info(room);
         for slot in self.rooms.members(room).to_vec() {
             let id = self.participants[slot.0].id;

@@ -15,7 +15,7 @@
 //! with the `now` given, so tests run the core on virtual time (`sfu/tests/core`).
 //!
 //! The work is split by concept: [`rooms`], [`demux`], [`participant`], [`negotiation`],
-//! [`liveness`] and [`sdp`] hold state and rules; `membership.rs` (join, publish, leave),
+//! [`liveness`], [`quality`] and [`sdp`] hold state and rules; `membership.rs` (join, publish, leave),
 //! `rounds.rs` (building offers, applying answers, ICE restarts), `forward.rs` (the packet
 //! path, see [`crate::media`]), `selection.rs` (which simulcast layer each subscription
 //! gets), `speakers.rs` (who speaks in each room) and `report.rs` put them together.
@@ -25,6 +25,7 @@ pub mod liveness;
 pub mod negotiation;
 pub mod output;
 pub(crate) mod participant;
+pub mod quality;
 pub(crate) mod rooms;
 pub mod sdp;
 
@@ -438,6 +439,12 @@ impl SfuCore {
             }
             if std::mem::take(&mut polled.connected) {
                 self.subscriber_connected(now, slot);
+            }
+            if let Some(quality) = polled.quality.take() {
+                let participant = &self.participants[slot.0];
+                tracing::info!(parent: &participant.span, ?quality, "connection quality");
+                let room = participant.room.clone();
+                self.broadcast_participants(&room);
             }
             for mid in polled.keyframe_requests.drain(..) {
                 self.keyframe_request_from_subscriber(now, slot, mid);

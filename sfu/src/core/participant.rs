@@ -23,6 +23,7 @@ use crate::{
         liveness::Liveness,
         negotiation::Negotiation,
         output::{Output, Transmit},
+        quality::{Quality, QualityMeter, Sample},
     },
     ids::{ParticipantId, PublicationSlot},
     media::subscription::Subscription,
@@ -62,6 +63,10 @@ pub struct Participant {
     /// negotiated) and for the ones a renegotiation replaces.
     pub layer_wishes: Vec<(ParticipantId, Option<u8>)>,
     pub stats: Stats,
+    /// Connection quality, both directions, with hysteresis.
+    pub quality: QualityMeter,
+    /// The statistics interval being read (see `event`).
+    pub(super) interval: Option<Sample>,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +98,8 @@ pub struct Polled {
     pub added: Vec<(Mid, TrackKind, Vec<Rid>)>,
     /// DTLS came up.
     pub connected: bool,
+    /// The connection quality changed (a statistics interval ended).
+    pub quality: Option<Quality>,
 }
 
 impl Polled {
@@ -101,6 +108,7 @@ impl Polled {
             && self.keyframe_requests.is_empty()
             && self.added.is_empty()
             && !self.connected
+            && self.quality.is_none()
     }
 }
 
@@ -144,6 +152,9 @@ impl Participant {
                 }
                 Ok(RtcOutput::Timeout(at)) => {
                     self.next_timeout = at;
+                    if let Some(interval) = self.interval.take() {
+                        polled.quality = self.quality.interval(&interval);
+                    }
                     return;
                 }
                 Ok(RtcOutput::Event(event)) => self.event(event, polled),
@@ -189,12 +200,35 @@ impl Participant {
             }
             Event::PeerStats(stats) => {
                 self.stats.rtt_ms = stats.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                // An interval's statistics start with the peer's; the media streams' follow
+                // in the same poll (str0m queues them together). Graded once connected.
+                // Loss from transport-wide feedback, both ways: this hop only. (Receiver
+                // reports would not do on the way out: a subscriber counts the gaps of a
+                // lossy publisher's stream, which we forward as they are, as its own.)
+                self.interval = self.connected.then_some(Sample {
+                    loss: worse(stats.ingress_loss_fraction, stats.egress_loss_fraction),
+                    rtt_ms: self.stats.rtt_ms,
+                    jitter_ms: None,
+                });
+            }
+            Event::MediaIngressStats(stats) => {
+                // Our receiver reports' jitter on its microphone: its uplink. (Its reports
+                // on what we send it would add the publishers' jitter to its own.)
+                let jitter = self.audio_jitter_ms(stats.mid, stats.jitter);
+                if let Some(interval) = &mut self.interval {
+                    interval.jitter_ms = worse(interval.jitter_ms, jitter);
+                }
             }
             Event::MediaEgressStats(stats) => {
-                if let Some(remote) = stats.remote {
+                if let Some(remote) = &stats.remote {
                     self.stats
                         .lost_outbound
                         .insert(stats.mid, remote.packets_lost);
+                }
+                if let Some(interval) = &mut self.interval {
+                    if interval.rtt_ms.is_none() {
+                        interval.rtt_ms = stats.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                    }
                 }
                 self.stats.nacks.insert(stats.mid, stats.nacks);
                 if self.stats.rtt_ms.is_none() {
@@ -204,6 +238,16 @@ impl Participant {
             Event::Closed => tracing::debug!("connection closed"),
             _ => {}
         }
+    }
+
+    /// Jitter in ms from RTP timestamp units, for audio m-lines (48 kHz Opus); video's
+    /// jitter mixes in frame pacing and says less about the path.
+    fn audio_jitter_ms(&self, mid: Mid, jitter: u32) -> Option<f64> {
+        let audio = self
+            .rtc
+            .media(mid)
+            .is_some_and(|m| m.kind() == str0m::media::MediaKind::Audio);
+        audio.then(|| f64::from(jitter) / 48.0)
     }
 
     /// Says goodbye (DTLS close_notify) and queues what that sends.
@@ -291,5 +335,13 @@ impl Participant {
             .find_map(|slot| layer_of(*slot, mid, rid).map(|layer| (*slot, layer)))?;
         self.ssrcs.push((ssrc, slot, layer));
         Some((slot, layer))
+    }
+}
+
+/// The worse (larger) of two optional figures.
+fn worse<T: PartialOrd>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b > a { b } else { a }),
+        (a, b) => a.or(b),
     }
 }

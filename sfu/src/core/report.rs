@@ -102,6 +102,7 @@ impl SfuCore {
             dropped: stats.dropped,
             negotiations: participant.negotiation.rounds,
             ice_restarts: stats.ice_restarts,
+            quality: participant.quality.reported(),
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct Client {
     pub alive: bool,
     /// Its network is cut (both directions), but the client itself carries on.
     pub cut: bool,
+    /// Its link loses one datagram in this many, both ways (0: none).
+    pub loss_one_in: u32,
+    sent_or_received: u32,
     pub updates: Updates,
     pub publishes: bool,
     /// Sends a keyframe when asked (a browser does; turn it off to see who waits for one).
@@ -181,6 +184,8 @@ impl Lab {
             answers_keyframe_requests: true,
             speakers: Vec::new(),
             audio_level: -127,
+            loss_one_in: 0,
+            sent_or_received: 0,
             mids: Vec::new(),
             connected: false,
             ice: Vec::new(),
@@ -394,6 +399,16 @@ impl Lab {
     }
 
     fn send(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+        if let Some(client) = self
+            .clients
+            .iter_mut()
+            .find(|c| c.loss_one_in > 0 && (c.public == from || c.public == to))
+        {
+            client.sent_or_received += 1;
+            if client.sent_or_received % client.loss_one_in == 0 {
+                return;
+            }
+        }
         self.network.push_back(InFlight {
             at: self.now + LATENCY,
             from,

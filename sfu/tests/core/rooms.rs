@@ -286,3 +286,56 @@ fn the_room_hears_who_speaks() {
         lab.clients.iter().all(|c| c.speakers.is_empty())
     });
 }
+
+/// Connection quality from what the statistics say about each participant's link: a lossy one
+/// is graded poor at once and comes back step by step once it is clean; the others stay good.
+#[test]
+fn a_lossy_link_is_graded_poor_and_recovers() {
+    use sfu::Quality;
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", true);
+    lab.join(ada, "r").unwrap();
+    lab.join(bob, "r").unwrap();
+    let quality = |lab: &Lab, of: usize| {
+        let name = &lab.clients[of].name;
+        lab.clients[ada]
+            .participants
+            .iter()
+            .find(|p| &p.name == name)
+            .and_then(|p| p.quality)
+    };
+    lab.run_until("both graded good", secs(5), |lab| {
+        quality(lab, ada) == Some(Quality::Good) && quality(lab, bob) == Some(Quality::Good)
+    });
+
+    lab.clients[bob].loss_one_in = 8;
+    let t0 = lab.now;
+    lab.run_until("Bob graded poor", secs(5), |lab| {
+        quality(lab, bob) == Some(Quality::Poor)
+    });
+    assert!(lab.now - t0 <= secs(3), "poor after {:?}", lab.now - t0);
+    lab.run_for(secs(3));
+    assert_eq!(
+        quality(&lab, ada),
+        Some(Quality::Good),
+        "Ada's own link is fine"
+    );
+    let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
+        panic!()
+    };
+    let bob_report = report.rooms[0]
+        .participants
+        .iter()
+        .find(|p| p.name == "Bob")
+        .unwrap();
+    assert_eq!(bob_report.quality, Some(Quality::Poor));
+
+    lab.clients[bob].loss_one_in = 0;
+    lab.run_until("Bob back to fair", secs(8), |lab| {
+        quality(lab, bob) == Some(Quality::Fair)
+    });
+    lab.run_until("and good", secs(8), |lab| {
+        quality(lab, bob) == Some(Quality::Good)
+    });
+}
