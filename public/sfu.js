@@ -5,6 +5,7 @@
 //   ← update {type:'offer', sdp}    ack {type:'answer', sdp} | {error}
 //   ← participants [{id, name, streams, audio, video}]
 //   ← speakers [{id, level}]         who speaks, loudest first (the server ranks RTP audio levels)
+//   ← publish_layers {mid, active}   which of our simulcast layers anybody needs (rid → bool)
 //   → restart {}                     ack {ok} | {error}: the server restarts ICE with an update
 //   → layer {participant, quality}   ack {ok} | {error}: the video layer a tile needs
 //   → leave                          ack {ok}
@@ -28,7 +29,7 @@ import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
 import { dropMeter, levelMeter, receiverMeter, senderMeter, stopStream } from './lib/media.js';
 import { simulcastEncodings } from './lib/bitrate.js';
-import { tileQuality } from './lib/layers.js';
+import { applyLayerAsk, tileQuality } from './lib/layers.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
@@ -252,6 +253,18 @@ function onParticipants(list) {
   for (const id of [...tiles.keys()]) if (!others.some((p) => p.id === id)) removeTile(id);
 }
 
+/** The server says which of our camera's layers anybody needs; the others stop. */
+async function onPublishLayers(ask) {
+  const sender = pc?.getTransceivers().find((t) => t.mid === ask?.mid)?.sender;
+  if (!sender) return;
+  const params = sender.getParameters();
+  const { encodings, changed } = applyLayerAsk(params.encodings, ask.active);
+  log('publish-layers', ask.active);
+  if (!changed) return;
+  params.encodings = encodings;
+  await sender.setParameters(params).catch((err) => log('publish-layers', err.message));
+}
+
 /** The server's ranking: the loudest speaker's tile is marked (ours too, when it is us). */
 function onSpeakers(list) {
   hooks.speaker = (Array.isArray(list) && typeof list[0]?.id === 'string') ? list[0].id : null;
@@ -293,6 +306,7 @@ function connectSocket() {
   socket.on('update', onUpdate);
   socket.on('participants', onParticipants);
   socket.on('speakers', onSpeakers);
+  socket.on('publish_layers', onPublishLayers);
   socket.on('sfu_error', onSfuError);
   socket.on('disconnect', (reason) => {
     log('disconnect', reason);

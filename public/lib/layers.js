@@ -17,3 +17,21 @@ export function tileQuality({ height, visible }) {
   if (height <= MEDIUM_MAX_HEIGHT) return 'medium';
   return 'high';
 }
+
+/**
+ * The server's `publish_layers` ask applied to a sender's encodings: each encoding whose rid
+ * the ask names is switched on or off (a layer nobody watches costs no encoding and no uplink).
+ * @param {RTCRtpEncodingParameters[]} encodings  from RTCRtpSender.getParameters()
+ * @param {Record<string, boolean>} active  rid → send it
+ * @returns {{encodings: RTCRtpEncodingParameters[], changed: boolean}}
+ */
+export function applyLayerAsk(encodings, active) {
+  let changed = false;
+  const next = (encodings ?? []).map((encoding) => {
+    const wanted = encoding.rid !== undefined ? active?.[encoding.rid] : undefined;
+    if (typeof wanted !== 'boolean' || encoding.active === wanted) return encoding;
+    changed = true;
+    return { ...encoding, active: wanted };
+  });
+  return { encodings: next, changed };
+}

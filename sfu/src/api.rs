@@ -215,6 +215,16 @@ pub enum ParticipantEvent {
     Failed,
     /// Who speaks in the room now, loudest first (empty: nobody); sent when that changes.
     Speakers(Vec<Speaker>),
+    /// Which simulcast layers of its track on an m-line the publisher should send (the others
+    /// nobody needs); sent when that changes.
+    PublishLayers(PublishLayers),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PublishLayers {
+    pub mid: String,
+    /// RID → whether to send that layer.
+    pub active: std::collections::BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]

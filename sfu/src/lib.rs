@@ -28,8 +28,8 @@ mod driver;
 mod handle;
 
 pub use api::{
-    IceCandidate, JoinAnswer, MediaCodec, NetConfig, ParticipantEvent, ParticipantInfo, Quality,
-    SfuConfig, SfuError, Speaker, TrackKind, UnknownCodec,
+    IceCandidate, JoinAnswer, MediaCodec, NetConfig, ParticipantEvent, ParticipantInfo,
+    PublishLayers, Quality, SfuConfig, SfuError, Speaker, TrackKind, UnknownCodec,
 };
 pub use handle::{JoinRequest, Joined, Sfu};
 pub use ids::{ParticipantId, PublicationId, Round, TapId};

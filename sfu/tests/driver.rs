@@ -74,7 +74,9 @@ async fn a_client_connects_through_the_driver_and_leaves_nothing_behind() {
                     let ours = client.sdp_api().accept_offer(offer).unwrap();
                     sfu.answer(id, round, Ok(ours.to_sdp_string()));
                 }
-                ParticipantEvent::Participants(_) | ParticipantEvent::Speakers(_) => {}
+                ParticipantEvent::Participants(_)
+                | ParticipantEvent::Speakers(_)
+                | ParticipantEvent::PublishLayers(_) => {}
                 ParticipantEvent::Failed => panic!("failed while connecting"),
             },
         }

@@ -8,7 +8,8 @@
 // on a keyframe of the new layer (sfu/src/media/munger.rs). The test reads what the browsers
 // themselves report (RTCPeerConnection.getStats()): the publisher's outbound streams per rid,
 // and on a subscriber the resolution its decoder gets from one publisher, its frames decoded
-// and its freezes, while the tile is resized, pinned large, hidden and shown again.
+// and its freezes, while the tile is resized, pinned large, hidden and shown again; and that
+// the publisher stops sending the layers nobody watches and starts again when one is wanted.
 //
 // Run it like tests/browser/sfu.test.mjs (scripts/test does): inside a namespace with only
 // loopback, against the release server.
@@ -153,9 +154,27 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
     }
   });
 
+  it('layers nobody watches stop at the publisher', async () => {
+    // Bob and Cid both want Ann's lowest layer now: after the server's delay (5 s) Ann's
+    // browser stops encoding and sending h and f.
+    const t0 = Date.now();
+    await until('Ann sends only q', async () => {
+      const a = await outbound(ann);
+      await sleep(1500);
+      const b = await outbound(ann);
+      const flowing = ['q', 'h', 'f'].filter((rid) => b[rid]?.bytes > (a[rid]?.bytes ?? 0));
+      if (JSON.stringify(flowing) === '["q"]') return true;
+      throw new Error(`flowing: ${flowing}`);
+    }, WAIT_MS, 0);
+    figures.pausedAfterMs = Date.now() - t0;
+    const events = await ann.evaluate(() => window.__rtc.events.filter((e) => e.event === 'publish-layers').map((e) => e.detail));
+    assert.deepEqual(events.at(-1), { f: false, h: false, q: true }, JSON.stringify(events));
+  });
+
   it('a hidden tile receives nothing and resumes when shown', async () => {
+    // Ann's h layer is off (previous test): asking for it switches it back on at Ann.
     await bob.setViewportSize({ width: 1280, height: 720 });
-    await expectLayer(bob, ann, { quality: 'medium', height: 270 }, 'back to medium');
+    figures.resumedAtPublisher = await expectLayer(bob, ann, { quality: 'medium', height: 270 }, 'back to medium');
     await bob.evaluate((id) => { document.querySelector(`.tile[data-participant="${id}"]`).style.display = 'none'; }, ann.id);
     await until('Bob\'s hidden tile asks for nothing', async () => (await received(bob, ann)).quality === 'off');
     await sleep(1000); // packets already on their way

@@ -5,14 +5,22 @@
 //! after [`ACTIVE_WINDOW`](crate::media::layers::ACTIVE_WINDOW) without packets, and a
 //! subscriber's wish changes a few times a minute at most. A switch up or down waits for a
 //! keyframe of the new layer, asked for here (throttled per layer) until it comes.
+//!
+//! The same tick tells each simulcast publisher which layers anybody needs
+//! ([`needed`]: the subscribers' wishes, a tap's top layer, always the lowest): a layer
+//! nobody needed for [`PAUSE_DELAY`](crate::media::layers::PAUSE_DELAY) is switched off at
+//! the publisher, a needed one back on at once (`publish_layers`; LiveKit calls it dynacast).
 
 use std::time::{Duration, Instant};
 
 use super::SfuCore;
 use crate::{
-    api::{SfuError, TrackKind},
+    api::{ParticipantEvent, PublishLayers, SfuError, TrackKind},
     ids::{ParticipantId, PublicationSlot},
-    media::layers::pick,
+    media::{
+        layers::{needed, pick},
+        sink::Sink,
+    },
 };
 
 /// How often layer choices are revisited.
@@ -86,6 +94,50 @@ impl SfuCore {
         keyframes.dedup();
         for (publication, layer) in keyframes {
             self.want_keyframe(now, publication, layer, None);
+        }
+        self.ask_publishers(now);
+    }
+
+    /// Tells simulcast publishers which layers to send (see the module docs).
+    fn ask_publishers(&mut self, now: Instant) {
+        let mut asks = Vec::new();
+        for (_, publication) in self.publications.iter_mut() {
+            if !publication.layers.is_simulcast() {
+                continue;
+            }
+            let top = publication.layers.top();
+            let participants = &self.participants;
+            let wishes = publication.sinks.iter().map(|sink| match sink {
+                Sink::Subscriber {
+                    participant,
+                    subscription,
+                } => participants
+                    .get(participant.0)
+                    .and_then(|p| p.subscriptions.get(subscription.0))
+                    .filter(|s| s.is_open())
+                    .and_then(|s| s.wanted),
+                Sink::Tap(_) => Some(top),
+            });
+            let needed = needed(wishes, publication.layers.len());
+            if let Some(asked) = publication.publisher_layers.update(needed, now) {
+                let active = publication
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, l)| Some((l.rid?.to_string(), asked.contains(i as u8))))
+                    .collect();
+                asks.push((
+                    publication.owner_id,
+                    PublishLayers {
+                        mid: publication.mid.to_string(),
+                        active,
+                    },
+                ));
+            }
+        }
+        for (owner, ask) in asks {
+            tracing::debug!(%owner, mid = %ask.mid, active = ?ask.active, "publisher layers");
+            self.emit(owner, ParticipantEvent::PublishLayers(ask));
         }
     }
 }

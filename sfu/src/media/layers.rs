@@ -184,6 +184,66 @@ impl Layers {
     }
 }
 
+/// A layer nobody has needed for this long is switched off at the publisher (LiveKit's
+/// `dynacast_pause_delay`); a needed one is switched on at once.
+pub const PAUSE_DELAY: Duration = Duration::from_secs(5);
+
+/// The layers subscribers need of a publication: each subscription's wish (clamped to the
+/// layers there are), and always the lowest, so a subscriber that loses its layer has one to
+/// fall back on at once.
+pub fn needed(wishes: impl IntoIterator<Item = Option<u8>>, layers: usize) -> LayerMask {
+    let top = layers.saturating_sub(1) as u8;
+    wishes
+        .into_iter()
+        .flatten()
+        .fold(LayerMask::default().with(0), |mask, wish| {
+            mask.with(wish.min(top))
+        })
+}
+
+/// Which layers the publisher is asked to send ("dynacast"): it stops encoding and sending a
+/// layer nobody needs, so an idle high layer costs no uplink and no CPU.
+#[derive(Debug, Clone)]
+pub struct PublisherLayers {
+    /// What the publisher was last told (all layers until told otherwise).
+    asked: LayerMask,
+    unneeded_since: [Option<Instant>; MAX_LAYERS],
+}
+
+impl PublisherLayers {
+    pub fn new(layers: usize) -> Self {
+        PublisherLayers {
+            asked: LayerMask((1u8 << layers.min(MAX_LAYERS)) - 1),
+            unneeded_since: [None; MAX_LAYERS],
+        }
+    }
+
+    /// Folds in what is `needed` now; returns the layers to ask for when that changes.
+    pub fn update(&mut self, needed: LayerMask, now: Instant) -> Option<LayerMask> {
+        let mut asked = self.asked;
+        for layer in 0..MAX_LAYERS as u8 {
+            let since = &mut self.unneeded_since[usize::from(layer)];
+            if needed.contains(layer) {
+                *since = None;
+                asked = asked.with(layer);
+            } else if self.asked.contains(layer) {
+                let since = *since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= PAUSE_DELAY {
+                    asked = LayerMask(asked.0 & !(1 << layer));
+                }
+            }
+        }
+        (asked != self.asked).then(|| {
+            self.asked = asked;
+            asked
+        })
+    }
+
+    pub fn asked(&self) -> LayerMask {
+        self.asked
+    }
+}
+
 /// The layer to forward to a subscription that wants at most `wanted` (`None` = nothing):
 /// the highest active layer not above it, else the lowest active one above it (a picture
 /// too large beats none). With nothing active yet (a publisher still starting), `wanted`
@@ -222,6 +282,33 @@ mod tests {
         // Nothing active yet: wait for what is wanted, within the layers there are.
         assert_eq!(pick(Some(2), LayerMask::default(), 3), Some(2));
         assert_eq!(pick(Some(u8::MAX), LayerMask::default(), 1), Some(0));
+    }
+
+    #[test]
+    fn the_lowest_layer_is_always_needed_and_wishes_are_clamped() {
+        assert_eq!(needed([], 3), mask(&[0]));
+        assert_eq!(needed([None, Some(1)], 3), mask(&[0, 1]));
+        assert_eq!(needed([Some(u8::MAX), Some(0)], 3), mask(&[0, 2]));
+        assert_eq!(needed([Some(u8::MAX)], 1), mask(&[0]));
+    }
+
+    #[test]
+    fn unneeded_layers_stop_after_a_delay_and_needed_ones_start_at_once() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = PublisherLayers::new(3);
+        assert_eq!(p.asked(), mask(&[0, 1, 2]));
+        assert_eq!(p.update(mask(&[0, 1, 2]), t0), None);
+        // Nobody wants the top layer any more…
+        assert_eq!(p.update(mask(&[0, 1]), t0), None);
+        assert_eq!(p.update(mask(&[0, 1]), t0 + s(4)), None, "not yet");
+        // …a wish that comes and goes within the delay does not restart it early.
+        assert_eq!(p.update(mask(&[0]), t0 + s(4)), None);
+        assert_eq!(p.update(mask(&[0, 1]), t0 + s(5)), Some(mask(&[0, 1])));
+        assert_eq!(p.update(mask(&[0]), t0 + s(6)), None);
+        assert_eq!(p.update(mask(&[0]), t0 + s(11)), Some(mask(&[0])));
+        // Someone pins the tile: the top layer is asked for at once.
+        assert_eq!(p.update(mask(&[0, 2]), t0 + s(12)), Some(mask(&[0, 2])));
     }
 
     #[test]

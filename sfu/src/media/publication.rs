@@ -7,7 +7,11 @@ use str0m::{format::PayloadParams, media::Mid};
 use crate::{
     api::TrackKind,
     ids::{ParticipantId, ParticipantSlot, PublicationId},
-    media::{layers::Layers, sink::Sinks, speaker::SpeakerMeter},
+    media::{
+        layers::{Layers, PublisherLayers},
+        sink::Sinks,
+        speaker::SpeakerMeter,
+    },
 };
 
 #[derive(Debug)]
@@ -19,6 +23,8 @@ pub struct Publication {
     pub kind: TrackKind,
     pub codec: CodecCache,
     pub layers: Layers,
+    /// Which of its layers the publisher is asked to send.
+    pub publisher_layers: PublisherLayers,
     pub(crate) sinks: Sinks,
     /// Speech level (audio publications).
     pub speaker: SpeakerMeter,
@@ -40,6 +46,7 @@ impl Publication {
             mid,
             kind,
             codec: CodecCache::default(),
+            publisher_layers: PublisherLayers::new(layers.len()),
             layers,
             sinks: Sinks::default(),
             speaker: SpeakerMeter::default(),

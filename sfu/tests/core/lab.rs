@@ -455,6 +455,7 @@ impl Lab {
                 self.poll_client(c);
             }
             ParticipantEvent::Participants(list) => self.clients[c].participants = list,
+            ParticipantEvent::PublishLayers(_) => {}
             ParticipantEvent::Speakers(list) => {
                 self.clients[c].speakers = list.iter().map(|s| s.id).collect()
             }

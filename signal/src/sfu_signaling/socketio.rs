@@ -203,6 +203,9 @@ async fn pump(
             ParticipantEvent::Speakers(speakers) => {
                 let _ = socket.emit("speakers", &speakers);
             }
+            ParticipantEvent::PublishLayers(layers) => {
+                let _ = socket.emit("publish_layers", &layers);
+            }
             ParticipantEvent::Failed => {
                 let left = hub.lock().media_failed(socket.id, id, &mut Plane(&hub.sfu));
                 if left {
