@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../lib/server.mjs';
-import { launchChromium, until } from '../lib/browser.mjs';
+import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
 
 const ROOM = `simulcast-${process.pid}`;
 const MEDIA = 'res=960x540&fps=15';
@@ -28,20 +28,7 @@ let server;
 const browsers = [];
 const figures = {};
 
-async function openPage(browser, label, viewport) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.label = label;
-  page.on('pageerror', (e) => console.log(`${label}: page error: ${e.message}`));
-  await page.goto(`${server.url}/sfu.html?${MEDIA}`, { waitUntil: 'load' });
-  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: WAIT_MS });
-  await page.getByTestId('room').fill(ROOM);
-  await page.getByTestId('name').fill(label);
-  await page.getByTestId('join').click();
-  await page.waitForFunction(() => window.__rtc.id, null, { timeout: WAIT_MS });
-  page.id = await page.evaluate(() => window.__rtc.id);
-  return page;
-}
+const openPage = (browser, name, viewport) => joinSfuRoom(browser, `${server.url}/sfu.html?${MEDIA}`, { room: ROOM, name, viewport, timeout: WAIT_MS });
 
 /** The publisher's outbound video streams: rid → {bytes, frames, height}. */
 function outbound(page) {

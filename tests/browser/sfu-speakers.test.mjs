@@ -14,9 +14,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { startServer } from '../lib/server.mjs';
-import { CHROMIUM, chromiumArgs, until } from '../lib/browser.mjs';
+import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
 
 const ROOM = `speakers-${process.pid}`;
 const WAIT_MS = 20_000;
@@ -32,18 +31,9 @@ function wav(name, source) {
 }
 
 async function participant(label, microphone) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...chromiumArgs(), `--use-file-for-fake-audio-capture=${microphone}`], timeout: 20_000 });
+  const browser = await launchChromium([`--use-file-for-fake-audio-capture=${microphone}`]);
   browsers.push(browser);
-  const page = await (await browser.newContext({ viewport: { width: 960, height: 540 } })).newPage();
-  page.label = label;
-  await page.goto(`${server.url}/sfu.html?res=320x240&fps=15`, { waitUntil: 'load' });
-  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: WAIT_MS });
-  await page.getByTestId('room').fill(ROOM);
-  await page.getByTestId('name').fill(label);
-  await page.getByTestId('join').click();
-  await page.waitForFunction(() => window.__rtc.id, null, { timeout: WAIT_MS });
-  page.id = await page.evaluate(() => window.__rtc.id);
-  return page;
+  return joinSfuRoom(browser, `${server.url}/sfu.html?res=320x240&fps=15`, { room: ROOM, name: label, timeout: WAIT_MS });
 }
 
 const mic = (page) => page.locator('#toggle-mic');

@@ -21,8 +21,27 @@ export function chromiumArgs({ loopback = true } = {}) {
   ];
 }
 
-export function launchChromium() {
-  return chromium.launch({ executablePath: CHROMIUM, args: chromiumArgs(), timeout: 20_000 });
+/** Headless Chromium for call tests; `extraArgs` add to chromiumArgs() (e.g. a fake microphone file). */
+export function launchChromium(extraArgs = []) {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...chromiumArgs(), ...extraArgs], timeout: 20_000 });
+}
+
+/**
+ * Opens `url` (an sfu.html page) in a new context of `browser` and joins `room` as `name`;
+ * resolves with the page once the server answered, `page.id` its participant id.
+ */
+export async function joinSfuRoom(browser, url, { room, name, viewport = { width: 960, height: 540 }, timeout = 30_000 }) {
+  const page = await (await browser.newContext({ viewport })).newPage();
+  page.label = name;
+  page.on('pageerror', (e) => console.log(`${name}: page error: ${e.message}`));
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout });
+  await page.getByTestId('room').fill(room);
+  await page.getByTestId('name').fill(name);
+  await page.getByTestId('join').click();
+  await page.waitForFunction(() => window.__rtc.id, null, { timeout });
+  page.id = await page.evaluate(() => window.__rtc.id);
+  return page;
 }
 
 /**

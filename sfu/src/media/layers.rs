@@ -54,9 +54,6 @@ pub struct Layer {
     pub keyframes: KeyframeThrottle,
     pub last_packet: Option<Instant>,
     pub loss: LossCounter,
-    /// Bytes received in the current and the previous one-second window, for the bitrate.
-    bytes: [u64; 2],
-    window_start: Option<Instant>,
 }
 
 impl Layer {
@@ -66,28 +63,11 @@ impl Layer {
             keyframes,
             last_packet: None,
             loss: LossCounter::default(),
-            bytes: [0; 2],
-            window_start: None,
         }
     }
 
-    pub fn packet(&mut self, now: Instant, bytes: usize) {
+    pub fn packet(&mut self, now: Instant) {
         self.last_packet = Some(now);
-        let start = *self.window_start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= Duration::from_secs(2) {
-            self.bytes = [0, 0];
-            self.window_start = Some(now);
-        } else if elapsed >= Duration::from_secs(1) {
-            self.bytes = [0, self.bytes[0]];
-            self.window_start = Some(start + Duration::from_secs(1));
-        }
-        self.bytes[0] += bytes as u64;
-    }
-
-    /// Payload bit rate over the last full second (0 until one has passed).
-    pub fn bitrate_bps(&self) -> u64 {
-        self.bytes[1] * 8
     }
 
     pub fn is_active(&self, now: Instant) -> bool {
@@ -330,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_is_active_while_its_packets_arrive_and_its_bitrate_is_measured() {
+    fn a_layer_is_active_while_its_packets_arrive() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut layers = Layers::new(
@@ -339,11 +319,9 @@ mod tests {
         );
         assert!(layers.active(t0).is_empty());
         for i in 0..=10 {
-            layers.get_mut(1).unwrap().packet(t0 + ms(i * 100), 1000);
+            layers.get_mut(1).unwrap().packet(t0 + ms(i * 100));
         }
         assert_eq!(layers.active(t0 + ms(1000)), mask(&[1]));
         assert_eq!(layers.active(t0 + ms(2000)), LayerMask::default());
-        // Ten packets of 1000 bytes in the first second.
-        assert_eq!(layers.get(1).unwrap().bitrate_bps(), 80_000);
     }
 }
