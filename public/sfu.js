@@ -6,6 +6,7 @@
 //   ← participants [{id, name, streams, audio, video}]
 //   ← speakers [{id, level}]         who speaks, loudest first (the server ranks RTP audio levels)
 //   ← publish_layers {mid, active}   which of our simulcast layers anybody needs (rid → bool)
+//   ← video_state {participant, state} 'paused': our connection cannot carry their video now
 //   → restart {}                     ack {ok} | {error}: the server restarts ICE with an update
 //   → layer {participant, quality}   ack {ok} | {error}: the video layer a tile needs
 //   → leave                          ack {ok}
@@ -202,9 +203,12 @@ function ensureTile(info) {
     video.dataset.participant = info.id;
     const avatar = document.createElement('div');
     avatar.className = 'avatar';
+    const paused = document.createElement('div');
+    paused.className = 'paused-note';
+    paused.textContent = 'Video paused: your connection is too slow';
     const caption = document.createElement('figcaption');
     caption.innerHTML = '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span><span class="connection"><i></i><i></i><i></i></span>';
-    el.append(video, avatar, caption);
+    el.append(video, avatar, paused, caption);
     $('grid').append(el);
     tile = { el, video, stream: new MediaStream(), meter: null, name: '', visible: true, quality: null };
     video.srcObject = tile.stream;
@@ -265,6 +269,15 @@ async function onPublishLayers(ask) {
   await sender.setParameters(params).catch((err) => log('publish-layers', err.message));
 }
 
+/** The server paused (or resumed) a participant's video for us: our downlink cannot carry it. */
+function onVideoState(state) {
+  const tile = tiles.get(state?.participant);
+  log('video-state', state);
+  if (!tile) return;
+  if (state.state === 'paused') tile.el.dataset.video = 'paused';
+  else delete tile.el.dataset.video;
+}
+
 /** The server's ranking: the loudest speaker's tile is marked (ours too, when it is us). */
 function onSpeakers(list) {
   hooks.speaker = (Array.isArray(list) && typeof list[0]?.id === 'string') ? list[0].id : null;
@@ -307,6 +320,7 @@ function connectSocket() {
   socket.on('participants', onParticipants);
   socket.on('speakers', onSpeakers);
   socket.on('publish_layers', onPublishLayers);
+  socket.on('video_state', onVideoState);
   socket.on('sfu_error', onSfuError);
   socket.on('disconnect', (reason) => {
     log('disconnect', reason);

@@ -102,6 +102,11 @@ pub struct SfuConfig {
     /// Minimum spacing of keyframe requests to one publisher track.
     pub keyframe_interval: Duration,
     pub codecs: Vec<MediaCodec>,
+    /// Send-side bandwidth estimation toward each subscriber (transport-wide congestion
+    /// control feedback), starting from this many bits per second; the estimate decides which
+    /// layers each subscriber gets (`media/allocator.rs`). `None`: off, every subscriber
+    /// gets the layers it asks for.
+    pub bandwidth_estimation: Option<u64>,
     /// This core's shard (the first hex digit of its participant ids), < 16.
     pub shard: u8,
 }
@@ -118,6 +123,7 @@ impl SfuConfig {
             silence_limit: Duration::from_secs(8),
             keyframe_interval: Duration::from_millis(500),
             codecs: MediaCodec::DEFAULT.to_vec(),
+            bandwidth_estimation: None,
             shard: 0,
         }
     }
@@ -218,6 +224,12 @@ pub enum ParticipantEvent {
     /// Which simulcast layers of its track on an m-line the publisher should send (the others
     /// nobody needs); sent when that changes.
     PublishLayers(PublishLayers),
+    /// The video of `publisher` is paused for this participant because its connection
+    /// cannot carry it (`paused`), or flows again; sent when that changes.
+    VideoPaused {
+        publisher: ParticipantId,
+        paused: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -76,7 +76,8 @@ async fn a_client_connects_through_the_driver_and_leaves_nothing_behind() {
                 }
                 ParticipantEvent::Participants(_)
                 | ParticipantEvent::Speakers(_)
-                | ParticipantEvent::PublishLayers(_) => {}
+                | ParticipantEvent::PublishLayers(_)
+                | ParticipantEvent::VideoPaused { .. } => {}
                 ParticipantEvent::Failed => panic!("failed while connecting"),
             },
         }

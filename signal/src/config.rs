@@ -141,6 +141,11 @@ pub struct SfuFileConfig {
     pub keyframe_interval_ms: Option<u64>,
     /// Codecs offered to browsers, from opus, vp8, vp9, h264, av1, h265.
     pub codecs: Option<Vec<String>>,
+    /// Send-side bandwidth estimation toward each subscriber, which picks the layers it gets
+    /// (default off: docs/sfu.md says why).
+    pub bandwidth_estimation: Option<bool>,
+    /// The estimate each subscriber starts from, kbit/s (default 1000).
+    pub start_bitrate_kbps: Option<u32>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -417,6 +422,14 @@ fn sfu_config(
     if let Some(ms) = file.keyframe_interval_ms {
         config.keyframe_interval = std::time::Duration::from_millis(ms);
     }
+    let start_kbps = file.start_bitrate_kbps.unwrap_or(1000);
+    if !(30..=100_000).contains(&start_kbps) {
+        return Err(invalid("start_bitrate_kbps must be 30-100000".into()));
+    }
+    config.bandwidth_estimation = file
+        .bandwidth_estimation
+        .unwrap_or(false)
+        .then_some(u64::from(start_kbps) * 1000);
     if let Some(codecs) = file.codecs {
         config.codecs = codecs
             .iter()
@@ -535,7 +548,7 @@ mod tests {
         let file: FileConfig = toml::from_str(
             "listen = \"127.0.0.1:9000\"\n[sfu]\nports = \"40000-40009\"\nroom_capacity = 8\n\
              update_timeout = 5\nrestart_timeout = 12\nkeyframe_interval_ms = 250\n\
-             codecs = [\"opus\", \"vp8\"]\n",
+             codecs = [\"opus\", \"vp8\"]\nbandwidth_estimation = true\nstart_bitrate_kbps = 600\n",
         )
         .unwrap();
         let config = Config::merge(file, cli(&["--sfu-room-capacity", "4"])).unwrap();
@@ -547,6 +560,7 @@ mod tests {
         assert_eq!(sfu.connect_timeout.as_secs(), 20, "default");
         assert_eq!(sfu.keyframe_interval.as_millis(), 250);
         assert_eq!(sfu.codecs, [sfu::MediaCodec::Opus, sfu::MediaCodec::Vp8]);
+        assert_eq!(sfu.bandwidth_estimation, Some(600_000));
         assert_eq!(
             sfu.net.bind_ip.to_string(),
             "0.0.0.0",

@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../lib/server.mjs';
-import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
+import { joinSfuRoom, launchChromium, sfuReceived, until } from '../lib/browser.mjs';
 
 const ROOM = `simulcast-${process.pid}`;
 const MEDIA = 'res=960x540&fps=15';
@@ -41,26 +41,7 @@ function outbound(page) {
   });
 }
 
-/** What `page` receives of `publisher`'s video: its decoder's view, and the tile's state. */
-function received(page, publisher) {
-  return page.evaluate(async (id) => {
-    const video = document.querySelector(`video[data-participant="${id}"]`);
-    const track = video?.srcObject?.getVideoTracks()[0];
-    const receiver = track && window.__rtc.pc.getReceivers().find((r) => r.track === track);
-    if (!receiver) return null;
-    let inbound = null;
-    (await receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
-    return {
-      quality: video.closest('.tile').dataset.layer ?? null,
-      height: inbound?.frameHeight ?? 0,
-      frames: inbound?.framesDecoded ?? 0,
-      bytes: inbound?.bytesReceived ?? 0,
-      freezes: inbound?.freezeCount ?? 0,
-      frozenS: inbound?.totalFreezesDuration ?? 0,
-      keyframes: inbound?.keyFramesDecoded ?? 0,
-    };
-  }, publisher.id);
-}
+const received = (page, publisher) => sfuReceived(page, publisher.id);
 
 /**
  * Waits until `page` decodes `publisher`'s video at `height` and keeps decoding it; returns how

@@ -3,8 +3,8 @@
 import { until } from '../lib/browser.mjs';
 
 /** A fresh context and page in `browser`, with console errors and page errors collected. */
-export async function openPage(browser, url, label) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 540 } });
+export async function openPage(browser, url, label, viewport = { width: 960, height: 540 }) {
+  const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.label = label;
   page.errors = [];
@@ -136,6 +136,55 @@ export async function startSampler(page, everyMs = 200) {
       return window.__lab.samples;
     }),
   };
+}
+
+/**
+ * Samples an SFU room page's remote tiles every `everyMs`: per publisher (the tile's
+ * participant id), frames decoded, the decoded height and whether the server paused that
+ * video for lack of bandwidth. `stop()` returns the samples.
+ */
+export async function startTileSampler(page, everyMs = 200) {
+  await page.evaluate((every) => {
+    const lab = (window.__tiles = { samples: [], timer: 0 });
+    lab.timer = setInterval(async () => {
+      const pc = window.__rtc?.pc;
+      const tiles = {};
+      for (const video of document.querySelectorAll('video[data-participant]')) {
+        const track = video.srcObject?.getVideoTracks()[0];
+        const receiver = track && pc?.getReceivers().find((r) => r.track === track);
+        if (!receiver) continue;
+        let inbound = null;
+        (await receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
+        tiles[video.dataset.participant] = { frames: inbound?.framesDecoded ?? 0, height: inbound?.frameHeight ?? 0, paused: video.closest('.tile').dataset.video === 'paused' };
+      }
+      lab.samples.push({ t: Date.now(), tiles });
+    }, every);
+  }, everyMs);
+  return {
+    stop: () => page.evaluate(() => {
+      clearInterval(window.__tiles.timer);
+      return window.__tiles.samples;
+    }),
+  };
+}
+
+/**
+ * The longest time (ms) from `from` on during which publisher `id`'s tile decoded no frame
+ * without saying why: while the tile shows that the server paused the video, it is not frozen.
+ */
+export function longestTileStall(samples, id, from = 0) {
+  const kept = samples.filter((s) => s.t >= from && s.tiles[id]);
+  let worst = 0;
+  let last = kept[0];
+  for (const s of kept) {
+    if (s.tiles[id].paused) {
+      last = s;
+    } else if (s.tiles[id].frames > last.tiles[id].frames) {
+      worst = Math.max(worst, s.t - last.t);
+      last = s;
+    }
+  }
+  return Math.max(worst, (kept.at(-1)?.t ?? 0) - (last?.t ?? 0));
 }
 
 /**

@@ -133,6 +133,7 @@ export class Lab {
     this.processes = new Set();
     this.links = {};
     this.rates = {};
+    this.downlinkCaps = {};
     this.browsers = new Set();
     this.server = null;
     this.bridge = `${this.id}-wan`;
@@ -341,8 +342,24 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
     }
   }
 
+  /**
+   * Caps only what reaches a home (its router's LAN side) with the kernel's token bucket
+   * filter and a home router's ~300 ms buffer; its uplink stays as it is. 0 lifts the cap.
+   * Not combined with `impair`'s `rateKbit` (both use the router's LAN qdisc).
+   */
+  async capDownlink(home, rateKbit) {
+    if ((this.downlinkCaps[home] ?? 0) === rateKbit) return;
+    this.downlinkCaps[home] = rateKbit;
+    if (rateKbit) {
+      await this.exec(`r${home}`, 'tc', ['qdisc', 'replace', 'dev', 'lan', 'root', 'tbf', 'rate', `${rateKbit}kbit`, 'burst', '6000', 'latency', '300ms']);
+    } else {
+      await this.exec(`r${home}`, 'tc', ['qdisc', 'del', 'dev', 'lan', 'root']).catch(() => {});
+    }
+  }
+
   async clearImpairment(home) {
     await this.impair(home, {});
+    await this.capDownlink(home, 0);
   }
 
   async #configureLink(home, config) {
@@ -361,9 +378,15 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
    * 3478 and, with `turnTls`, TURN over TLS on 5349 (the lab certificate).
    * @param {{turn?: boolean, turnTls?: boolean, args?: string[], publicDir?: string}} options
    */
-  async startServer({ turn = true, turnTls = false, args = [], publicDir } = {}) {
+  async startServer({ turn = true, turnTls = false, args = [], publicDir, config } = {}) {
     const flags = ['--listen', `0.0.0.0:${WEB_PORT}`, '--cert', this.cert, '--key', this.key,
       '--public-dir', publicDir ?? path.join(repoRoot, 'public'), '--cert-dir', path.join(this.dir, 'certs'), ...args];
+    if (config) {
+      // A signal.toml (docs/deploy/signal.toml's format) for what has no flag.
+      const file = path.join(this.dir, 'signal.toml');
+      writeFileSync(file, config);
+      flags.push('--config', file);
+    }
     if (!turn) flags.push('--no-turn');
     else flags.push('--turn-config', this.#turnConfig({ tls: turnTls }));
     return this.startSignal(flags, `0.0.0.0:${WEB_PORT}`);

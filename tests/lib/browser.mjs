@@ -45,6 +45,32 @@ export async function joinSfuRoom(browser, url, { room, name, viewport = { width
 }
 
 /**
+ * What an SFU room page receives of one publisher's video: its decoder's view (getStats() of
+ * that tile's receiver) and the tile's state (`quality`: the layer it asks for; `video`:
+ * 'paused' when the server paused it for lack of bandwidth).
+ */
+export function sfuReceived(page, publisherId) {
+  return page.evaluate(async (id) => {
+    const video = document.querySelector(`video[data-participant="${id}"]`);
+    const track = video?.srcObject?.getVideoTracks()[0];
+    const receiver = track && window.__rtc.pc.getReceivers().find((r) => r.track === track);
+    if (!receiver) return null;
+    let inbound = null;
+    (await receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
+    return {
+      quality: video.closest('.tile').dataset.layer ?? null,
+      video: video.closest('.tile').dataset.video ?? 'active',
+      height: inbound?.frameHeight ?? 0,
+      frames: inbound?.framesDecoded ?? 0,
+      bytes: inbound?.bytesReceived ?? 0,
+      freezes: inbound?.freezeCount ?? 0,
+      frozenS: inbound?.totalFreezesDuration ?? 0,
+      keyframes: inbound?.keyFramesDecoded ?? 0,
+    };
+  }, publisherId);
+}
+
+/**
  * Inbound media and the selected ICE candidate pair of `window.__rtc.pc` in `page`.
  * @returns {Promise<null | {connectionState: string, framesDecoded: number, audioPackets: number,
  *   local?: {type: string, protocol: string, address: string}, remote?: {type: string, address: string}}>}

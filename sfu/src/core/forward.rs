@@ -223,6 +223,7 @@ impl Deliver for ToSinks<'_> {
                 if let Delivery::Written { bytes, first } = delivery {
                     subscriber.stats.packets_out += 1;
                     subscriber.stats.bytes_out += bytes;
+                    subscriber.unsent += 1;
                     self.totals.forwarded_packets += 1;
                     self.totals.forwarded_bytes += bytes;
                     if !subscriber.dirty {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 use str0m::{
+    bwe::Bitrate,
     change::SdpOffer,
     media::{Direction, Mid, Rid},
     Candidate, Rtc,
@@ -13,7 +14,7 @@ use str0m::{
 use super::{
     liveness::{Limits, Liveness},
     negotiation::Negotiation,
-    participant::{Participant, Stats},
+    participant::{Downlink, Participant, Stats},
     quality::QualityMeter,
     sdp::{media_sections, receive_only_answer, OurDirection, MAX_OFFER_MEDIA},
     Output, SfuCore, TapOutput,
@@ -85,6 +86,9 @@ impl SfuCore {
             rtc,
             joined_at: now,
             next_timeout: now,
+            paced: self.config.bandwidth_estimation.is_some(),
+            unsent: 0,
+            timed_out: false,
             dirty: false,
             connected: false,
             failed: false,
@@ -99,6 +103,7 @@ impl SfuCore {
             layer_wishes: Vec::new(),
             stats: Stats::default(),
             quality: QualityMeter::default(),
+            downlink: Downlink::default(),
             interval: None,
         }));
         self.by_id.insert(id, slot);
@@ -130,6 +135,7 @@ impl SfuCore {
         let mut config = Rtc::builder()
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
+            .enable_bwe(self.config.bandwidth_estimation.map(Bitrate::bps))
             .clear_codecs();
         for codec in &self.config.codecs {
             config = match codec {

@@ -171,6 +171,8 @@ pub struct SfuCore {
     now: Instant,
     /// When layer choices are next revisited.
     next_selection: Instant,
+    /// When layer bitrates were last measured.
+    measured_at: Instant,
     /// When speech levels are next scored.
     next_speakers: Instant,
 }
@@ -195,6 +197,7 @@ impl SfuCore {
             started: now,
             now,
             next_selection: now,
+            measured_at: now,
             next_speakers: now,
         }
     }
@@ -337,7 +340,7 @@ impl SfuCore {
         }
         self.poll_keyframe_throttles(now);
         if now >= self.next_selection {
-            self.select_layers(now);
+            self.selection_tick(now);
         }
         if now >= self.next_speakers {
             self.rank_speakers(now);
@@ -432,7 +435,7 @@ impl SfuCore {
             return;
         };
         let mut polled = std::mem::take(&mut self.polled);
-        participant.poll(&mut self.outputs, &mut polled);
+        participant.drain(now, &mut self.outputs, &mut polled);
         if !polled.is_empty() {
             for (mid, kind, rids) in polled.added.drain(..) {
                 self.publish(now, slot, mid, kind, rids);

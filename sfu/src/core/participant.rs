@@ -5,11 +5,12 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use slab::Slab;
 use str0m::{
+    bwe::BweKind,
     media::{Direction, Mid, Rid},
     net::Protocol,
     rtp::RtpPacket,
@@ -26,8 +27,18 @@ use crate::{
         quality::{Quality, QualityMeter, Sample},
     },
     ids::{ParticipantId, PublicationSlot},
-    media::subscription::Subscription,
+    media::{allocator::Hysteresis, subscription::Subscription},
 };
+
+/// How far ahead of the core's time a participant's pacer may be driven (see
+/// [`Participant::drain`]); str0m ignores a timeout earlier than one it was given.
+const PACER_SLACK: Duration = Duration::from_millis(1);
+/// Bounds one drain (a send queue holds a few hundred packets at most).
+const MAX_PACER_ROUNDS: usize = 4096;
+/// How long the pacer's request for a timeout after its last queued packet is put off (see
+/// [`Participant::drain`]); str0m's other timers are due no sooner than that request, so
+/// they run at most this late.
+const PACER_IDLE: Duration = Duration::from_millis(5);
 
 pub struct Participant {
     pub id: ParticipantId,
@@ -38,6 +49,12 @@ pub struct Participant {
     pub joined_at: Instant,
     /// When str0m next wants `Input::Timeout`.
     pub next_timeout: Instant,
+    /// str0m paces this connection (bandwidth estimation is on).
+    pub paced: bool,
+    /// RTP packets written to it that str0m has not sent yet.
+    pub unsent: u32,
+    /// A timeout was given since the last drain.
+    pub timed_out: bool,
     /// Written to since the last flush: needs a timeout (str0m releases queued RTP only
     /// then) and a poll.
     pub dirty: bool,
@@ -65,6 +82,7 @@ pub struct Participant {
     pub stats: Stats,
     /// Connection quality, both directions, with hysteresis.
     pub quality: QualityMeter,
+    pub downlink: Downlink,
     /// The statistics interval being read (see `event`).
     pub(super) interval: Option<Sample>,
 }
@@ -85,6 +103,21 @@ pub struct Stats {
     pub nacks: HashMap<Mid, u64>,
     /// (when, bytes in, bytes out) at the previous report, for bitrates; `None` = join.
     pub rate_sample: Option<(Instant, u64, u64)>,
+}
+
+/// The send-side bandwidth estimate toward this participant and what the allocator made of
+/// it (`core/selection.rs`).
+#[derive(Debug, Default)]
+pub struct Downlink {
+    /// Bits per second, while transport-wide feedback (or the browser's REMB) keeps it
+    /// current; `None` before the first and when feedback stops.
+    pub estimate: Option<u64>,
+    pub hysteresis: Hysteresis,
+    /// (minimum, desired) last given to str0m's BWE, bits per second.
+    pub asked: (u64, u64),
+    /// When the desired rate was last raised to make str0m probe, and whether it still is.
+    pub probed_at: Option<Instant>,
+    pub bumped: bool,
 }
 
 /// What a poll of one participant's `Rtc` turned up that concerns the rest of the core.
@@ -127,14 +160,52 @@ impl Participant {
 
     pub fn timeout(&mut self, now: Instant) {
         self.handle_input(Input::Timeout(now));
+        self.timed_out = true;
+    }
+
+    /// Polls the `Rtc` until it has nothing more to say, and lets its pacer release what it
+    /// has queued.
+    ///
+    /// With bandwidth estimation on, str0m's pacer releases one packet per timeout and then
+    /// asks for a timeout a microsecond later (its gate). Those timeouts are given here, up to
+    /// [`PACER_SLACK`] ahead of `now` (a tokio timer cannot wait a microsecond: the driver
+    /// would send one packet per millisecond), while packets we wrote are still queued or the
+    /// pacer keeps releasing its own (retransmissions, probes). The gate's request after the
+    /// last of them is put off by [`PACER_IDLE`]: the next packet's flush gives a timeout
+    /// anyway, and giving one now for nothing would double the timeouts per forwarded packet
+    /// (each walks every stream of the connection; +30 % server CPU per packet, measured).
+    pub fn drain(&mut self, now: Instant, out: &mut VecDeque<Output>, polled: &mut Polled) {
+        let mut sent = self.poll(out, polled);
+        for _ in 0..MAX_PACER_ROUNDS {
+            // The packets we wrote went out, and nothing else did (a retransmission or a
+            // probe may have more to come).
+            let ours_done = sent > 0 && sent == self.unsent;
+            self.unsent = self.unsent.saturating_sub(sent);
+            if sent == 0 && std::mem::take(&mut self.timed_out) {
+                // The pacer saw what we wrote and sent none of it: it is not coming (a count
+                // left over would keep later drains from putting the gate off).
+                self.unsent = 0;
+            }
+            if self.next_timeout > now + PACER_SLACK {
+                break;
+            }
+            if self.paced && ours_done && self.next_timeout > now {
+                self.next_timeout = now + PACER_IDLE;
+                break;
+            }
+            self.timeout(self.next_timeout.max(now));
+            sent = self.poll(out, polled);
+        }
+        self.timed_out = false;
     }
 
     /// Polls the `Rtc` until it has nothing more to say: datagrams go to `out`, what
-    /// concerns others to `polled`.
-    pub fn poll(&mut self, out: &mut VecDeque<Output>, polled: &mut Polled) {
+    /// concerns others to `polled`. Returns how many RTP packets it sent.
+    fn poll(&mut self, out: &mut VecDeque<Output>, polled: &mut Polled) -> u32 {
         // A clone (a reference count) so that `self` stays free for the events.
         let span = self.span.clone();
         let _span = span.enter();
+        let mut sent = 0;
         loop {
             match self.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => {
@@ -144,6 +215,7 @@ impl Participant {
                     if !stun {
                         self.sending_to = Some(t.destination);
                     }
+                    sent += u32::from(is_rtp(&t.contents));
                     out.push_back(Output::Transmit(Transmit {
                         participant: self.id,
                         destination: t.destination,
@@ -155,13 +227,13 @@ impl Participant {
                     if let Some(interval) = self.interval.take() {
                         polled.quality = self.quality.interval(&interval);
                     }
-                    return;
+                    return sent;
                 }
                 Ok(RtcOutput::Event(event)) => self.event(event, polled),
                 Err(error) => {
                     tracing::warn!(%error, "connection failed");
                     self.rtc.disconnect();
-                    return;
+                    return sent;
                 }
             }
         }
@@ -234,6 +306,17 @@ impl Participant {
                 if self.stats.rtt_ms.is_none() {
                     self.stats.rtt_ms = stats.rtt.map(|d| d.as_secs_f64() * 1000.0);
                 }
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc {
+                estimate,
+                can_probe,
+            }) => {
+                // Without probing (no transport-wide feedback negotiated, or none yet) the
+                // figure is the configured start, not a measurement.
+                self.downlink.estimate = can_probe.then(|| estimate.as_u64());
+            }
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                self.downlink.estimate = Some(estimate.as_u64());
             }
             Event::Closed => tracing::debug!("connection closed"),
             _ => {}
@@ -336,6 +419,11 @@ impl Participant {
         self.ssrcs.push((ssrc, slot, layer));
         Some((slot, layer))
     }
+}
+
+/// An RTP packet (not RTCP, RFC 5761 §4; not STUN or DTLS, RFC 7983).
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [first, second, ..] if first >> 6 == 2 && !(192..=223).contains(second))
 }
 
 /// The worse (larger) of two optional figures.

@@ -1,5 +1,11 @@
 //! Which layer each video subscription forwards: the highest the subscriber asked for (its
-//! tile's size; nothing for a hidden tile) among the layers its publisher is sending now.
+//! tile's size; nothing for a hidden tile) among the layers its publisher is sending now,
+//! as far as the subscriber's connection carries them. With bandwidth estimation on, each
+//! subscriber's send-side estimate (str0m's, from transport-wide feedback), less its audio
+//! and a share for headers, is split between its videos by [`allocate`] (the active
+//! speaker's first; down at once, up after a hold); a video that does not fit at its lowest
+//! layer is paused and the subscriber told (`VideoPaused`). str0m's BWE is told what is sent
+//! and what everybody would get unconstrained, so that it probes for the difference.
 //!
 //! Re-evaluated on a short tick rather than per packet: a layer counts as stopped only
 //! after [`ACTIVE_WINDOW`](crate::media::layers::ACTIVE_WINDOW) without packets, and a
@@ -13,18 +19,38 @@
 
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
+
 use super::SfuCore;
 use crate::{
     api::{ParticipantEvent, PublishLayers, SfuError, TrackKind},
-    ids::{ParticipantId, PublicationSlot},
+    ids::{ParticipantId, ParticipantSlot, PublicationSlot},
     media::{
+        allocator::{allocate, Track},
         layers::{needed, pick},
         sink::Sink,
+        subscription::Allocated,
     },
 };
 
 /// How often layer choices are revisited.
 pub(super) const SELECTION_TICK: Duration = Duration::from_millis(250);
+/// Percent of a subscriber's estimate its video may take, after its audio: RTP headers,
+/// RTCP and retransmissions take the rest (str0m's estimate counts whole packets, the
+/// layer bitrates only payload).
+const BUDGET_SHARE: u64 = 90;
+/// How long after joining a subscriber's estimate starts to count.
+const BWE_WARMUP: Duration = Duration::from_secs(5);
+/// While a subscriber's videos are held below their wish, str0m's BWE is made to probe for
+/// more this often.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether a (minimum, desired) pair moved by more than a tenth (str0m's BWE is told only
+/// then).
+fn differs(a: (u64, u64), b: (u64, u64)) -> bool {
+    let far = |x: u64, y: u64| x.abs_diff(y) * 10 > x.max(y);
+    far(a.0, b.0) || far(a.1, b.1)
+}
 
 impl SfuCore {
     /// `id` wants at most `layer` of `publisher`'s video (`None`: nothing, its tile is
@@ -58,28 +84,103 @@ impl SfuCore {
         Ok(())
     }
 
-    /// Brings every video subscription's target layer in line with its wish and what its
-    /// publisher sends; asks for the keyframes pending switches wait for.
+    /// The selection tick: layer bitrates are measured, then layers chosen.
+    pub(super) fn selection_tick(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.measured_at);
+        self.measured_at = now;
+        for (_, publication) in self.publications.iter_mut() {
+            publication.layers.measure(elapsed);
+        }
+        self.select_layers(now);
+    }
+
+    /// Brings every video subscription's target layer in line with its wish, what its
+    /// publisher sends and what the subscriber's connection carries; asks for the keyframes
+    /// pending switches wait for.
     pub(super) fn select_layers(&mut self, now: Instant) {
         self.next_selection = now + SELECTION_TICK;
         let mut keyframes: Vec<(PublicationSlot, u8)> = Vec::new();
-        for (_, participant) in self.participants.iter_mut() {
-            let span = &participant.span;
-            for (_, sub) in participant.subscriptions.iter_mut() {
-                if sub.kind != TrackKind::Video {
-                    continue;
-                }
-                let Some(publication) = sub.publication else {
-                    continue;
-                };
-                let Some(target) = self.publications.get(publication.0) else {
+        let mut paused: Vec<(ParticipantId, ParticipantId, bool, Option<u64>)> = Vec::new();
+        let probing = self.config.bandwidth_estimation.is_some();
+        let mut tracks = Vec::new();
+        let mut keys = Vec::new();
+        let mut rearmed = Vec::new();
+        for (slot, participant) in self.participants.iter_mut() {
+            // What each video wants (its wish within what its publisher sends) and costs.
+            tracks.clear();
+            keys.clear();
+            let mut audio = 0;
+            let speakers = self.rooms.speakers(&participant.room);
+            for (key, sub) in participant.subscriptions.iter() {
+                let Some(target) = sub.publication.and_then(|p| self.publications.get(p.0)) else {
                     continue;
                 };
                 let layers = &target.layers;
-                let layer = pick(sub.wanted, layers.active(now), layers.len());
+                if sub.kind == TrackKind::Audio {
+                    audio += layers.bitrates(now)[0].unwrap_or(0);
+                    continue;
+                }
+                let speaking = speakers.iter().any(|s| s.id == target.owner_id);
+                tracks.push(Track {
+                    priority: u8::from(speaking),
+                    rates: layers.bitrates(now),
+                    max: pick(sub.wanted, layers.active(now), layers.len()),
+                });
+                keys.push(key);
+            }
+            // Audio payload plus its packets' headers (small packets: about half again).
+            let audio = audio * 3 / 2;
+            // The first seconds' estimate says little: str0m's start-up probes need video
+            // (with RTX) flowing, and before that it estimates from the audio alone.
+            let estimate = participant
+                .downlink
+                .estimate
+                .filter(|_| now.saturating_duration_since(participant.joined_at) >= BWE_WARMUP);
+            let budget = estimate.map(|e| (e * BUDGET_SHARE / 100).saturating_sub(audio));
+            let plan = allocate(budget.unwrap_or(u64::MAX), &tracks);
+            // A track whose wish (or what its publisher sends) changed is allocated afresh:
+            // the hold before a step up is for a rising estimate, not for a tile that grew.
+            let current: Vec<Option<Option<u8>>> = keys
+                .iter()
+                .zip(&tracks)
+                .map(|(k, track)| {
+                    participant.subscriptions[*k]
+                        .allocated
+                        .filter(|a| a.max == track.max)
+                        .map(|a| a.layer)
+                })
+                .collect();
+            let settled = participant
+                .downlink
+                .hysteresis
+                .settle(now, &current, &plan.layers);
+            let span = &participant.span;
+            for ((track, key), layer) in tracks.iter().zip(&keys).zip(settled) {
+                let sub = &mut participant.subscriptions[*key];
+                // Nothing measured yet (the publisher is starting): wait for what is wanted.
+                let layer = if track.rates.iter().all(Option::is_none) {
+                    track.max
+                } else {
+                    layer
+                };
+                let allocated = Allocated {
+                    layer,
+                    max: track.max,
+                };
+                let was_starved = sub.allocated.is_some_and(|a| a.starved());
+                let starved = allocated.starved();
+                sub.allocated = Some(allocated);
+                let Some(publication) = sub.publication else {
+                    continue;
+                };
+                let publisher = self.publications[publication.0].id;
                 if layer != sub.switch.target() {
-                    tracing::debug!(parent: span, publication = %target.id, from = ?sub.switch.target(), to = ?layer, "layer");
+                    tracing::debug!(parent: span, %publisher, from = ?sub.switch.target(), to = ?layer, budget, "layer");
                     sub.switch.set_target(layer);
+                }
+                if starved != was_starved && sub.is_open() {
+                    let owner = self.publications[publication.0].owner_id;
+                    paused.push((participant.id, owner, starved, estimate));
                 }
                 // A start is asked for by the packets it waits on; a switch while the old
                 // layer still flows is asked for here.
@@ -89,6 +190,47 @@ impl SfuCore {
                     }
                 }
             }
+            if probing {
+                // Keep what is sent; probe toward what everybody would get unconstrained.
+                // str0m probes when the desired rate rises above its estimate, so while
+                // videos are held below their wish it is raised a little every
+                // PROBE_INTERVAL (and lowered back on the next tick).
+                let desired = plan.optimal + audio;
+                let downlink = &mut participant.downlink;
+                let bump = plan.used < plan.optimal
+                    && estimate.is_some_and(|e| e < desired)
+                    && downlink
+                        .probed_at
+                        .is_none_or(|at| now.saturating_duration_since(at) >= PROBE_INTERVAL);
+                let asked = (
+                    plan.used + audio,
+                    if bump { desired * 21 / 20 } else { desired },
+                );
+                if bump || downlink.bumped || differs(asked, downlink.asked) {
+                    if bump {
+                        downlink.probed_at = Some(now);
+                    }
+                    downlink.bumped = bump;
+                    downlink.asked = asked;
+                    let _span = participant.span.enter();
+                    participant
+                        .rtc
+                        .bwe()
+                        .set_bitrate(Bitrate::bps(asked.0), Bitrate::bps(asked.1.max(asked.0)));
+                    // Its timers moved: poll it again.
+                    rearmed.push(ParticipantSlot(slot));
+                }
+            }
+        }
+        for slot in rearmed {
+            self.mark_dirty(slot);
+        }
+        for (subscriber, publisher, paused, estimate) in paused {
+            tracing::info!(%subscriber, %publisher, paused, ?estimate, "video paused for lack of bandwidth");
+            self.emit(
+                subscriber,
+                ParticipantEvent::VideoPaused { publisher, paused },
+            );
         }
         keyframes.sort_unstable_by_key(|(p, l)| (p.0, *l));
         keyframes.dedup();

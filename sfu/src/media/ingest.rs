@@ -104,7 +104,7 @@ pub fn ingest(
     let Some(state) = publication.layers.get_mut(layer) else {
         return Err(Refused::UnknownLayer(layer));
     };
-    state.packet(arrived);
+    state.packet(arrived, payload.len());
     state.loss.packet(seq);
     if publication.kind == TrackKind::Audio {
         publication.speaker.packet(header.ext_vals.audio_level);

@@ -54,6 +54,12 @@ pub struct Layer {
     pub keyframes: KeyframeThrottle,
     pub last_packet: Option<Instant>,
     pub loss: LossCounter,
+    /// Payload bytes received, all time.
+    bytes: u64,
+    /// `bytes` when the bitrate was last measured.
+    bytes_measured: u64,
+    /// Smoothed payload bits per second (what forwarding this layer costs a subscriber).
+    bitrate: u64,
 }
 
 impl Layer {
@@ -63,11 +69,34 @@ impl Layer {
             keyframes,
             last_packet: None,
             loss: LossCounter::default(),
+            bytes: 0,
+            bytes_measured: 0,
+            bitrate: 0,
         }
     }
 
-    pub fn packet(&mut self, now: Instant) {
+    pub fn packet(&mut self, now: Instant, payload_len: usize) {
         self.last_packet = Some(now);
+        self.bytes += payload_len as u64;
+    }
+
+    /// Folds the bytes received over the last `elapsed` into the smoothed bitrate (an
+    /// exponential average over about four calls: keyframes make single intervals jumpy).
+    pub fn measure(&mut self, elapsed: Duration) {
+        let bytes = self.bytes - std::mem::replace(&mut self.bytes_measured, self.bytes);
+        let Some(sample) = (bytes * 8 * 1000).checked_div(elapsed.as_millis() as u64) else {
+            return;
+        };
+        self.bitrate = if self.bitrate == 0 {
+            sample
+        } else {
+            (3 * self.bitrate + sample) / 4
+        };
+    }
+
+    /// Bits per second, while the layer is sent.
+    pub fn bitrate(&self, now: Instant) -> Option<u64> {
+        self.is_active(now).then_some(self.bitrate)
     }
 
     pub fn is_active(&self, now: Instant) -> bool {
@@ -146,6 +175,20 @@ impl Layers {
             .enumerate()
             .filter(|(_, l)| l.is_active(now))
             .fold(LayerMask::default(), |m, (i, _)| m.with(i as u8))
+    }
+
+    /// See [`Layer::measure`].
+    pub fn measure(&mut self, elapsed: Duration) {
+        self.0.iter_mut().for_each(|l| l.measure(elapsed));
+    }
+
+    /// What each layer costs now (`None`: not sent).
+    pub fn bitrates(&self, now: Instant) -> [Option<u64>; MAX_LAYERS] {
+        let mut rates = [None; MAX_LAYERS];
+        for (rate, layer) in rates.iter_mut().zip(&self.0) {
+            *rate = layer.bitrate(now);
+        }
+        rates
     }
 
     /// The earliest instant a remembered keyframe request of any layer becomes due.
@@ -319,9 +362,28 @@ mod tests {
         );
         assert!(layers.active(t0).is_empty());
         for i in 0..=10 {
-            layers.get_mut(1).unwrap().packet(t0 + ms(i * 100));
+            layers.get_mut(1).unwrap().packet(t0 + ms(i * 100), 1000);
         }
         assert_eq!(layers.active(t0 + ms(1000)), mask(&[1]));
         assert_eq!(layers.active(t0 + ms(2000)), LayerMask::default());
+    }
+
+    #[test]
+    fn bitrates_are_smoothed_and_only_for_layers_being_sent() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut layers = Layers::new(
+            &[Rid::from("q"), Rid::from("f")],
+            KeyframeThrottle::new(ms(500)),
+        );
+        // 25 kB in 250 ms: 800 kbit/s.
+        layers.get_mut(1).unwrap().packet(t0, 25_000);
+        layers.measure(ms(250));
+        assert_eq!(layers.bitrates(t0), [None, Some(800_000), None, None]);
+        // A quiet interval pulls it a quarter of the way down.
+        layers.measure(ms(250));
+        assert_eq!(layers.bitrates(t0)[1], Some(600_000));
+        // Stopped: not offered.
+        assert_eq!(layers.bitrates(t0 + ms(1500))[1], None);
     }
 }

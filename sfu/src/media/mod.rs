@@ -9,10 +9,12 @@
 //!   its connection, with [`munger`] choosing the layer and rewriting sequence numbers,
 //!   timestamps, VP8 picture ids and payload types;
 //! - [`keyframe`]: detection and the request throttle;
+//! - [`allocator`]: how a subscriber's bandwidth estimate is shared between its videos;
 //! - [`speaker`]: speech levels from the audio-level header extension, for active speakers.
 //!
 //! Nothing here owns a connection or reads a clock; the core passes them in.
 
+pub mod allocator;
 pub mod fanout;
 pub mod ingest;
 pub mod keyframe;

@@ -15,6 +15,21 @@ use crate::{
     },
 };
 
+/// A subscription's last allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated {
+    /// `None`: paused (for lack of bandwidth if `max` is not `None`).
+    pub layer: Option<u8>,
+    /// The most it could have had then (its wish, within what was sent).
+    pub max: Option<u8>,
+}
+
+impl Allocated {
+    pub fn starved(&self) -> bool {
+        self.max.is_some() && self.layer.is_none()
+    }
+}
+
 /// Where a subscription stands in the negotiation with its subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubState {
@@ -42,6 +57,8 @@ pub struct Subscription {
     pub wanted: Option<u8>,
     /// Which layer goes out, and the rewriting that hides switches.
     pub switch: LayerSwitch,
+    /// What the bandwidth allocator last gave it; `None` before its first allocation.
+    pub allocated: Option<Allocated>,
     pts: PtMap,
 }
 
@@ -59,6 +76,7 @@ impl Subscription {
             state: SubState::ToOpen,
             wanted: Some(u8::MAX),
             switch: LayerSwitch::new(layer),
+            allocated: None,
             pts: PtMap::default(),
         }
     }
@@ -89,6 +107,10 @@ impl Subscription {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return Delivery::Skipped;
         };
+        // Forwarded as it comes (the publisher's own pacer smoothed it): with bandwidth
+        // estimation on, str0m would otherwise pace video at twice its estimate, a queue
+        // and a delay per subscriber (docs/BENCHMARKS.md, "Bandwidth estimation").
+        stream.set_unpaced(true);
         let mut write = RtpWrite::new(
             pt.into(),
             mapped.seq.into(),

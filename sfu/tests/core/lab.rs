@@ -33,6 +33,8 @@ pub const LATENCY: Duration = Duration::from_millis(5);
 /// How long a page takes to answer an `update`.
 pub const ANSWER_DELAY: Duration = Duration::from_millis(30);
 const VIDEO_FRAME: Duration = Duration::from_millis(40);
+/// The most a capped downlink queues (then drops).
+const QUEUE_LIMIT: Duration = Duration::from_millis(200);
 const AUDIO_FRAME: Duration = Duration::from_millis(20);
 
 pub fn ms(n: u64) -> Duration {
@@ -88,6 +90,12 @@ pub struct Client {
     /// Its link loses one datagram in this many, both ways (0: none).
     pub loss_one_in: u32,
     sent_or_received: u32,
+    /// Its downlink carries at most this many bits per second: datagrams queue behind each
+    /// other (a bottleneck router's buffer) and are dropped when [`QUEUE_LIMIT`] behind.
+    pub downlink_bps: Option<u64>,
+    downlink_free_at: Option<Instant>,
+    /// `VideoPaused` events: (when, whose video, paused).
+    pub video_paused: Vec<(Instant, ParticipantId, bool)>,
     pub updates: Updates,
     pub publishes: bool,
     /// Sends a keyframe when asked (a browser does; turn it off to see who waits for one).
@@ -186,6 +194,9 @@ impl Lab {
             audio_level: -127,
             loss_one_in: 0,
             sent_or_received: 0,
+            downlink_bps: None,
+            downlink_free_at: None,
+            video_paused: Vec::new(),
             mids: Vec::new(),
             connected: false,
             ice: Vec::new(),
@@ -409,12 +420,24 @@ impl Lab {
                 return;
             }
         }
-        self.network.push_back(InFlight {
-            at: self.now + LATENCY,
-            from,
-            to,
-            data,
-        });
+        let mut at = self.now + LATENCY;
+        if let Some(client) = self.clients.iter_mut().find(|c| c.public == to) {
+            if let Some(bps) = client.downlink_bps {
+                let start = client
+                    .downlink_free_at
+                    .map_or(self.now, |t| t.max(self.now));
+                if start - self.now > QUEUE_LIMIT {
+                    return; // tail drop
+                }
+                let done = start + Duration::from_micros(data.len() as u64 * 8_000_000 / bps);
+                client.downlink_free_at = Some(done);
+                at = done + LATENCY;
+            }
+        }
+        // In order of arrival (a capped link delays some).
+        let position = self.network.partition_point(|d| d.at <= at);
+        self.network
+            .insert(position, InFlight { at, from, to, data });
     }
 
     fn drain_core(&mut self) {
@@ -456,6 +479,10 @@ impl Lab {
             }
             ParticipantEvent::Participants(list) => self.clients[c].participants = list,
             ParticipantEvent::PublishLayers(_) => {}
+            ParticipantEvent::VideoPaused { publisher, paused } => {
+                let now = self.now;
+                self.clients[c].video_paused.push((now, publisher, paused))
+            }
             ParticipantEvent::Speakers(list) => {
                 self.clients[c].speakers = list.iter().map(|s| s.id).collect()
             }

@@ -339,3 +339,50 @@ fn a_lossy_link_is_graded_poor_and_recovers() {
         quality(lab, bob) == Some(Quality::Good)
     });
 }
+
+/// Bandwidth estimation toward a subscriber: a downlink that cannot carry a video pauses it
+/// (the subscriber is told; its audio goes on), and the video comes back once the link
+/// clears. The publisher's other subscriber is not affected.
+#[test]
+fn a_subscriber_whose_link_cannot_carry_a_video_gets_it_paused_and_back() {
+    let mut lab = Lab::with_config(|c| c.bandwidth_estimation = Some(1_000_000));
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", false);
+    let cy = lab.client("Cy", false);
+    for c in [ada, bob, cy] {
+        lab.join(c, "r").unwrap();
+    }
+    let ada_id = lab.id(ada);
+    lab.run_until("both receive video", secs(5), |lab| {
+        let t = lab.now - secs(1);
+        lab.video_frames_since(bob, t) > 10 && lab.video_frames_since(cy, t) > 10
+    });
+    lab.run_for(secs(2));
+    assert!(lab.clients[bob].video_paused.is_empty());
+
+    // Ada's video is ~120 kbit/s of payload, her audio ~24: 64 kbit/s carries only the audio.
+    lab.clients[bob].downlink_bps = Some(64_000);
+    let took = lab.run_until("Bob's video paused", secs(10), |lab| {
+        lab.clients[bob]
+            .video_paused
+            .iter()
+            .any(|e| e.1 == ada_id && e.2)
+    });
+    lab.run_for(secs(3));
+    let t = lab.now - secs(2);
+    assert_eq!(
+        lab.video_frames_since(bob, t),
+        0,
+        "nothing forwarded while paused"
+    );
+    assert!(lab.audio_frames_since(bob, t) > 50, "audio goes on");
+    assert!(lab.video_frames_since(cy, t) > 40, "Cy is not affected");
+
+    lab.clients[bob].downlink_bps = None;
+    let back = lab.run_until("Bob's video back", secs(20), |lab| {
+        lab.clients[bob].video_paused.last().is_some_and(|e| !e.2)
+            && lab.video_frames_since(bob, lab.now - secs(1)) > 10
+    });
+    // Figures for docs/BENCHMARKS.md.
+    eprintln!("paused {took:?} after the cap; back {back:?} after it was lifted");
+}

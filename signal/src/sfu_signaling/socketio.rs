@@ -206,6 +206,13 @@ async fn pump(
             ParticipantEvent::PublishLayers(layers) => {
                 let _ = socket.emit("publish_layers", &layers);
             }
+            ParticipantEvent::VideoPaused { publisher, paused } => {
+                let state = if paused { "paused" } else { "active" };
+                let _ = socket.emit(
+                    "video_state",
+                    &json!({ "participant": publisher, "state": state }),
+                );
+            }
             ParticipantEvent::Failed => {
                 let left = hub.lock().media_failed(socket.id, id, &mut Plane(&hub.sfu));
                 if left {
