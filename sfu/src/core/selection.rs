@@ -150,10 +150,12 @@ impl SfuCore {
                         .map(|a| a.layer)
                 })
                 .collect();
-            let settled = participant
-                .downlink
-                .hysteresis
-                .settle(now, &current, &plan.layers);
+            let lowest: Vec<Option<u8>> = tracks.iter().map(Track::lowest).collect();
+            let settled =
+                participant
+                    .downlink
+                    .hysteresis
+                    .settle(now, &current, &plan.layers, &lowest);
             let span = &participant.span;
             for ((track, key), layer) in tracks.iter().zip(&keys).zip(settled) {
                 let sub = &mut participant.subscriptions[*key];

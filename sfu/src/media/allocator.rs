@@ -3,13 +3,15 @@
 //! [`allocate`] is a pure function from a budget (the send-side estimate toward this
 //! subscriber, less its audio) and the video subscriptions (priority, what each layer costs,
 //! the highest layer wanted) to one layer per subscription. It follows LiveKit's stream
-//! allocator: the lowest layer for everyone first, in priority order, then one step up at a
-//! time, round after round, highest priority first, while the budget allows. A video whose
+//! allocator: the lowest layer for everyone first, in order of priority then of the layer
+//! wanted (a pinned tile before a thumbnail), then one step up at a time, round after round,
+//! in the same order, while the budget allows. A video whose
 //! lowest layer does not fit is paused (audio is never allocated: it is taken off the budget
 //! first).
 //!
 //! [`Hysteresis`] keeps layers from flapping: a step down is taken at once (the link is
-//! congested now), a step up only once the budget has allowed it for [`UP_HOLD`].
+//! congested now), a step up only once the budget has allowed it for [`UP_HOLD`], and a pause
+//! only once it has been wanted for [`PAUSE_HOLD`] (the lowest layer meanwhile).
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,8 @@ use crate::media::layers::MAX_LAYERS;
 
 /// How long an allocation must have allowed a step up before it is taken.
 pub const UP_HOLD: Duration = Duration::from_secs(3);
+/// How long an allocation must have wanted a playing video paused before it is.
+pub const PAUSE_HOLD: Duration = Duration::from_secs(3);
 
 /// A video subscription as the allocator sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +38,11 @@ pub struct Track {
 impl Track {
     fn rate(&self, layer: u8) -> u64 {
         self.rates[usize::from(layer)].unwrap_or(0)
+    }
+
+    /// The lowest layer it may get (`None`: nothing is wanted or sent).
+    pub fn lowest(&self) -> Option<u8> {
+        self.choices().next()
     }
 
     /// The layers it may get, lowest first.
@@ -63,8 +72,9 @@ pub struct Allocation {
 /// Shares `budget` (bits per second) between `tracks`.
 pub fn allocate(budget: u64, tracks: &[Track]) -> Allocation {
     let mut order: Vec<usize> = (0..tracks.len()).collect();
-    // Stable: equal priorities keep their order (the caller's, which is stable too).
-    order.sort_by_key(|i| std::cmp::Reverse(tracks[*i].priority));
+    // Priority first, then the larger wish (a pinned or large tile before a thumbnail, as
+    // LiveKit orders by max spatial layer); stable, so ties keep the caller's order.
+    order.sort_by_key(|i| std::cmp::Reverse((tracks[*i].priority, tracks[*i].max)));
     let mut layers = vec![None; tracks.len()];
     let mut used = 0u64;
     for &i in &order {
@@ -105,47 +115,57 @@ pub fn allocate(budget: u64, tracks: &[Track]) -> Allocation {
     }
 }
 
-/// Down at once, up only after the allocation has wanted it for [`UP_HOLD`].
+/// Down at once, up only after the allocation has wanted it for [`UP_HOLD`]; a video that
+/// plays is paused only after the allocation has wanted that for [`PAUSE_HOLD`] (meanwhile it
+/// gets its lowest layer): a pause costs the viewer the picture, and an estimate dips for a
+/// second or two on a busy path that carries the lowest layers well.
 #[derive(Debug, Clone, Default)]
 pub struct Hysteresis {
     up_wanted_since: Option<Instant>,
+    pause_wanted_since: Option<Instant>,
 }
 
 impl Hysteresis {
-    /// The layers to use now, given those in use (`current`, one per track; `None` =
-    /// paused) and the new allocation's (`planned`). A track new to the allocation (not in
-    /// `current` at all: `None` in `known`) takes its plan at once.
+    /// The layers to use now, given those in use (`current`, one per track; `Some(None)` =
+    /// paused), the new allocation's (`planned`) and each track's lowest layer (`lowest`). A
+    /// track new to the allocation (`None` in `current`) takes its plan at once.
     pub fn settle(
         &mut self,
         now: Instant,
         current: &[Option<Option<u8>>],
         planned: &[Option<u8>],
+        lowest: &[Option<u8>],
     ) -> Vec<Option<u8>> {
         let is_up = |current: Option<u8>, planned: Option<u8>| match (current, planned) {
             (None, Some(_)) => true,
             (Some(c), Some(p)) => p > c,
             _ => false,
         };
-        let wants_up = current
-            .iter()
-            .zip(planned)
-            .any(|(c, p)| c.is_some_and(|c| is_up(c, *p)));
-        let up_now = if wants_up {
-            let since = *self.up_wanted_since.get_or_insert(now);
-            now.saturating_duration_since(since) >= UP_HOLD
-        } else {
-            self.up_wanted_since = None;
-            false
+        let is_pause =
+            |current: Option<u8>, planned: Option<u8>| current.is_some() && planned.is_none();
+        let held = |since: &mut Option<Instant>, wanted: bool, hold: Duration| {
+            if !wanted {
+                *since = None;
+                return false;
+            }
+            let start = *since.get_or_insert(now);
+            let due = now.saturating_duration_since(start) >= hold;
+            if due {
+                *since = None;
+            }
+            due
         };
-        if up_now {
-            self.up_wanted_since = None;
-        }
-        current
-            .iter()
-            .zip(planned)
-            .map(|(current, planned)| match current {
+        let pairs = || current.iter().zip(planned);
+        let wants_up = pairs().any(|(c, p)| c.is_some_and(|c| is_up(c, *p)));
+        let wants_pause = pairs().any(|(c, p)| c.is_some_and(|c| is_pause(c, *p)));
+        let up_now = held(&mut self.up_wanted_since, wants_up, UP_HOLD);
+        let pause_now = held(&mut self.pause_wanted_since, wants_pause, PAUSE_HOLD);
+        pairs()
+            .zip(lowest)
+            .map(|((current, planned), lowest)| match current {
                 None => *planned,
                 Some(current) if is_up(*current, *planned) && !up_now => *current,
+                Some(current) if is_pause(*current, *planned) && !pause_now => lowest.or(*current),
                 Some(_) => *planned,
             })
             .collect()
@@ -201,6 +221,17 @@ mod tests {
     }
 
     #[test]
+    fn at_equal_priority_the_larger_tile_goes_first() {
+        // Room for one lowest layer: the pinned tile (wants the top layer) keeps its video,
+        // the thumbnail is paused, whatever their order.
+        let tracks = [camera(0, Some(0)), camera(0, Some(2))];
+        assert_eq!(allocate(150 * K, &tracks).layers, vec![None, Some(0)]);
+        // The speaker still comes first.
+        let tracks = [camera(1, Some(0)), camera(0, Some(2))];
+        assert_eq!(allocate(150 * K, &tracks).layers, vec![Some(0), None]);
+    }
+
+    #[test]
     fn a_wish_caps_the_layer_and_a_hidden_tile_costs_nothing() {
         let tracks = [camera(0, Some(0)), camera(0, None), camera(0, Some(2))];
         let a = allocate(5_000 * K, &tracks);
@@ -231,32 +262,95 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut h = Hysteresis::default();
+        let lowest = [Some(0), Some(0)];
         // New tracks take their plan.
         assert_eq!(
-            h.settle(t0, &[None, None], &[Some(2), Some(1)]),
+            h.settle(t0, &[None, None], &[Some(2), Some(1)], &lowest),
             vec![Some(2), Some(1)]
         );
-        // Congestion: down (and paused) at once.
+        // Congestion: down at once.
         assert_eq!(
-            h.settle(t0, &[Some(Some(2)), Some(Some(1))], &[Some(0), None]),
-            vec![Some(0), None]
+            h.settle(
+                t0,
+                &[Some(Some(2)), Some(Some(1))],
+                &[Some(0), Some(0)],
+                &lowest
+            ),
+            vec![Some(0), Some(0)]
         );
         // Room again: not before the hold…
-        let current = [Some(Some(0)), Some(None)];
+        let current = [Some(Some(0)), Some(Some(0))];
         let up = [Some(2), Some(1)];
-        assert_eq!(h.settle(t0 + ms(100), &current, &up), vec![Some(0), None]);
-        assert_eq!(h.settle(t0 + ms(3000), &current, &up), vec![Some(0), None]);
-        // …a dip restarts it…
         assert_eq!(
-            h.settle(t0 + ms(3050), &current, &[Some(0), None]),
-            vec![Some(0), None]
+            h.settle(t0 + ms(100), &current, &up, &lowest),
+            vec![Some(0), Some(0)]
         );
-        assert_eq!(h.settle(t0 + ms(3100), &current, &up), vec![Some(0), None]);
-        assert_eq!(h.settle(t0 + ms(6000), &current, &up), vec![Some(0), None]);
+        assert_eq!(
+            h.settle(t0 + ms(3000), &current, &up, &lowest),
+            vec![Some(0), Some(0)]
+        );
+        // …a dip restarts it…
+        let flat = [Some(0), Some(0)];
+        assert_eq!(
+            h.settle(t0 + ms(3050), &current, &flat, &lowest),
+            vec![Some(0), Some(0)]
+        );
+        assert_eq!(
+            h.settle(t0 + ms(3100), &current, &up, &lowest),
+            vec![Some(0), Some(0)]
+        );
+        assert_eq!(
+            h.settle(t0 + ms(6000), &current, &up, &lowest),
+            vec![Some(0), Some(0)]
+        );
         // …and it holds for UP_HOLD: both step up together.
         assert_eq!(
-            h.settle(t0 + ms(6100), &current, &up),
+            h.settle(t0 + ms(6100), &current, &up, &lowest),
             vec![Some(2), Some(1)]
+        );
+    }
+
+    #[test]
+    fn a_playing_video_is_paused_only_after_the_pause_hold() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = Hysteresis::default();
+        let lowest = [Some(0), Some(0)];
+        let current = [Some(Some(2)), Some(Some(1))];
+        let plan = [Some(0), None];
+        // Meanwhile the lowest layer.
+        assert_eq!(
+            h.settle(t0, &current, &plan, &lowest),
+            vec![Some(0), Some(0)]
+        );
+        let current = [Some(Some(0)), Some(Some(0))];
+        assert_eq!(
+            h.settle(t0 + ms(2900), &current, &plan, &lowest),
+            vec![Some(0), Some(0)]
+        );
+        // A dip that ends restarts the hold.
+        assert_eq!(
+            h.settle(t0 + ms(2950), &current, &[Some(0), Some(0)], &lowest),
+            vec![Some(0), Some(0)]
+        );
+        assert_eq!(
+            h.settle(t0 + ms(3000), &current, &plan, &lowest),
+            vec![Some(0), Some(0)]
+        );
+        assert_eq!(
+            h.settle(t0 + ms(6000), &current, &plan, &lowest),
+            vec![Some(0), None]
+        );
+        // Paused: a track already paused stays so at once, and comes back after UP_HOLD.
+        let paused = [Some(Some(0)), Some(None)];
+        assert_eq!(
+            h.settle(t0 + ms(6100), &paused, &plan, &lowest),
+            vec![Some(0), None]
+        );
+        // A new track is paused at once if it does not fit (nothing to take away).
+        assert_eq!(
+            h.settle(t0 + ms(6200), &[None], &[None], &[Some(0)]),
+            vec![None]
         );
     }
 
@@ -264,7 +358,12 @@ mod tests {
     fn a_step_down_elsewhere_does_not_wait_for_a_pending_step_up() {
         let t0 = Instant::now();
         let mut h = Hysteresis::default();
-        let out = h.settle(t0, &[Some(Some(0)), Some(Some(2))], &[Some(1), Some(1)]);
+        let out = h.settle(
+            t0,
+            &[Some(Some(0)), Some(Some(2))],
+            &[Some(1), Some(1)],
+            &[Some(0), Some(0)],
+        );
         assert_eq!(out, vec![Some(0), Some(1)]);
     }
 }
