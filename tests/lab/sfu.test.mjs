@@ -1,7 +1,7 @@
 // SFU rooms across real networks (issue 8): three homes behind NAT routers join one room on
 // the public server (https://call.test/sfu.html). A home whose firewall blocks UDP joins
 // through the TURN relay; a bad link, a new public address, UDP cut mid-call and a server
-// restart are survived.
+// restart are survived; with bandwidth estimation on, a slow downlink gets less (issue 10).
 // Figures are printed as diagnostics and summarised in docs/BENCHMARKS.md.
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,10 +31,10 @@ async function serve(options = {}) {
 }
 
 /** Everyone joins `room`; resolves when each page decodes the two others. */
-async function meet(room, page = PAGE, viewport = undefined) {
+async function meet(room) {
   const pages = {};
   for (const home of HOMES) {
-    pages[home] = await openPage(browsers[home], `${server.url}${page}`, NAMES[home], viewport);
+    pages[home] = await openPage(browsers[home], `${server.url}${PAGE}`, NAMES[home]);
     open.push(pages[home]);
   }
   const t0 = Date.now();
@@ -278,7 +278,8 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     assert.ok(downMs <= 10_000, `down within 10 s (${downMs} ms)`);
     assert.ok(upMs <= 30_000, `back up within 30 s (${upMs} ms)`);
     for (const o of ['b', 'c']) {
-      assert.ok(capped[`a${o}`].video === 'paused' || capped[`a${o}`].height < LAYER_HEIGHT[asked[`a${o}`]], `a${o}: below its wish or paused while capped (${JSON.stringify(capped[`a${o}`])})`);
+      const [r, wish] = [capped[`a${o}`], asked[`a${o}`]];
+      assert.ok(r.video === 'paused' || r.height < LAYER_HEIGHT[wish] || wish === 'low', `a${o}: below its wish (${wish}) or paused while capped (${JSON.stringify(r)})`);
       assert.ok(stalls[`a${o}`] <= 5000, `a${o}: no unexplained freeze over 5 s (${stalls[`a${o}`]} ms)`);
     }
     // Bob and Cy: what they get of each other may step down when a publisher's encoder

@@ -1130,6 +1130,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unauthenticated_allocate_buys_at_most_three_times_its_size() {
+        // The smallest Allocate (header + REQUESTED-TRANSPORT, 28 bytes) from a spoofed
+        // address, to a relay that adds FINGERPRINT to everything (turnserver.conf's
+        // `fingerprint`, realm rtc.local): the 401 is the largest answer it can get. coturn
+        // stays within 3×; ours was 92 bytes (3.3×) with 24-character nonces.
+        let cfg = CoreConfig {
+            fingerprint: true,
+            ..CoreConfig::default()
+        };
+        let mut t = T::with(cfg, open_policy(), Quotas::default());
+        let now = t.at(0);
+        let mut req = Vec::new();
+        MessageWriter::new(&mut req, Method::ALLOCATE, Class::Request, [1; 12])
+            .add(attr::REQUESTED_TRANSPORT, &transport_udp().1);
+        assert_eq!(req.len(), 28);
+        let action = t.relay.handle_client(now, &ft(1000), &(), &req, &mut t.out);
+        assert_eq!(action, ClientAction::Reply);
+        let m = Message::parse(&t.out).unwrap();
+        assert_eq!(
+            attr::decode_error(m.get(attr::ERROR_CODE).unwrap())
+                .unwrap()
+                .0,
+            401
+        );
+        assert!(
+            t.out.len() <= 3 * req.len(),
+            "{} bytes answer {} bytes",
+            t.out.len(),
+            req.len()
+        );
+    }
+
+    #[test]
     fn wrong_password_and_unknown_user_get_401() {
         let mut t = T::new(open_policy(), Quotas::default());
         let now = t.at(0);

@@ -30,8 +30,8 @@ use crate::{
     media::{allocator::Hysteresis, subscription::Subscription},
 };
 
-/// How far ahead of the core's time a participant's pacer may be driven (see
-/// [`Participant::drain`]); str0m ignores a timeout earlier than one it was given.
+/// A timeout str0m's pacer wants within this of `now` is given at once (see
+/// [`Participant::drain`]).
 const PACER_SLACK: Duration = Duration::from_millis(1);
 /// Bounds one drain (a send queue holds a few hundred packets at most).
 const MAX_PACER_ROUNDS: usize = 4096;
@@ -167,15 +167,24 @@ impl Participant {
     /// has queued.
     ///
     /// With bandwidth estimation on, str0m's pacer releases one packet per timeout and then
-    /// asks for a timeout a microsecond later (its gate). Those timeouts are given here, up to
-    /// [`PACER_SLACK`] ahead of `now` (a tokio timer cannot wait a microsecond: the driver
-    /// would send one packet per millisecond), while packets we wrote are still queued or the
+    /// asks for a timeout a microsecond later (its gate). A tokio timer cannot wait a
+    /// microsecond (the driver would send one packet per millisecond), so those timeouts are
+    /// given here, at `now` itself: the gate opens with any timeout, and the connection's
+    /// clock must not run ahead of the core's (the arrival times in its transport-wide
+    /// feedback come from it). They are given while packets we wrote are still queued or the
     /// pacer keeps releasing its own (retransmissions, probes). The gate's request after the
     /// last of them is put off by [`PACER_IDLE`]: the next packet's flush gives a timeout
-    /// anyway, and giving one now for nothing would double the timeouts per forwarded packet
-    /// (each walks every stream of the connection; +30 % server CPU per packet, measured).
+    /// anyway. Even so the gate costs about one timeout per forwarded packet where the null
+    /// pacer needs one per flush, and each walks every stream of the connection: +30 % server
+    /// CPU per packet with BWE on (docs/BENCHMARKS.md, "Bandwidth estimation"). Without
+    /// BWE a poll is all it takes.
     pub fn drain(&mut self, now: Instant, out: &mut VecDeque<Output>, polled: &mut Polled) {
         let mut sent = self.poll(out, polled);
+        if !self.paced {
+            // str0m's null pacer sends everything queued at the timeout that precedes a poll.
+            self.unsent = 0;
+            return;
+        }
         for _ in 0..MAX_PACER_ROUNDS {
             // The packets we wrote went out, and nothing else did (a retransmission or a
             // probe may have more to come).
@@ -189,12 +198,15 @@ impl Participant {
             if self.next_timeout > now + PACER_SLACK {
                 break;
             }
-            if self.paced && ours_done && self.next_timeout > now {
+            if ours_done && self.next_timeout > now {
                 self.next_timeout = now + PACER_IDLE;
                 break;
             }
-            self.timeout(self.next_timeout.max(now));
+            self.timeout(now);
             sent = self.poll(out, polled);
+            if sent == 0 {
+                break;
+            }
         }
         self.timed_out = false;
     }

@@ -5,9 +5,8 @@
 //! the highest layer wanted) to one layer per subscription. It follows LiveKit's stream
 //! allocator: the lowest layer for everyone first, in order of priority then of the layer
 //! wanted (a pinned tile before a thumbnail), then one step up at a time, round after round,
-//! in the same order, while the budget allows. A video whose
-//! lowest layer does not fit is paused (audio is never allocated: it is taken off the budget
-//! first).
+//! in the same order, while the budget allows. A video whose lowest layer does not fit is
+//! paused (audio is never allocated: it is taken off the budget first).
 //!
 //! [`Hysteresis`] keeps layers from flapping: a step down is taken at once (the link is
 //! congested now), a step up only once the budget has allowed it for [`UP_HOLD`], and a pause
