@@ -3,17 +3,18 @@
 // Protocol (docs/protocol.md, "SFU rooms"): socket.io namespace /sfu.
 //   → join {room, name, sdp}        ack {id, sdp, participants, capacity} | {error}
 //   ← update {type:'offer', sdp}    ack {type:'answer', sdp} | {error}
-//   ← participants [{id, name, streams, audio, video}]
+//   ← participants [{id, name, streams, audio, video, screen, quality}]
 //   ← speakers [{id, level}]         who speaks, loudest first (the server ranks RTP audio levels)
 //   ← publish_layers {mid, active}   which of our simulcast layers anybody needs (rid → bool)
-//   ← video_state {participant, state} 'paused': our connection cannot carry their video now
+//   ← video_state {participant, source, state} 'paused': our connection cannot carry that video now
 //   → restart {}                     ack {ok} | {error}: the server restarts ICE with an update
-//   → layer {participant, quality}   ack {ok} | {error}: the video layer a tile needs
+//   → layer {participant, quality, source}  ack {ok} | {error}: the video layer a tile needs
+//   → share {on}                     ack {ok} | {error}: start/stop sharing our screen (see below)
 //   → leave                          ack {ok}
 //
 // Simulcast: the camera goes out as up to three layers (lib/bitrate.js), and each remote tile
 // asks for the layer its rendered size needs, or none while it cannot be seen (lib/layers.js).
-// Clicking a tile pins it large.
+// Clicking a tile pins it large; a shared screen gets a tile of its own, shown large.
 //
 // Real networks (issue 8): ICE servers come from /api/ice-servers (a participant whose
 // firewall blocks UDP reaches the SFU through the TURN relay over TCP or TLS); a broken path
@@ -22,8 +23,9 @@
 // by itself as soon as it can. Where the page is (lobby → joining → joined, rejoining, failed)
 // is one pure reducer, lib/room-state.js, mirroring the server's /sfu states.
 //
-// Test hooks: [data-testid] room, name, join, leave, status, local-video, remote-video (one
-// per remote participant, data-participant = its id); window.__rtc (lib/hooks.js), with
+// Test hooks: [data-testid] room, name, join, leave, share, status, local-video, local-screen,
+// remote-video (one per remote participant, data-participant = its id), remote-screen (one
+// per shared screen, data-screen-of = the sharer's id); window.__rtc (lib/hooks.js), with
 // `phase` from lib/room-state.js.
 
 import { createHooks, logEvent } from './lib/hooks.js';
@@ -33,6 +35,8 @@ import { simulcastEncodings } from './lib/bitrate.js';
 import { applyLayerAsk, tileQuality } from './lib/layers.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
+import { receivingMids } from './lib/sdp.js';
+import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
 
@@ -60,7 +64,7 @@ let iceConfig = null;
 let recovery = initialRecovery;
 let recoveryTimer = 0;
 let joining = null;        // the promise of the join in progress
-const tiles = new Map();   // participant id → {el, video, stream, meter, name, visible, quality}
+const tiles = new Map();   // tile key → {key, participant, source, el, video, stream, meter, name, visible, quality}
 
 function dispatch(ev) {
   room = reduce(room, ev);
@@ -143,15 +147,21 @@ async function initLobby() {
   document.body.dataset.ready = 'true';
 }
 
-// ------------------------------------------------------------------ tiles
+// ------------------------------------------------------------------ tiles (lib/tiles.js)
+// A tile per other participant (key: its id) and per shared screen (key: the screen's
+// stream id). Clicking a tile pins it large; a shared screen is pinned until the user picks.
+let userPin = null;        // lib/tiles.js pinnedTile(): a tile key, '' for none, null: automatic
+
 function layout() {
-  $('grid').dataset.count = String(1 + tiles.size);
-  $('count').textContent = String(1 + tiles.size);
-  $('grid').classList.toggle('has-pinned', [...tiles.values()].some((t) => t.el.classList.contains('pinned')));
+  $('grid').dataset.count = String(1 + tiles.size + (localScreen ? 1 : 0));
+  $('count').textContent = String(1 + [...tiles.values()].filter((t) => t.source === 'camera').length);
+  const pinned = pinnedTile([...tiles.values()], userPin);
+  for (const [key, tile] of tiles) tile.el.classList.toggle('pinned', key === pinned);
+  $('grid').classList.toggle('has-pinned', pinned !== null);
 }
 
-function togglePin(id) {
-  for (const [other, tile] of tiles) tile.el.classList.toggle('pinned', other === id && !tile.el.classList.contains('pinned'));
+function togglePin(key) {
+  userPin = pinnedTile([...tiles.values()], userPin) === key ? '' : key;
   layout();
 }
 
@@ -163,7 +173,7 @@ let qualityTimer = 0;
 const tileResized = new ResizeObserver(() => scheduleQualities());
 const tileSeen = new IntersectionObserver((entries) => {
   for (const entry of entries) {
-    const tile = tiles.get(entry.target.dataset.participant);
+    const tile = tiles.get(entry.target.dataset.key);
     if (tile) tile.visible = entry.isIntersecting;
   }
   scheduleQualities();
@@ -177,66 +187,77 @@ function scheduleQualities() {
 
 function reportQualities() {
   if (!socket?.connected || !hooks.id) return;
-  for (const [id, tile] of tiles) {
+  for (const [key, tile] of tiles) {
     const height = tile.video.getBoundingClientRect().height * devicePixelRatio;
     const quality = tileQuality({ height, visible: tile.visible && !document.hidden });
     if (quality === tile.quality) continue;
     tile.quality = quality;
     tile.el.dataset.layer = quality;
-    log('layer', { id, quality });
-    socket.emit('layer', { participant: id, quality });
+    log('layer', { id: key, quality });
+    socket.emit('layer', { participant: tile.participant, quality, source: tile.source });
   }
 }
 
 function initials(name) { return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join(''); }
 
-function ensureTile(info) {
-  let tile = tiles.get(info.id);
+/** The tile `where` ({key, participant, source}) names, created if new; `info` is its participant. */
+function ensureTile(where, info) {
+  let tile = tiles.get(where.key);
+  const screen = where.source === 'screen';
   if (!tile) {
     const el = document.createElement('figure');
-    el.className = 'tile';
-    el.dataset.participant = info.id;
+    el.className = screen ? 'tile screen' : 'tile';
+    el.dataset.key = where.key;
+    el.dataset.participant = where.participant;
+    el.dataset.source = where.source;
     const video = document.createElement('video');
     video.autoplay = true;
     video.playsInline = true;
-    video.dataset.testid = 'remote-video';
-    video.dataset.participant = info.id;
+    video.muted = screen; // a screen has no sound of its own; the camera tile plays the voice
+    video.dataset.testid = screen ? 'remote-screen' : 'remote-video';
+    // Tests and the speaker mark find a participant's camera by this; a screen by data-screen-of.
+    if (screen) video.dataset.screenOf = where.participant;
+    else video.dataset.participant = where.participant;
     const avatar = document.createElement('div');
     avatar.className = 'avatar';
     const paused = document.createElement('div');
     paused.className = 'paused-note';
     paused.textContent = 'Video paused: your connection is too slow';
     const caption = document.createElement('figcaption');
-    caption.innerHTML = '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span><span class="connection"><i></i><i></i><i></i></span>';
+    caption.innerHTML = screen
+      ? '<svg class="screen-icon"><use href="#i-screen"/></svg><span class="tile-name"></span>'
+      : '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span><span class="connection"><i></i><i></i><i></i></span>';
     el.append(video, avatar, paused, caption);
     $('grid').append(el);
-    tile = { el, video, stream: new MediaStream(), meter: null, name: '', visible: true, quality: null };
+    tile = { ...where, el, video, stream: new MediaStream(), meter: null, name: '', visible: true, quality: null };
     video.srcObject = tile.stream;
-    el.addEventListener('click', () => togglePin(info.id));
+    el.addEventListener('click', () => togglePin(where.key));
     tileResized.observe(video);
     tileSeen.observe(el);
-    // Time to first picture, per remote participant (read by tests and handy in devtools).
-    video.requestVideoFrameCallback?.(() => log('first-frame', info.id));
-    tiles.set(info.id, tile);
+    // Time to first picture, per remote tile (read by tests and handy in devtools).
+    video.requestVideoFrameCallback?.(() => log('first-frame', where.key));
+    tiles.set(where.key, tile);
     markSpeaker();
     layout();
   }
   tile.name = info.name;
-  tile.el.querySelector('.tile-name').textContent = info.name;
+  tile.el.querySelector('.tile-name').textContent = screen ? `${info.name} · screen` : info.name;
   tile.el.querySelector('.avatar').textContent = initials(info.name);
-  tile.el.classList.toggle('mic-off', info.audio === false);
-  showConnection(tile.el, info.quality);
+  if (!screen) {
+    tile.el.classList.toggle('mic-off', info.audio === false);
+    showConnection(tile.el, info.quality);
+  }
   return tile;
 }
 
-function removeTile(id) {
-  const tile = tiles.get(id);
+function removeTile(key) {
+  const tile = tiles.get(key);
   if (!tile) return;
   dropMeter(tile.meter);
   tileResized.unobserve(tile.video);
   tileSeen.unobserve(tile.el);
   tile.el.remove();
-  tiles.delete(id);
+  tiles.delete(key);
   layout();
 }
 
@@ -252,9 +273,10 @@ function onParticipants(list) {
   hooks.participants = list;
   showConnection($('local-tile'), list.find((p) => p.id === hooks.id)?.quality);
   log('participants', list.map((p) => p.id));
-  const others = list.filter((p) => p.id !== hooks.id);
-  for (const p of others) ensureTile(p);
-  for (const id of [...tiles.keys()]) if (!others.some((p) => p.id === id)) removeTile(id);
+  const wanted = roomTiles(list, hooks.id);
+  for (const where of wanted) ensureTile(where, where.info);
+  for (const key of [...tiles.keys()]) if (!wanted.some((t) => t.key === key)) removeTile(key);
+  layout();
 }
 
 /** The server says which of our camera's layers anybody needs; the others stop. */
@@ -271,7 +293,8 @@ async function onPublishLayers(ask) {
 
 /** The server paused (or resumed) a participant's video for us: our downlink cannot carry it. */
 function onVideoState(state) {
-  const tile = tiles.get(state?.participant);
+  const source = state?.source ?? 'camera';
+  const tile = [...tiles.values()].find((t) => t.participant === state?.participant && t.source === source);
   log('video-state', state);
   if (!tile) return;
   if (state.state === 'paused') tile.el.dataset.video = 'paused';
@@ -287,28 +310,29 @@ function onSpeakers(list) {
 
 // (Also for tiles created after the ranking arrived: a newcomer is told at once.)
 function markSpeaker() {
-  for (const [id, tile] of tiles) tile.el.classList.toggle('active-speaker', id === hooks.speaker);
+  for (const tile of tiles.values()) tile.el.classList.toggle('active-speaker', tile.source === 'camera' && tile.participant === hooks.speaker);
   $('local-tile').classList.toggle('active-speaker', !!hooks.speaker && hooks.speaker === hooks.id);
 }
 
 function onTrack(event) {
   const stream = event.streams[0];
   if (!stream) return;
-  const id = stream.id; // the SFU uses the publisher's participant id as the stream id
-  const info = hooks.participants.find((p) => p.id === id) || { id, name: '…' };
-  const tile = ensureTile(info);
+  // The SFU's stream ids: the publisher's participant id (camera, microphone), or its screen's.
+  const where = tileOfStream(stream.id, hooks.participants);
+  const info = hooks.participants.find((p) => p.id === where.participant) || { id: where.participant, name: '…' };
+  const tile = ensureTile(where, info);
   const track = event.track;
   for (const old of tile.stream.getTracks().filter((t) => t.kind === track.kind)) tile.stream.removeTrack(old);
   tile.stream.addTrack(track);
   if (track.kind === 'video') {
     tile.el.classList.add('has-video');
     track.onended = () => tile.el.classList.remove('has-video');
-  } else {
+  } else if (tile.source === 'camera') {
     dropMeter(tile.meter);
     tile.meter = receiverMeter(event.receiver, (level) => tile.el.classList.toggle('speaking', level > SPEAKING_LEVEL));
   }
   tile.video.play().catch(() => {});
-  log('track', { id, kind: track.kind });
+  log('track', { id: where.key, kind: track.kind });
 }
 
 // ------------------------------------------------------------------ signaling
@@ -352,6 +376,7 @@ async function onUpdate(offer, ack) {
   log('update', 'received');
   try {
     await pc.setRemoteDescription(offer);
+    await sendScreenOn(offer.sdp);
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     ack({ type: 'answer', sdp: pc.localDescription.sdp });
@@ -360,6 +385,74 @@ async function onUpdate(offer, ack) {
     log('update', `failed: ${err.message}`);
     ack({ error: { code: 'negotiation_failed', message: String(err.message || err) } });
   }
+}
+
+// ------------------------------------------------------------------ screen sharing
+// The page asks (`share`); the server's next `update` offers an m-line it receives on, and
+// the page answers with its screen on it (`sendonly`). Stopping tells the server, which
+// ends the screen for everyone and stops the m-line in a later `update`.
+let screenTrack = null;    // getDisplayMedia track while sharing
+let screenSender = null;   // the RTCRtpSender it goes out on, once the server offered one
+let localScreen = null;    // our own screen's tile
+
+async function toggleShare() {
+  if (screenTrack) return stopShare();
+  let display;
+  try {
+    display = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+  } catch (err) {
+    if (err?.name !== 'NotAllowedError') showCallError(`Screen sharing failed (${err?.name ?? err}).`);
+    return;
+  }
+  if (!pc || !socket?.connected) { stopStream(display); return; }
+  screenTrack = display.getVideoTracks()[0];
+  screenTrack.contentHint = 'detail';
+  screenTrack.onended = () => stopShare(); // the browser's own "Stop sharing"
+  showLocalScreen(display);
+  log('share', 'on');
+  const reply = await emitWithAck(socket, 'share', { on: true }, 5000).catch((err) => ({ error: { message: err.message } }));
+  if (reply?.error) {
+    log('share', `refused: ${reply.error.message}`);
+    showCallError(`Screen sharing failed: ${reply.error.message}`);
+    stopShare({ tell: false });
+  }
+}
+
+/** In the server's offer, the m-line it receives on (new, with nothing on it yet) gets our screen. */
+async function sendScreenOn(sdp) {
+  if (!screenTrack || screenSender) return;
+  const mids = receivingMids(sdp);
+  const slot = pc.getTransceivers().find((t) => mids.includes(t.mid) && !t.currentDirection && !t.sender.track);
+  if (!slot) return;
+  slot.direction = 'sendonly';
+  await slot.sender.replaceTrack(screenTrack);
+  screenSender = slot.sender;
+  log('share', `sending on ${slot.mid}`);
+}
+
+function stopShare({ tell = true } = {}) {
+  if (!screenTrack) return;
+  screenTrack.onended = null;
+  screenTrack.stop();
+  screenTrack = null;
+  screenSender?.replaceTrack(null).catch(() => {});
+  screenSender = null;
+  localScreen?.remove();
+  localScreen = null;
+  $('share').setAttribute('aria-pressed', 'false');
+  layout();
+  log('share', 'off');
+  if (tell && socket?.connected && hooks.id) socket.emit('share', { on: false });
+}
+
+function showLocalScreen(stream) {
+  $('share').setAttribute('aria-pressed', 'true');
+  localScreen = document.createElement('figure');
+  localScreen.className = 'tile local-screen has-video';
+  localScreen.innerHTML = '<video autoplay playsinline muted data-testid="local-screen"></video><figcaption><svg class="screen-icon"><use href="#i-screen"/></svg><span class="tile-name">Your screen</span></figcaption>';
+  localScreen.querySelector('video').srcObject = stream;
+  $('local-tile').after(localScreen);
+  layout();
 }
 
 // ------------------------------------------------------------------ media session
@@ -464,7 +557,9 @@ function endMedia() {
   pc = null;
   hooks.pc = null;
   hooks.id = null;
-  for (const id of [...tiles.keys()]) removeTile(id);
+  for (const key of [...tiles.keys()]) removeTile(key);
+  userPin = null;
+  stopShare({ tell: false });
   hooks.speaker = null;
   markSpeaker();
 }
@@ -549,6 +644,8 @@ function enterCall(room, name) {
   setToggle($('toggle-mic'), 'audio', '#i-mic', '#i-mic-off');
   setToggle($('toggle-cam'), 'video', '#i-cam', '#i-cam-off');
   $('leave').onclick = leave;
+  $('share').hidden = !navigator.mediaDevices?.getDisplayMedia;
+  $('share').onclick = toggleShare;
   layout();
 }
 

@@ -14,3 +14,16 @@ export function sameSession(current, sdp) {
   const a = sessionId(current);
   return a !== null && a === sessionId(sdp);
 }
+
+/**
+ * The mids of the open m-sections of `sdp` that say `a=recvonly`: in an offer from the SFU,
+ * the ones it receives on (where the page is to send, e.g. its shared screen).
+ */
+export function receivingMids(sdp) {
+  if (typeof sdp !== 'string') return [];
+  return sdp.split(/\r?\nm=/).slice(1)
+    .filter((section) => !/^\S+ 0 /.test(section))
+    .filter((section) => /^a=recvonly\s*$/m.test(section))
+    .map((section) => /^a=mid:(\S+)/m.exec(section)?.[1])
+    .filter(Boolean);
+}

@@ -196,6 +196,25 @@ impl From<TrackKind> for str0m::media::MediaKind {
     }
 }
 
+/// What a video publication shows: the participant's camera, or its screen (a second video
+/// publication, `share`). Audio is always the microphone's and counts as `Camera`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Camera,
+    Screen,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Camera => "camera",
+            Source::Screen => "screen",
+        }
+    }
+}
+
 /// A browser's ICE candidate, validated (`candidate:…` as in `RTCIceCandidate.candidate`).
 #[derive(Debug, Clone)]
 pub struct IceCandidate(pub(crate) str0m::Candidate);
@@ -224,10 +243,11 @@ pub enum ParticipantEvent {
     /// Which simulcast layers of its track on an m-line the publisher should send (the others
     /// nobody needs); sent when that changes.
     PublishLayers(PublishLayers),
-    /// The video of `publisher` is paused for this participant because its connection
+    /// The video (`source`) of `publisher` is paused for this participant because its connection
     /// cannot carry it (`paused`), or flows again; sent when that changes.
     VideoPaused {
         publisher: ParticipantId,
+        source: Source,
         paused: bool,
     },
 }
@@ -263,7 +283,10 @@ pub struct ParticipantInfo {
     /// `MediaStream.id`s under which this participant's tracks reach the others.
     pub streams: Vec<String>,
     pub audio: bool,
+    /// It sends its camera.
     pub video: bool,
+    /// The `MediaStream.id` of its shared screen while it shares one.
+    pub screen: Option<String>,
     /// Its connection quality; `None` until its first statistics interval.
     pub quality: Option<Quality>,
 }

@@ -14,7 +14,9 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    api::{IceCandidate, JoinAnswer, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError},
+    api::{
+        IceCandidate, JoinAnswer, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError, Source,
+    },
     core::{Command, Reply, SfuCore},
     driver::{self, Request, Shared},
     ids::{IdGen, ParticipantId, Round},
@@ -162,14 +164,28 @@ impl Sfu {
         self.tell(Command::Restart { id });
     }
 
-    /// `id` wants at most `layer` of `publisher`'s video (0 the lowest, `u8::MAX` the best
-    /// there is, `None` nothing). Unknown ids are ignored: the publisher may have just left.
-    pub fn prefer_layer(&self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>) {
+    /// `id` wants at most `layer` of `publisher`'s video from `source` (0 the lowest,
+    /// `u8::MAX` the best there is, `None` nothing). Unknown ids are ignored: the publisher
+    /// may have just left.
+    pub fn prefer_layer(
+        &self,
+        id: ParticipantId,
+        publisher: ParticipantId,
+        source: Source,
+        layer: Option<u8>,
+    ) {
         self.tell(Command::PreferLayer {
             id,
             publisher,
+            source,
             layer,
         });
+    }
+
+    /// `id`'s page starts (`on`) or stops sharing its screen: an `update` follows that
+    /// offers (or stops) the m-line it sends it on.
+    pub fn share(&self, id: ParticipantId, on: bool) {
+        self.tell(Command::Share { id, on });
     }
 
     /// Leaves the room (also on disconnect). Idempotent. Sent at once; the future resolves

@@ -29,7 +29,7 @@ mod handle;
 
 pub use api::{
     IceCandidate, JoinAnswer, MediaCodec, NetConfig, ParticipantEvent, ParticipantInfo,
-    PublishLayers, Quality, SfuConfig, SfuError, Speaker, TrackKind, UnknownCodec,
+    PublishLayers, Quality, SfuConfig, SfuError, Source, Speaker, TrackKind, UnknownCodec,
 };
 pub use handle::{JoinRequest, Joined, Sfu};
 pub use ids::{ParticipantId, PublicationId, Round, TapId};

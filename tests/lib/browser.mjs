@@ -45,13 +45,14 @@ export async function joinSfuRoom(browser, url, { room, name, viewport = { width
 }
 
 /**
- * What an SFU room page receives of one publisher's video: its decoder's view (getStats() of
- * that tile's receiver) and the tile's state (`quality`: the layer it asks for; `video`:
- * 'paused' when the server paused it for lack of bandwidth).
+ * What an SFU room page receives of one publisher's video (`source`: its camera or its shared
+ * screen): its decoder's view (getStats() of that tile's receiver) and the tile's state
+ * (`quality`: the layer it asks for; `video`: 'paused' when the server paused it for lack of
+ * bandwidth; `pinned`: shown large).
  */
-export function sfuReceived(page, publisherId) {
-  return page.evaluate(async (id) => {
-    const video = document.querySelector(`video[data-participant="${id}"]`);
+export function sfuReceived(page, publisherId, source = 'camera') {
+  return page.evaluate(async ([id, source]) => {
+    const video = document.querySelector(source === 'screen' ? `video[data-screen-of="${id}"]` : `video[data-participant="${id}"]`);
     const track = video?.srcObject?.getVideoTracks()[0];
     const receiver = track && window.__rtc.pc.getReceivers().find((r) => r.track === track);
     if (!receiver) return null;
@@ -65,9 +66,11 @@ export function sfuReceived(page, publisherId) {
       bytes: inbound?.bytesReceived ?? 0,
       freezes: inbound?.freezeCount ?? 0,
       frozenS: inbound?.totalFreezesDuration ?? 0,
+      width: inbound?.frameWidth ?? 0,
       keyframes: inbound?.keyFramesDecoded ?? 0,
+      pinned: video.closest('.tile').classList.contains('pinned'),
     };
-  }, publisherId);
+  }, [publisherId, source]);
 }
 
 /**

@@ -189,6 +189,25 @@ describe('/sfu signaling', () => {
     }
   });
 
+  test('share: the server offers an m-line to receive the screen on', async () => {
+    const socket = client();
+    assert.equal((await ack(socket, 'share', { on: true })).error?.code, 'not_joined');
+    const reply = await ack(socket, 'join', { room: 'r-share', name: 'Ada', sdp: offer() });
+    assert.ok(reply.id, JSON.stringify(reply));
+    for (const bad of [{}, { on: 'yes' }, true]) {
+      const refused = await ack(socket, 'share', bad);
+      assert.equal(refused.error?.code, 'invalid_share', JSON.stringify(bad));
+    }
+    const update = new Promise((resolve) => socket.once('update', (o, answer) => resolve({ o, answer })));
+    assert.deepEqual(await ack(socket, 'share', { on: true }), { ok: true });
+    const { o } = await update;
+    const sections = o.sdp.split('\r\nm=').slice(1);
+    assert.equal(sections.length, 3, 'one more m-line');
+    assert.match(sections[2], /^video /);
+    assert.match(sections[2], /\r\na=recvonly\r\n/, 'the server receives on it');
+    assert.deepEqual(await ack(socket, 'share', { on: false }), { ok: true });
+  });
+
   test('a media port that cannot be bound stops the server with a clear message', async () => {
     const taken = createSocket('udp4');
     await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));

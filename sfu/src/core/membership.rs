@@ -20,10 +20,13 @@ use super::{
     Output, SfuCore, TapOutput,
 };
 use crate::{
-    api::{JoinAnswer, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, TrackKind},
+    api::{JoinAnswer, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, Source, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationSlot, TapId, TapSlot},
     media::{
-        fanout::Tap, keyframe::KeyframeThrottle, layers::Layers, publication::Publication,
+        fanout::Tap,
+        keyframe::KeyframeThrottle,
+        layers::Layers,
+        publication::{stream_id, Publication},
         sink::Sink,
     },
 };
@@ -101,6 +104,7 @@ impl SfuCore {
             ssrcs: Vec::new(),
             subscriptions: Slab::new(),
             layer_wishes: Vec::new(),
+            screen: Default::default(),
             stats: Stats::default(),
             quality: QualityMeter::default(),
             downlink: Downlink::default(),
@@ -161,16 +165,22 @@ impl SfuCore {
     ) {
         let id = self.ids.publication();
         let participant = &mut self.participants[slot.0];
+        let source = if participant.screen.carries(mid) {
+            Source::Screen
+        } else {
+            Source::Camera
+        };
         let publication = PublicationSlot(self.publications.insert(Publication::new(
             id,
             slot,
             participant.id,
             mid,
             kind,
+            source,
             Layers::new(&rids, KeyframeThrottle::new(self.config.keyframe_interval)),
         )));
         participant.publications.push(publication);
-        tracing::info!(parent: &participant.span, ?kind, %mid, layers = rids.len().max(1), "publishing");
+        tracing::info!(parent: &participant.span, ?kind, ?source, %mid, layers = rids.len().max(1), "publishing");
         let room = participant.room.clone();
         for other in self.others(&room, slot) {
             self.participants[other.0].negotiation.request(now);
@@ -203,7 +213,7 @@ impl SfuCore {
         self.broadcast_participants(&participant.room);
     }
 
-    fn end_publication(&mut self, now: Instant, slot: PublicationSlot) {
+    pub(super) fn end_publication(&mut self, now: Instant, slot: PublicationSlot) {
         let publication = self.publications.remove(slot.0);
         for sink in publication.sinks.iter() {
             match sink {
@@ -239,7 +249,10 @@ impl SfuCore {
             .publications
             .iter()
             .copied()
-            .find(|p| self.publications[p.0].kind == kind)
+            .find(|p| {
+                let publication = &self.publications[p.0];
+                publication.kind == kind && publication.source == Source::Camera
+            })
             .ok_or(SfuError::NotPublishing(kind))?;
         let id = self.ids.tap();
         let layer = self.publications[publication.0].layers.top();
@@ -281,24 +294,29 @@ impl SfuCore {
             .iter()
             .map(|slot| {
                 let participant = &self.participants[slot.0];
-                let publishes = |kind| {
-                    participant
-                        .publications
-                        .iter()
-                        .any(|p| self.publications[p.0].kind == kind)
+                let publishes = |kind, source| {
+                    participant.publications.iter().any(|p| {
+                        let publication = &self.publications[p.0];
+                        publication.kind == kind && publication.source == source
+                    })
                 };
-                let (audio, video) = (publishes(TrackKind::Audio), publishes(TrackKind::Video));
+                let audio = publishes(TrackKind::Audio, Source::Camera);
+                let video = publishes(TrackKind::Video, Source::Camera);
+                let screen = publishes(TrackKind::Video, Source::Screen);
                 ParticipantInfo {
                     id: participant.id,
                     name: participant.name.clone(),
                     // The m-lines of its tracks carry its id as their stream id.
-                    streams: if audio || video {
-                        vec![participant.id.to_string()]
-                    } else {
-                        vec![]
-                    },
+                    streams: [
+                        (audio || video).then(|| stream_id(participant.id, Source::Camera)),
+                        screen.then(|| stream_id(participant.id, Source::Screen)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                     audio,
                     video,
+                    screen: screen.then(|| stream_id(participant.id, Source::Screen)),
                     quality: participant.quality.reported(),
                 }
             })

@@ -16,7 +16,7 @@
 //!
 //! The work is split by concept: [`rooms`], [`demux`], [`participant`], [`negotiation`],
 //! [`liveness`], [`quality`] and [`sdp`] hold state and rules; `membership.rs` (join, publish, leave),
-//! `rounds.rs` (building offers, applying answers, ICE restarts), `forward.rs` (the packet
+//! `rounds.rs` (building offers, applying answers, ICE restarts), [`screen`] (screen sharing), `forward.rs` (the packet
 //! path, see [`crate::media`]), `selection.rs` (which simulcast layer each subscription
 //! gets), `speakers.rs` (who speaks in each room) and `report.rs` put them together.
 
@@ -27,6 +27,7 @@ pub mod output;
 pub(crate) mod participant;
 pub mod quality;
 pub(crate) mod rooms;
+pub mod screen;
 pub mod sdp;
 
 mod forward;
@@ -49,7 +50,7 @@ use str0m::{
 };
 
 use crate::{
-    api::{IceCandidate, JoinAnswer, ParticipantEvent, SfuConfig, SfuError, TrackKind},
+    api::{IceCandidate, JoinAnswer, ParticipantEvent, SfuConfig, SfuError, Source, TrackKind},
     ids::{IdGen, ParticipantId, ParticipantSlot, Round, TapId},
     media::{fanout::Tap, publication::Publication},
     report::RoomsReport,
@@ -101,12 +102,18 @@ pub enum Command {
     Leave {
         id: ParticipantId,
     },
-    /// `id` wants at most `layer` of `publisher`'s video: 0 the lowest, `u8::MAX` the best
-    /// there is, `None` nothing (its tile is hidden).
+    /// `id` wants at most `layer` of `publisher`'s video from `source`: 0 the lowest,
+    /// `u8::MAX` the best there is, `None` nothing (its tile is hidden).
     PreferLayer {
         id: ParticipantId,
         publisher: ParticipantId,
+        source: Source,
         layer: Option<u8>,
+    },
+    /// `id`'s page starts (`on`) or stops sharing its screen (`core/screen.rs`).
+    Share {
+        id: ParticipantId,
+        on: bool,
     },
     /// Attach a tap to `publisher`'s track of `kind`.
     AttachTap {
@@ -260,10 +267,12 @@ impl SfuCore {
             Command::PreferLayer {
                 id,
                 publisher,
+                source,
                 layer,
             } => self
-                .prefer_layer(now, id, publisher, layer)
+                .prefer_layer(now, id, publisher, source, layer)
                 .map(|()| Reply::Done),
+            Command::Share { id, on } => self.share(now, id, on).map(|()| Reply::Done),
             Command::Report => Ok(Reply::Report(Box::new(self.report(now)))),
         }
     }

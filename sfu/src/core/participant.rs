@@ -19,12 +19,13 @@ use str0m::{
 use tracing::Span;
 
 use crate::{
-    api::TrackKind,
+    api::{Source, TrackKind},
     core::{
         liveness::Liveness,
         negotiation::Negotiation,
         output::{Output, Transmit},
         quality::{Quality, QualityMeter, Sample},
+        screen::ScreenShare,
     },
     ids::{ParticipantId, PublicationSlot},
     media::{allocator::Hysteresis, subscription::Subscription},
@@ -78,7 +79,9 @@ pub struct Participant {
     /// The layer this participant wants of each publisher's video, as it last said: kept for
     /// subscriptions that do not exist yet (a tile may be measured before its m-line is
     /// negotiated) and for the ones a renegotiation replaces.
-    pub layer_wishes: Vec<(ParticipantId, Option<u8>)>,
+    pub layer_wishes: Vec<(ParticipantId, Source, Option<u8>)>,
+    /// Its screen m-line (`core/screen.rs`).
+    pub screen: ScreenShare,
     pub stats: Stats,
     /// Connection quality, both directions, with hysteresis.
     pub quality: QualityMeter,
@@ -256,8 +259,9 @@ impl Participant {
             Event::RtpPacket(packet) => polled.packets.push(packet),
             Event::KeyframeRequest(request) => polled.keyframe_requests.push(request.mid),
             Event::MediaAdded(media) => {
-                // The browser sends on it: a publication. Our own send-only m-lines
-                // (subscriptions) come back here too and are skipped.
+                // The browser sends on it: a publication. (str0m announces the m-lines of
+                // the browser's offers only; the screen m-line we offer is published when
+                // its answer comes, `rounds.rs`.)
                 if matches!(media.direction, Direction::RecvOnly | Direction::SendRecv) {
                     // Our side of the browser's `a=simulcast:send …` is `recv`.
                     let rids = media
@@ -386,13 +390,13 @@ impl Participant {
         forgotten
     }
 
-    /// The layer this participant wants of `publisher`'s video (the best there is until it
-    /// says otherwise).
-    pub fn layer_wish(&self, publisher: ParticipantId) -> Option<u8> {
+    /// The layer this participant wants of `publisher`'s video from `source` (the best
+    /// there is until it says otherwise).
+    pub fn layer_wish(&self, publisher: ParticipantId, source: Source) -> Option<u8> {
         self.layer_wishes
             .iter()
-            .find(|(p, _)| *p == publisher)
-            .map_or(Some(u8::MAX), |(_, layer)| *layer)
+            .find(|(p, s, _)| *p == publisher && *s == source)
+            .map_or(Some(u8::MAX), |(_, _, layer)| *layer)
     }
 
     /// The next instant this participant needs the core's attention.

@@ -3,9 +3,12 @@
 
 use std::time::Instant;
 
-use str0m::{change::SdpAnswer, media::Direction};
+use str0m::{
+    change::SdpAnswer,
+    media::{Direction, MediaKind},
+};
 
-use super::{participant::Participant, SfuCore};
+use super::{participant::Participant, screen::ScreenChange, SfuCore};
 use crate::{
     api::{ParticipantEvent, TrackKind},
     ids::{ParticipantSlot, PublicationSlot, Round, SubscriptionSlot},
@@ -41,7 +44,7 @@ impl SfuCore {
                 // What the page said its tile needs, else the best there is. Audio is
                 // never held back.
                 let wanted = match target.kind {
-                    TrackKind::Video => participant.layer_wish(target.owner_id),
+                    TrackKind::Video => participant.layer_wish(target.owner_id, target.source),
                     TrackKind::Audio => Some(u8::MAX),
                 };
                 let layer = pick(wanted, target.layers.active(now), target.layers.len());
@@ -59,6 +62,7 @@ impl SfuCore {
             span,
             rtc,
             subscriptions,
+            screen,
             ..
         } = participant;
         let _span = span.enter();
@@ -73,7 +77,7 @@ impl SfuCore {
                         subscription.kind.into(),
                         Direction::SendOnly,
                         // The page groups tracks into tiles by stream id.
-                        Some(publication.owner_id.to_string()),
+                        Some(publication.stream_id()),
                         Some(publication.track_id()),
                         None,
                     );
@@ -85,6 +89,19 @@ impl SfuCore {
                 }
                 _ => {}
             }
+        }
+        if let Some(screen_change) = screen.change() {
+            let mid = match screen_change {
+                // The page sends its screen on it; the msid is the browser's to give.
+                ScreenChange::Open => {
+                    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None)
+                }
+                ScreenChange::Stop(mid) => {
+                    change.stop_media(mid);
+                    mid
+                }
+            };
+            screen.offered(screen_change, mid);
         }
         let new_ufrag = restart_ice.then(|| change.ice_restart(true).ufrag);
         let applied = if change.has_changes() {
@@ -180,13 +197,26 @@ impl SfuCore {
         }
         tracing::debug!(parent: &participant.span, %round, opened = opened.len(), "renegotiated");
         participant.negotiation.finished(now);
-        if open_but_ended {
+        let screen = participant.screen.answered();
+        if open_but_ended || screen.again {
             participant.negotiation.request(now);
         }
+        // The page put its screen on the m-line we offered (it may have answered
+        // `inactive`, having stopped sharing meanwhile), unless it has since said it stopped.
+        let screen_sent = screen.opened.filter(|mid| {
+            participant.screen.wanted
+                && participant
+                    .rtc
+                    .media(*mid)
+                    .is_some_and(|m| m.direction() == Direction::RecvOnly)
+        });
         if participant.connected {
             for (publication, layer) in opened {
                 self.want_keyframe(now, publication, layer, Some(slot));
             }
+        }
+        if let Some(mid) = screen_sent {
+            self.publish(now, slot, mid, TrackKind::Video, Vec::new());
         }
         self.mark_dirty(slot);
     }

@@ -23,7 +23,7 @@ use str0m::bwe::Bitrate;
 
 use super::SfuCore;
 use crate::{
-    api::{ParticipantEvent, PublishLayers, SfuError, TrackKind},
+    api::{ParticipantEvent, PublishLayers, SfuError, Source, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationSlot},
     media::{
         allocator::{allocate, Track},
@@ -53,26 +53,32 @@ fn differs(a: (u64, u64), b: (u64, u64)) -> bool {
 }
 
 impl SfuCore {
-    /// `id` wants at most `layer` of `publisher`'s video (`None`: nothing, its tile is
-    /// hidden; `Some(u8::MAX)`: the best there is).
+    /// `id` wants at most `layer` of `publisher`'s video from `source` (`None`: nothing,
+    /// its tile is hidden; `Some(u8::MAX)`: the best there is).
     pub(super) fn prefer_layer(
         &mut self,
         now: Instant,
         id: ParticipantId,
         publisher: ParticipantId,
+        source: Source,
         layer: Option<u8>,
     ) -> Result<(), SfuError> {
         let slot = self.slot(id)?;
         let publisher_id = publisher;
         let publisher = self.slot(publisher)?;
-        let publications = &self.participants[publisher.0].publications.clone();
+        let publications: Vec<PublicationSlot> = self.participants[publisher.0]
+            .publications
+            .iter()
+            .copied()
+            .filter(|p| self.publications[p.0].source == source)
+            .collect();
         let by_id = &self.by_id;
         let subscriber = &mut self.participants[slot.0];
-        // One wish per publisher still here: bounded by the room's size.
+        // One wish per source of each publisher still here: bounded by the room's size.
         subscriber
             .layer_wishes
-            .retain(|(p, _)| *p != publisher_id && by_id.contains_key(p));
-        subscriber.layer_wishes.push((publisher_id, layer));
+            .retain(|(p, s, _)| !(*p == publisher_id && *s == source) && by_id.contains_key(p));
+        subscriber.layer_wishes.push((publisher_id, source, layer));
         for (_, sub) in subscriber.subscriptions.iter_mut() {
             if sub.kind == TrackKind::Video
                 && sub.publication.is_some_and(|p| publications.contains(&p))
@@ -100,7 +106,7 @@ impl SfuCore {
     pub(super) fn select_layers(&mut self, now: Instant) {
         self.next_selection = now + SELECTION_TICK;
         let mut keyframes: Vec<(PublicationSlot, u8)> = Vec::new();
-        let mut paused: Vec<(ParticipantId, ParticipantId, bool, Option<u64>)> = Vec::new();
+        let mut paused: Vec<(ParticipantId, ParticipantId, Source, bool, Option<u64>)> = Vec::new();
         let probing = self.config.bandwidth_estimation.is_some();
         let mut tracks = Vec::new();
         let mut keys = Vec::new();
@@ -120,9 +126,14 @@ impl SfuCore {
                     audio += layers.bitrates(now)[0].unwrap_or(0);
                     continue;
                 }
-                let speaking = speakers.iter().any(|s| s.id == target.owner_id);
+                // A shared screen first (it is shown large), then the active speaker.
+                let priority = if target.source == Source::Screen {
+                    2
+                } else {
+                    u8::from(speakers.iter().any(|s| s.id == target.owner_id))
+                };
                 tracks.push(Track {
-                    priority: u8::from(speaking),
+                    priority,
                     rates: layers.bitrates(now),
                     max: pick(sub.wanted, layers.active(now), layers.len()),
                 });
@@ -181,8 +192,14 @@ impl SfuCore {
                     sub.switch.set_target(layer);
                 }
                 if starved != was_starved && sub.is_open() {
-                    let owner = self.publications[publication.0].owner_id;
-                    paused.push((participant.id, owner, starved, estimate));
+                    let target = &self.publications[publication.0];
+                    paused.push((
+                        participant.id,
+                        target.owner_id,
+                        target.source,
+                        starved,
+                        estimate,
+                    ));
                 }
                 // A start is asked for by the packets it waits on; a switch while the old
                 // layer still flows is asked for here.
@@ -227,11 +244,15 @@ impl SfuCore {
         for slot in rearmed {
             self.mark_dirty(slot);
         }
-        for (subscriber, publisher, paused, estimate) in paused {
-            tracing::info!(%subscriber, %publisher, paused, ?estimate, "video paused for lack of bandwidth");
+        for (subscriber, publisher, source, paused, estimate) in paused {
+            tracing::info!(%subscriber, %publisher, ?source, paused, ?estimate, "video paused for lack of bandwidth");
             self.emit(
                 subscriber,
-                ParticipantEvent::VideoPaused { publisher, paused },
+                ParticipantEvent::VideoPaused {
+                    publisher,
+                    source,
+                    paused,
+                },
             );
         }
         keyframes.sort_unstable_by_key(|(p, l)| (p.0, *l));

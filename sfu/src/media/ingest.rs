@@ -190,6 +190,7 @@ pub(crate) mod tests {
             id,
             Mid::from("1"),
             TrackKind::Video,
+            crate::api::Source::Camera,
             Layers::new(&[], KeyframeThrottle::new(Duration::from_millis(500))),
         )
     }

@@ -5,7 +5,7 @@
 use str0m::{format::PayloadParams, media::Mid};
 
 use crate::{
-    api::TrackKind,
+    api::{Source, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationId},
     media::{
         layers::{Layers, PublisherLayers},
@@ -21,6 +21,7 @@ pub struct Publication {
     pub owner_id: ParticipantId,
     pub mid: Mid,
     pub kind: TrackKind,
+    pub source: Source,
     pub codec: CodecCache,
     pub layers: Layers,
     /// Which of its layers the publisher is asked to send.
@@ -37,6 +38,7 @@ impl Publication {
         owner_id: ParticipantId,
         mid: Mid,
         kind: TrackKind,
+        source: Source,
         layers: Layers,
     ) -> Self {
         Publication {
@@ -45,6 +47,7 @@ impl Publication {
             owner_id,
             mid,
             kind,
+            source,
             codec: CodecCache::default(),
             publisher_layers: PublisherLayers::new(layers.len()),
             layers,
@@ -53,9 +56,23 @@ impl Publication {
         }
     }
 
+    /// The `MediaStream.id` its subscribers' m-lines carry: pages group tracks into tiles
+    /// by it (the camera and microphone under the participant's id, the screen apart).
+    pub fn stream_id(&self) -> String {
+        stream_id(self.owner_id, self.source)
+    }
+
     /// The track id of the m-line that carries this publication to a subscriber.
     pub fn track_id(&self) -> String {
         format!("{}-{}-{}", self.owner_id, self.kind.name(), self.id)
+    }
+}
+
+/// The `MediaStream.id` of `owner`'s `source`.
+pub fn stream_id(owner: ParticipantId, source: Source) -> String {
+    match source {
+        Source::Camera => owner.to_string(),
+        Source::Screen => format!("{owner}-screen"),
     }
 }
 

@@ -18,6 +18,7 @@ use sfu::{
     ids::IdGen,
     media::fanout::TapPacket,
     NetConfig, ParticipantEvent, ParticipantId, ParticipantInfo, Round, SfuConfig, SfuError,
+    Source,
 };
 use str0m::{
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
@@ -70,6 +71,8 @@ pub enum Updates {
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub at: Instant,
+    /// The m-line it came on.
+    pub mid: Mid,
     pub keyframe: bool,
     pub video: bool,
 }
@@ -94,13 +97,16 @@ pub struct Client {
     /// other (a bottleneck router's buffer) and are dropped when [`QUEUE_LIMIT`] behind.
     pub downlink_bps: Option<u64>,
     downlink_free_at: Option<Instant>,
-    /// `VideoPaused` events: (when, whose video, paused).
-    pub video_paused: Vec<(Instant, ParticipantId, bool)>,
+    /// `VideoPaused` events: (when, whose video, paused, which of its videos).
+    pub video_paused: Vec<(Instant, ParticipantId, bool, Source)>,
     pub updates: Updates,
     pub publishes: bool,
     /// Sends a keyframe when asked (a browser does; turn it off to see who waits for one).
     pub answers_keyframe_requests: bool,
     pub mids: Vec<(Mid, MediaKind)>,
+    /// The m-line the server offered to receive its screen on (see `share`); the client
+    /// sends the same frames there as on its camera's.
+    pub screen: Option<Mid>,
     pub connected: bool,
     pub ice: Vec<IceConnectionState>,
     pub participants: Vec<ParticipantInfo>,
@@ -198,6 +204,7 @@ impl Lab {
             downlink_free_at: None,
             video_paused: Vec::new(),
             mids: Vec::new(),
+            screen: None,
             connected: false,
             ice: Vec::new(),
             participants: Vec::new(),
@@ -479,9 +486,15 @@ impl Lab {
             }
             ParticipantEvent::Participants(list) => self.clients[c].participants = list,
             ParticipantEvent::PublishLayers(_) => {}
-            ParticipantEvent::VideoPaused { publisher, paused } => {
+            ParticipantEvent::VideoPaused {
+                publisher,
+                paused,
+                source,
+            } => {
                 let now = self.now;
-                self.clients[c].video_paused.push((now, publisher, paused))
+                self.clients[c]
+                    .video_paused
+                    .push((now, publisher, paused, source))
             }
             ParticipantEvent::Speakers(list) => {
                 self.clients[c].speakers = list.iter().map(|s| s.id).collect()
@@ -533,12 +546,21 @@ impl Lab {
                 }
             }
             Event::IceConnectionStateChange(state) => client.ice.push(state),
+            // Only the screen m-line is one the server offers to receive on.
+            Event::MediaAdded(media)
+                if media.direction == Direction::SendOnly
+                    && !client.mids.iter().any(|(mid, _)| *mid == media.mid) =>
+            {
+                client.screen = Some(media.mid);
+                client.send_keyframe = true;
+            }
             Event::KeyframeRequest(_) => {
                 client.keyframe_requests.push(now);
                 client.send_keyframe |= client.answers_keyframe_requests;
             }
             Event::MediaData(data) => client.frames.push(Frame {
                 at: now,
+                mid: data.mid,
                 keyframe: data.is_keyframe(),
                 video: data.params.spec().codec == Codec::Vp8,
             }),
@@ -562,16 +584,18 @@ impl Lab {
             // VP8 frame tag: bit 0 clear = keyframe; a keyframe spans several packets.
             let mut frame = vec![0u8; if keyframe { 3000 } else { 600 }];
             frame[0] = if keyframe { 0x10 } else { 0x11 };
-            let mid = client.mids[1].0;
-            if let Some(writer) = client.rtc.writer(mid) {
-                let pt = writer
-                    .payload_params()
-                    .find(|p| p.spec().codec == Codec::Vp8)
-                    .map(|p| p.pt());
-                if let Some(pt) = pt {
-                    let time = MediaTime::from_90khz(client.rtp_time);
-                    let _ = writer.write(pt, now, time, frame);
-                    wrote = true;
+            let camera = client.mids[1].0;
+            for mid in [Some(camera), client.screen].into_iter().flatten() {
+                if let Some(writer) = client.rtc.writer(mid) {
+                    let pt = writer
+                        .payload_params()
+                        .find(|p| p.spec().codec == Codec::Vp8)
+                        .map(|p| p.pt());
+                    if let Some(pt) = pt {
+                        let time = MediaTime::from_90khz(client.rtp_time);
+                        let _ = writer.write(pt, now, time, frame.clone());
+                        wrote = true;
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! cause (no I/O).
 
 use serde_json::Value;
-use sfu::{IceCandidate, ParticipantId};
+use sfu::{IceCandidate, ParticipantId, Source};
 
 use crate::signaling::{
     command::{RoomName, MAX_MESSAGE_BYTES},
@@ -22,8 +22,13 @@ pub enum SfuSignalError {
     InvalidSdp,
     #[error("candidate must be an object with a candidate string")]
     InvalidCandidate,
-    #[error("layer must be {{participant, quality}} with quality one of off, low, medium, high")]
+    #[error(
+        "layer must be {{participant, quality, source?}} with quality one of off, low, medium, \
+         high and source camera (the default) or screen"
+    )]
     InvalidLayer,
+    #[error("share must be {{on: true}} or {{on: false}}")]
+    InvalidShare,
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,
     #[error("unknown event")]
@@ -54,6 +59,7 @@ impl SfuSignalError {
             SfuSignalError::InvalidSdp => "invalid_sdp",
             SfuSignalError::InvalidCandidate => "invalid_candidate",
             SfuSignalError::InvalidLayer => "invalid_layer",
+            SfuSignalError::InvalidShare => "invalid_share",
             SfuSignalError::PayloadTooLarge => "payload_too_large",
             SfuSignalError::UnknownEvent => "unknown_event",
             SfuSignalError::AlreadyJoined => "already_joined",
@@ -88,11 +94,16 @@ pub enum SfuCommand {
     },
     /// The page asks for an ICE restart.
     Restart,
-    /// The highest video layer of `publisher` the page needs (`None`: nothing, the tile is
-    /// hidden; `u8::MAX`: the best there is).
+    /// The highest layer of `publisher`'s video from `source` the page needs (`None`:
+    /// nothing, the tile is hidden; `u8::MAX`: the best there is).
     Layer {
         publisher: ParticipantId,
+        source: Source,
         layer: Option<u8>,
+    },
+    /// The page starts (`on`) or stops sharing its screen.
+    Share {
+        on: bool,
     },
     Leave,
 }
@@ -154,7 +165,27 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
                 .and_then(Value::as_str)
                 .and_then(parse_quality)
                 .ok_or(SfuSignalError::InvalidLayer)?;
-            Ok(SfuCommand::Layer { publisher, layer })
+            let source = match object.get("source") {
+                None | Some(Value::Null) => Source::Camera,
+                Some(source) => match source.as_str() {
+                    Some("camera") => Source::Camera,
+                    Some("screen") => Source::Screen,
+                    _ => return Err(SfuSignalError::InvalidLayer),
+                },
+            };
+            Ok(SfuCommand::Layer {
+                publisher,
+                source,
+                layer,
+            })
+        }
+        "share" => {
+            let on = data
+                .as_object()
+                .and_then(|o| o.get("on"))
+                .and_then(Value::as_bool)
+                .ok_or(SfuSignalError::InvalidShare)?;
+            Ok(SfuCommand::Share { on })
         }
         "leave" => Ok(SfuCommand::Leave),
         _ => Err(SfuSignalError::UnknownEvent),
@@ -227,13 +258,25 @@ mod tests {
             &json!({"participant": "p000000000001", "quality": "low"}),
         )
         .unwrap();
-        let SfuCommand::Layer { publisher, layer } = cmd else {
+        let SfuCommand::Layer {
+            publisher,
+            source,
+            layer,
+        } = cmd
+        else {
             panic!("not a layer")
         };
         assert_eq!(
-            (publisher.to_string().as_str(), layer),
-            ("p000000000001", Some(0))
+            (publisher.to_string().as_str(), source, layer),
+            ("p000000000001", Source::Camera, Some(0))
         );
+        let Ok(SfuCommand::Layer { source, .. }) = parse_command(
+            "layer",
+            &json!({"participant": "p000000000001", "quality": "low", "source": "screen"}),
+        ) else {
+            panic!("a screen's layer refused")
+        };
+        assert_eq!(source, Source::Screen);
         for (quality, layer) in [("off", None), ("medium", Some(1)), ("high", Some(u8::MAX))] {
             let Ok(SfuCommand::Layer { layer: got, .. }) = parse_command(
                 "layer",
@@ -249,10 +292,35 @@ mod tests {
             json!({"participant": "p000000000001"}),
             json!({"participant": "alice", "quality": "low"}),
             json!({"participant": 7, "quality": "low"}),
+            json!({"participant": "p000000000001", "quality": "low", "source": "tab"}),
+            json!({"participant": "p000000000001", "quality": "low", "source": 1}),
         ] {
             assert_eq!(
                 parse_command("layer", &bad).unwrap_err(),
                 SfuSignalError::InvalidLayer,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn share() {
+        for on in [true, false] {
+            let Ok(SfuCommand::Share { on: got }) = parse_command("share", &json!({ "on": on }))
+            else {
+                panic!("share {on} refused")
+            };
+            assert_eq!(got, on);
+        }
+        for bad in [
+            json!(true),
+            json!({}),
+            json!({"on": "yes"}),
+            json!({"on": 1}),
+        ] {
+            assert_eq!(
+                parse_command("share", &bad).unwrap_err(),
+                SfuSignalError::InvalidShare,
                 "{bad}"
             );
         }

@@ -9,7 +9,7 @@
 use std::{collections::HashMap, hash::Hash, time::Duration, time::Instant};
 
 use serde_json::{json, Value};
-use sfu::{IceCandidate, ParticipantId};
+use sfu::{IceCandidate, ParticipantId, Source};
 
 use super::{
     command::{SfuCommand, SfuSignalError},
@@ -36,7 +36,14 @@ pub trait MediaPlane {
     ) -> (ParticipantId, Self::JoinReply);
     fn add_candidate(&mut self, id: ParticipantId, candidate: IceCandidate);
     fn restart(&mut self, id: ParticipantId);
-    fn prefer_layer(&mut self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>);
+    fn prefer_layer(
+        &mut self,
+        id: ParticipantId,
+        publisher: ParticipantId,
+        source: Source,
+        layer: Option<u8>,
+    );
+    fn share(&mut self, id: ParticipantId, on: bool);
     fn leave(&mut self, id: ParticipantId);
 }
 
@@ -121,9 +128,18 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
                 media.add_candidate(conn.id()?, candidate);
                 Ok(ok())
             }
-            SfuCommand::Layer { publisher, layer } => {
+            SfuCommand::Layer {
+                publisher,
+                source,
+                layer,
+            } => {
                 transition(conn.state, Input::Layer)?;
-                media.prefer_layer(conn.id()?, publisher, layer);
+                media.prefer_layer(conn.id()?, publisher, source, layer);
+                Ok(ok())
+            }
+            SfuCommand::Share { on } => {
+                transition(conn.state, Input::Share)?;
+                media.share(conn.id()?, on);
                 Ok(ok())
             }
             SfuCommand::Restart => {
@@ -257,8 +273,18 @@ mod tests {
         fn restart(&mut self, id: ParticipantId) {
             self.calls.push(format!("restart {id}"));
         }
-        fn prefer_layer(&mut self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>) {
-            self.calls.push(format!("layer {id} {publisher} {layer:?}"));
+        fn prefer_layer(
+            &mut self,
+            id: ParticipantId,
+            publisher: ParticipantId,
+            source: Source,
+            layer: Option<u8>,
+        ) {
+            self.calls
+                .push(format!("layer {id} {publisher} {source:?} {layer:?}"));
+        }
+        fn share(&mut self, id: ParticipantId, on: bool) {
+            self.calls.push(format!("share {id} {on}"));
         }
         fn leave(&mut self, id: ParticipantId) {
             self.calls.push(format!("leave {id}"));

@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use sfu::{IceCandidate, JoinRequest, ParticipantEvent, ParticipantId, Sfu, SfuError};
+use sfu::{IceCandidate, JoinRequest, ParticipantEvent, ParticipantId, Sfu, SfuError, Source};
 use socketioxide::{
     extract::{AckSender, Event, SocketRef, TryData},
     handler::ConnectHandler,
@@ -60,8 +60,18 @@ impl MediaPlane for Plane<'_> {
         self.0.restart(id);
     }
 
-    fn prefer_layer(&mut self, id: ParticipantId, publisher: ParticipantId, layer: Option<u8>) {
-        self.0.prefer_layer(id, publisher, layer);
+    fn prefer_layer(
+        &mut self,
+        id: ParticipantId,
+        publisher: ParticipantId,
+        source: Source,
+        layer: Option<u8>,
+    ) {
+        self.0.prefer_layer(id, publisher, source, layer);
+    }
+
+    fn share(&mut self, id: ParticipantId, on: bool) {
+        self.0.share(id, on);
     }
 
     fn leave(&mut self, id: ParticipantId) {
@@ -206,11 +216,15 @@ async fn pump(
             ParticipantEvent::PublishLayers(layers) => {
                 let _ = socket.emit("publish_layers", &layers);
             }
-            ParticipantEvent::VideoPaused { publisher, paused } => {
+            ParticipantEvent::VideoPaused {
+                publisher,
+                source,
+                paused,
+            } => {
                 let state = if paused { "paused" } else { "active" };
                 let _ = socket.emit(
                     "video_state",
-                    &json!({ "participant": publisher, "state": state }),
+                    &json!({ "participant": publisher, "source": source, "state": state }),
                 );
             }
             ParticipantEvent::Failed => {

@@ -33,6 +33,8 @@ pub enum Input {
     Restart,
     /// The client says which video layer a tile needs (`layer`).
     Layer,
+    /// The client starts or stops sharing its screen (`share`).
+    Share,
     /// The client leaves (`leave`).
     Leave,
     /// The media plane accepted the join.
@@ -46,11 +48,12 @@ pub enum Input {
 }
 
 impl Input {
-    pub const ALL: [Input; 9] = [
+    pub const ALL: [Input; 10] = [
         Input::Join,
         Input::Candidate,
         Input::Restart,
         Input::Layer,
+        Input::Share,
         Input::Leave,
         Input::JoinAccepted,
         Input::JoinRefused,
@@ -77,6 +80,10 @@ pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignal
         // Layers are chosen among subscriptions, which exist once joined.
         (Idle | Joining, Input::Layer) => Err(SfuSignalError::NotJoined),
         (Joined, Input::Layer) => Ok(Joined),
+
+        // The screen goes on an m-line the server offers in an `update`: after the join.
+        (Idle | Joining, Input::Share) => Err(SfuSignalError::NotJoined),
+        (Joined, Input::Share) => Ok(Joined),
 
         (Idle, Input::Leave) => Err(SfuSignalError::NotJoined),
         (Joining | Joined, Input::Leave) => Ok(Idle),
@@ -113,6 +120,8 @@ mod tests {
                 Input::Restart => Err(SfuSignalError::NotJoined),
                 Input::Layer if state == Joined => Ok(Joined),
                 Input::Layer => Err(SfuSignalError::NotJoined),
+                Input::Share if state == Joined => Ok(Joined),
+                Input::Share => Err(SfuSignalError::NotJoined),
                 Input::Leave if state == Idle => Err(SfuSignalError::NotJoined),
                 Input::Leave => Ok(Idle),
                 Input::JoinAccepted if state == Joining => Ok(Joined),
@@ -135,7 +144,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 27);
+        assert_eq!(checked, 30);
     }
 
     #[test]
@@ -149,6 +158,7 @@ mod tests {
             Input::Candidate,
             Input::Restart,
             Input::Layer,
+            Input::Share,
             Input::MediaFailed,
             Input::Join,
             Input::JoinRefused,
