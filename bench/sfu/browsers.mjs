@@ -147,7 +147,7 @@ async function measure(kind, server, run) {
     await sleep(WARMUP_S * 1000);
 
     const serverReport = async () => {
-      const r = await (await fetch(`${server.url}/api/rooms`)).json();
+      const r = await server.operator('/api/rooms');
       const people = r.rooms.flatMap((room) => room.participants);
       return { keyframeRequestsSent: r.keyframe_requests_sent, keyframesRequested: people.reduce((a, p) => a + p.keyframes_requested, 0), nacksReceived: people.reduce((a, p) => a + p.nacks_received, 0) };
     };

@@ -33,7 +33,7 @@ try {
     return n;
   });
   for (const page of pages) await until('video decoding', async () => (await frames(page)) > 10, 30_000);
-  const report = async () => (await fetch(`${server.url}/api/rooms`)).json();
+  const report = () => server.operator('/api/rooms');
   const port = (await report()).media_address.split(':').pop();
   console.log(`media port ${port}; dropping UDP to it for ${DROP_S} s`);
   nft('add', 'table', 'inet', 'probe');

@@ -36,6 +36,9 @@ if [ "${INNER:-}" != 1 ]; then
   exec "$0" "$MODE"
 fi
 
+# The operator endpoint (GET /api/rooms) sfu-load reads: the same token for both.
+SIGNAL_OPERATOR_TOKEN=${SIGNAL_OPERATOR_TOKEN:-bench-operator-token-$$-$(date +%s)}
+export SIGNAL_OPERATOR_TOKEN
 CERTS=$(mktemp -d)
 trap 'rm -rf "$CERTS"' EXIT
 start_server() { # $1 = log name, $2 = binary (default: this tree's release build)

@@ -9,7 +9,10 @@ use std::{
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::signaling::rate_limit::RateLimit;
+use crate::{
+    access::{AccessConfig, MIN_OPERATOR_TOKEN_LEN},
+    signaling::rate_limit::RateLimit,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,6 +93,19 @@ pub struct Cli {
     /// [default: 43200]. A relayed call outliving them cannot refresh its allocation.
     #[arg(long, value_name = "SECONDS")]
     pub turn_credential_ttl: Option<u64>,
+    /// An origin (scheme://host[:port]) besides this server's own whose pages may open
+    /// signaling connections (repeatable). Config file: `[access] allowed_origins`.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// Bearer token for the operator endpoints (GET /api/rooms, /api/stats); without one
+    /// they are off. Config file: `[access] operator_token`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SIGNAL_OPERATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub operator_token: Option<String>,
 }
 
 /// The file format. Every key is optional.
@@ -110,6 +126,7 @@ pub struct FileConfig {
     pub rate_limit: Option<RateLimitConfig>,
     pub turn: Option<TurnFileConfig>,
     pub sfu: Option<SfuFileConfig>,
+    pub access: Option<AccessFileConfig>,
     /// Deprecated: `[sfu] ports`.
     pub rtc_ports: Option<String>,
     /// Deprecated: `[sfu] public_ip`.
@@ -146,6 +163,17 @@ pub struct SfuFileConfig {
     pub bandwidth_estimation: Option<bool>,
     /// The estimate each subscriber starts from, kbit/s (default 1000).
     pub start_bitrate_kbps: Option<u32>,
+}
+
+/// `[access]` table: who may use what (docs/security.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessFileConfig {
+    /// Origins besides the server's own whose pages may open signaling connections.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Bearer token for the operator endpoints.
+    pub operator_token: Option<String>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -186,6 +214,7 @@ pub struct Config {
     /// The SFU's media plane, resolved (bind address from the listener, see
     /// `sfu::NetConfig::for_listener`).
     pub sfu: sfu::SfuConfig,
+    pub access: AccessConfig,
 }
 
 /// What to do about TURN.
@@ -293,6 +322,12 @@ impl Config {
                 )));
             }
         }
+        let access = access_config(
+            file.access.unwrap_or_default(),
+            cli.allowed_origins,
+            cli.operator_token,
+            public_host.clone(),
+        )?;
         let room_capacity = cli.room_capacity.or(file.room_capacity).unwrap_or(2);
         if room_capacity == 0 {
             return Err(ConfigError::Invalid(
@@ -339,6 +374,7 @@ impl Config {
             rate_limit,
             turn,
             sfu,
+            access,
         })
     }
 }
@@ -379,6 +415,49 @@ impl SfuFileConfig {
         )?;
         Ok(table)
     }
+}
+
+/// `[access]` and its flags (flags replace the file's list and token).
+fn access_config(
+    file: AccessFileConfig,
+    cli_origins: Vec<String>,
+    cli_token: Option<String>,
+    public_host: Option<String>,
+) -> Result<AccessConfig, ConfigError> {
+    let allowed_origins = if cli_origins.is_empty() {
+        file.allowed_origins
+    } else {
+        cli_origins
+    };
+    for origin in &allowed_origins {
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = host.is_some_and(|h| {
+            !h.is_empty()
+                && crate::web::is_valid_host(crate::web::strip_port(h))
+                && !h.contains('/')
+        });
+        if !valid {
+            return Err(ConfigError::Invalid(format!(
+                "allowed origin {origin:?} is not an origin: scheme://host[:port], e.g. https://app.example.org"
+            )));
+        }
+    }
+    let operator_token = cli_token.or(file.operator_token);
+    if let Some(token) = &operator_token {
+        if token.trim().len() < MIN_OPERATOR_TOKEN_LEN || token.trim() != token {
+            return Err(ConfigError::Invalid(format!(
+                "operator_token must be at least {MIN_OPERATOR_TOKEN_LEN} characters without surrounding spaces \
+                 (e.g. `openssl rand -hex 16`)"
+            )));
+        }
+    }
+    Ok(AccessConfig {
+        allowed_origins,
+        operator_token,
+        public_host,
+    })
 }
 
 /// The SFU's settings: flags over the `[sfu]` table over the defaults.
@@ -597,6 +676,51 @@ mod tests {
             "unknown key"
         );
         assert!(Config::merge(FileConfig::default(), cli(&["--rtc-ports", "10"])).is_err());
+    }
+
+    #[test]
+    fn access_table_and_flags() {
+        let file: FileConfig = toml::from_str(
+            "[access]\nallowed_origins = [\"https://app.example\"]\noperator_token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let config = Config::merge(file, cli(&["--public-host", "call.example"])).unwrap();
+        assert_eq!(config.access.allowed_origins, ["https://app.example"]);
+        assert_eq!(
+            config.access.operator_token.as_deref(),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(config.access.public_host.as_deref(), Some("call.example"));
+        let flags = cli(&[
+            "--allow-origin",
+            "http://localhost:3000",
+            "--operator-token",
+            "fedcba9876543210",
+        ]);
+        let config = Config::merge(FileConfig::default(), flags).unwrap();
+        assert_eq!(config.access.allowed_origins, ["http://localhost:3000"]);
+        assert_eq!(
+            config.access.operator_token.as_deref(),
+            Some("fedcba9876543210")
+        );
+        let closed = Config::merge(FileConfig::default(), cli(&[])).unwrap();
+        assert_eq!(
+            closed.access.operator_token, None,
+            "operator endpoints off by default"
+        );
+        for bad in [
+            &["--allow-origin", "app.example"][..],
+            &["--allow-origin", "https://app.example/path"],
+            &["--allow-origin", "ftp://app.example"],
+            &["--allow-origin", "https://"],
+            &["--operator-token", "short"],
+            &["--operator-token", " 0123456789abcdef"],
+        ] {
+            assert!(
+                Config::merge(FileConfig::default(), cli(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `signal`: the server side of the calling system.
 //!
 //! - [`web`]: HTTPS, the static web client and a small JSON API.
+//! - [`access`]: who may use what over HTTP (origins, operator token, request budgets).
 //! - [`signaling`]: socket.io signaling for 1-to-1 rooms (a sans-IO core and its binding).
 //! - [`ice`]: the ICE servers (STUN, time-limited TURN credentials) handed to browsers.
 //! - [`tls`]: certificates, including a generated development one.
 //! - [`turn`]: the embedded TURN relay (`turn-relay`) and its browser credentials.
 //! - [`config`], [`server`]: configuration and wiring.
 
+pub mod access;
 pub mod config;
 pub mod ice;
 pub mod server;

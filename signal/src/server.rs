@@ -4,12 +4,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     http::{HeaderMap, StatusCode, Uri},
+    middleware,
     response::{IntoResponse, Redirect},
     Router,
 };
 use axum_server::{tls_rustls::RustlsConfig, Handle};
 
 use crate::{
+    access::{self, Access},
     config::Config,
     ice::IceConfig,
     signaling::{self, Hub, SignalingConfig},
@@ -63,7 +65,14 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             public_host: config.public_host.as_deref().map(Arc::from),
         },
     )
-    .merge(sfu_routes);
+    .merge(sfu_routes)
+    .layer(middleware::from_fn_with_state(
+        Access::new(config.access.clone()),
+        access::guard,
+    ));
+    if config.access.operator_token.is_none() {
+        tracing::info!("operator endpoints (/api/rooms, /api/stats) are off: set [access] operator_token to use them");
+    }
 
     let handle = Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
@@ -73,7 +82,8 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         addr: local,
         source,
     };
-    let service = app.into_make_service();
+    // The peer address: the ICE-servers budget is per client address.
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
     // The two branches build different server types, hence the repetition of `serve`.
     let served = if config.plain_http {
         announce("http", local);

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 
-import { startServer } from '../lib/server.mjs';
+import { operatorHeaders, startServer } from '../lib/server.mjs';
 import { launchChromium, until } from '../lib/browser.mjs';
 
 const turnConfig = fileURLToPath(new URL('./turn-sfu.conf', import.meta.url));
@@ -57,7 +57,7 @@ test('relay-only participants reach the SFU through the relay, and only the SFU'
     await page.getByTestId('join').click();
     pages.push(page);
   }
-  const report = await pages[0].evaluate(async () => (await fetch('/api/rooms')).json());
+  const report = await pages[0].evaluate(async (headers) => (await fetch('/api/rooms', { headers })).json(), operatorHeaders);
   for (const page of pages) {
     const s = await until('media through the relay', async () => {
       const m = await mediaAndPair(page);

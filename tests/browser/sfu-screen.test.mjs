@@ -82,7 +82,7 @@ describe('screen sharing in SFU rooms', { timeout: 180_000 }, () => {
       assert.equal(await ann.getByTestId('local-screen').count(), 0);
       await expectFlowing(bob, ann, 'camera', `${round}: Ann's camera goes on after she stopped`);
       // The server's view: Ann publishes her camera and microphone only again.
-      const rooms = await bob.evaluate(async () => (await fetch('/api/rooms')).json());
+      const rooms = await server.operator('/api/rooms');
       const annReport = rooms.rooms.find((r) => r.room === ROOM)?.participants.find((p) => p.name === 'Ann');
       assert.deepEqual([...annReport.publishing].sort(), ['audio', 'video'], JSON.stringify(annReport));
     }

@@ -165,7 +165,7 @@ async function participantsEventDelay(list, id, t0) {
 }
 
 async function roomReport() {
-  const rooms = await (await fetch(`${server.url}/api/rooms`)).json();
+  const rooms = await server.operator('/api/rooms');
   return rooms.rooms.find((r) => r.room === ROOM);
 }
 

@@ -27,7 +27,7 @@ import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 
 import { CHROMIUM, chromiumArgs } from '../lib/browser.mjs';
-import { repoRoot, signalBin } from '../lib/server.mjs';
+import { OPERATOR_TOKEN, repoRoot, signalBin } from '../lib/server.mjs';
 
 const run = promisify(execFile);
 
@@ -400,7 +400,8 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
   }
 
   async #launchServer() {
-    const env = { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' };
+    // The operator token as an operator would give it (docs/security.md): serverJson() uses it.
+    const env = { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info', SIGNAL_OPERATOR_TOKEN: OPERATOR_TOKEN };
     const listening = new RegExp(`listening on ${this.serverListen.replaceAll('.', '\\.')}`);
     const proc = await this.spawn('signal', 'ip', ['netns', 'exec', this.ns('srv'), signalBin, ...this.serverFlags], listening, { env });
     this.server = proc;
@@ -460,10 +461,10 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
     return browser;
   }
 
-  /** What the observer (on the internet) sees of the server: GET over HTTPS by IP. */
+  /** What the observer (on the internet) sees of the server: GET over HTTPS by IP, with the operator token. */
   async serverJson(pathname) {
-    const out = await sh('curl', ['-sS', '--max-time', '5', '--cacert', this.caCert, '--resolve', `${SERVER_NAME}:${WEB_PORT}:${SERVER_IP}`,
-      `https://${SERVER_NAME}${pathname}`]);
+    const out = await sh('curl', ['-sS', '--fail-with-body', '--max-time', '5', '--cacert', this.caCert, '--resolve', `${SERVER_NAME}:${WEB_PORT}:${SERVER_IP}`,
+      '-H', `Authorization: Bearer ${OPERATOR_TOKEN}`, `https://${SERVER_NAME}${pathname}`]);
     return JSON.parse(out);
   }
 

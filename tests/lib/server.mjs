@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const signalBin = process.env.SIGNAL_BIN ?? path.join(repoRoot, 'target/debug/signal');
+/** The operator token test servers run with (docs/security.md): GET /api/rooms and /api/stats need it. */
+export const OPERATOR_TOKEN = 'test-operator-token-0123456789';
+export const operatorHeaders = { authorization: `Bearer ${OPERATOR_TOKEN}` };
 
 /**
  * @param {object} [options]
@@ -17,11 +20,14 @@ export const signalBin = process.env.SIGNAL_BIN ?? path.join(repoRoot, 'target/d
  *   reached on 127.0.0.1)
  * @param {string} [options.publicDir] the web root (default: the repository's public/)
  * @param {string[]} [options.args] extra flags
- * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string, stop: () => Promise<void>}>}
+ * @param {string|null} [options.operatorToken] the operator token (default OPERATOR_TOKEN; null: none)
+ * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string,
+ *   operator: (path: string) => Promise<any>, stop: () => Promise<void>}>} `operator(path)` GETs an
+ *   operator endpoint (e.g. /api/rooms) with the server's operator token and returns its JSON
  */
-export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', publicDir = path.join(repoRoot, 'public'), args = [] } = {}) {
+export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', publicDir = path.join(repoRoot, 'public'), args = [], operatorToken = OPERATOR_TOKEN } = {}) {
   const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
-  const flags = ['--listen', listen, '--public-dir', publicDir, '--cert-dir', certDir, ...args];
+  const flags = ['--listen', listen, '--public-dir', publicDir, '--cert-dir', certDir, ...(operatorToken ? ['--operator-token', operatorToken] : []), ...args];
   if (!tls) flags.push('--plain-http');
   flags.push(...(turnConfig ? ['--turn-config', turnConfig] : ['--no-turn']));
   const proc = spawn(signalBin, flags, { env: { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -49,6 +55,11 @@ export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1
     port,
     proc,
     logs: () => output,
+    async operator(pathname) {
+      const res = await fetch(`${scheme}://127.0.0.1:${port}${pathname}`, { headers: operatorHeaders });
+      if (!res.ok) throw new Error(`GET ${pathname}: ${res.status} ${await res.text()}`);
+      return res.json();
+    },
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((resolve) => proc.once('exit', resolve));

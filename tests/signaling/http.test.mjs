@@ -10,17 +10,17 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import https from 'node:https';
-import { startServer } from '../lib/server.mjs';
+import { operatorHeaders, startServer } from '../lib/server.mjs';
 
 // An external relay (no embedded one: its port 3478 would clash between test files): the
 // server only mints credentials for it, with `{host}` standing for the name the browser used.
 const EXTERNAL_TURN = ['--turn-url', 'turn:{host}:3478?transport=udp', '--turn-secret', 'test-secret'];
 
-function h2Get(port, path, authority) {
+function h2Get(port, path, authority, extraHeaders = {}) {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`https://127.0.0.1:${port}`, { rejectUnauthorized: false });
     session.on('error', reject);
-    const req = session.request({ ':path': path, ':authority': authority });
+    const req = session.request({ ':path': path, ':authority': authority, ...extraHeaders });
     let body = '';
     let headers;
     req.setEncoding('utf8');
@@ -117,7 +117,7 @@ describe('text is served as UTF-8', () => {
   }
 
   it('JSON and binary types are left alone', async () => {
-    const res = await h2Get(server.port, '/api/stats', `call.test:${server.port}`);
+    const res = await h2Get(server.port, '/api/stats', `call.test:${server.port}`, operatorHeaders);
     assert.equal(res.headers['content-type'], 'application/json');
   });
 });

@@ -62,7 +62,7 @@ function ack(socket, event, data, ms = 5000) {
 }
 
 async function room(name) {
-  const report = await (await fetch(`${server.url}/api/rooms`)).json();
+  const report = await server.operator('/api/rooms');
   return report.rooms.find((r) => r.room === name);
 }
 

@@ -130,10 +130,16 @@ fn main() -> Result<()> {
 }
 
 /// `GET path` on the plain-HTTP server.
+/// GET of an operator endpoint, with the token the server was started with
+/// (`SIGNAL_OPERATOR_TOKEN`, as bench/sfu/run.sh sets for both).
 async fn http_get_json(server: &str, path: &str) -> Result<Value> {
+    let token = std::env::var("SIGNAL_OPERATOR_TOKEN").unwrap_or_default();
     let mut s = tokio::net::TcpStream::connect(server).await?;
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {server}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await?;
     let mut body = Vec::new();
