@@ -28,6 +28,7 @@
 import { STATE, initialCall, reduce, showsCall } from './lib/call-state.js';
 import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
+import { isTokenError, pageToken } from './lib/token.js';
 import { openCameraAndMic, stopStream } from './lib/media.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
@@ -52,6 +53,8 @@ const REJOIN_ATTEMPTS = 8;
 // its signaling connection and comes back (a new public address kills its WebSocket, not
 // its media). A peer that hung up stops answering ICE, and the connection goes within ~5 s.
 const PEER_RETURN_MS = 15_000;
+// The join token of the link, if the server wants one (docs/security.md, lib/token.js).
+const token = pageToken();
 const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 
 const $ = (id) => document.getElementById(id);
@@ -212,7 +215,7 @@ function setToggle(btn, off, offTitle, onTitle) {
 
 function ensureSocket() {
   if (socket) return socket;
-  socket = socketIo()({ reconnectionDelayMax: 4000 });
+  socket = socketIo()({ reconnectionDelayMax: 4000, auth: token ? { token } : {} });
   hooks.socket = socket;
   const on = (event, handler) =>
     socket.on(event, (...args) => {
@@ -230,7 +233,9 @@ function ensureSocket() {
   socket.on('disconnect', (reason) => enqueue(() => onDisconnect(reason)));
   socket.on('connect', () => enqueue(() => onConnect()));
   socket.on('connect_error', (err) => {
-    if (call.pending) toast(`Cannot reach the signaling server (${err.message}). Retrying…`, 'error');
+    // The server refused the link's token: socket.io does not retry, and should not.
+    if (isTokenError(err.message)) toast(`This link does not let you in (${err.message}). Ask for a new one.`, 'error');
+    else if (call.pending) toast(`Cannot reach the signaling server (${err.message}). Retrying…`, 'error');
   });
   return socket;
 }
@@ -522,6 +527,7 @@ async function onAnswer(sdp) {
 async function refreshIceConfig() {
   iceConfig = await loadIceServers({
     fallback: iceConfig,
+    token,
     onError: (err) => {
       console.warn('ICE server config unavailable', err);
       toast('Could not load ICE servers; trying a direct connection.', 'warn');

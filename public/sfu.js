@@ -39,6 +39,7 @@ import { receivingMids } from './lib/sdp.js';
 import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
+import { isTokenError, pageToken } from './lib/token.js';
 
 const $ = (id) => document.getElementById(id);
 const hooks = createHooks('sfu');
@@ -64,6 +65,8 @@ let iceConfig = null;
 let recovery = initialRecovery;
 let recoveryTimer = 0;
 let joining = null;        // the promise of the join in progress
+let tokenRefusal = null;   // the server refused our link's token (connect_error)
+const token = pageToken(); // the join token of the link, if the server wants one (lib/token.js)
 const tiles = new Map();   // tile key → {key, participant, source, el, video, stream, meter, name, visible, quality}
 
 function dispatch(ev) {
@@ -338,7 +341,7 @@ function onTrack(event) {
 // ------------------------------------------------------------------ signaling
 function connectSocket() {
   if (socket) return socket;
-  socket = socketIo()('/sfu', { transports: ['websocket'], reconnectionDelayMax: 4000 });
+  socket = socketIo()('/sfu', { transports: ['websocket'], reconnectionDelayMax: 4000, auth: token ? { token } : {} });
   hooks.socket = socket;
   socket.on('update', onUpdate);
   socket.on('participants', onParticipants);
@@ -346,6 +349,14 @@ function connectSocket() {
   socket.on('publish_layers', onPublishLayers);
   socket.on('video_state', onVideoState);
   socket.on('sfu_error', onSfuError);
+  socket.on('connect_error', (err) => {
+    log('connect_error', err.message);
+    // The server refused the link's token: retrying cannot help.
+    if (isTokenError(err.message)) {
+      tokenRefusal = `This link does not let you in (${err.message}). Ask for a new one.`;
+      showError(tokenRefusal);
+    }
+  });
   socket.on('disconnect', (reason) => {
     log('disconnect', reason);
     if (!inRoom(room)) return;
@@ -480,7 +491,7 @@ async function join() {
   } catch (err) {
     dispatch({ type: 'refused', code: err.code, message: err.message || String(err) });
     cleanup();
-    showError(err.message || String(err));
+    showError(tokenRefusal ?? (err.message || String(err)));
     status('Ready');
   } finally {
     joining = null;
@@ -491,7 +502,7 @@ async function join() {
 /** Offers our tracks to the SFU in `join` and applies its answer. */
 async function startMedia() {
   if (isStale(iceConfig, Date.now())) {
-    iceConfig = await loadIceServers({ fallback: iceConfig, onError: (err) => log('ice-servers', String(err)) });
+    iceConfig = await loadIceServers({ fallback: iceConfig, token, onError: (err) => log('ice-servers', String(err)) });
   }
   const mine = new RTCPeerConnection({
     iceServers: iceConfig.iceServers,

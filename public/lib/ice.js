@@ -25,9 +25,11 @@ export const isStale = (config, now) => !config || now >= config.expiresAt;
  * Fetches the ICE servers. On failure returns `fallback` (or none: a direct connection may
  * still work) and reports the error through `onError`.
  */
-export async function loadIceServers({ fetchFn = fetch, now = Date.now(), fallback = null, onError = () => {} } = {}) {
+export async function loadIceServers({ fetchFn = fetch, now = Date.now(), fallback = null, onError = () => {}, token = null } = {}) {
   try {
-    const res = await fetchFn('/api/ice-servers', { cache: 'no-store' });
+    // With tokens on, TURN credentials only for a page that may join (lib/token.js).
+    const headers = token ? { authorization: `Bearer ${token}` } : {};
+    const res = await fetchFn('/api/ice-servers', { cache: 'no-store', headers });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     return parseIceServers(await res.json(), now);
   } catch (err) {

@@ -1,5 +1,6 @@
 //! Who may use what over HTTP (docs/security.md): the `Origin` of signaling connections,
-//! the operator endpoints, and a per-address budget for TURN credentials.
+//! join tokens (`auth.rs`) on signaling connections and TURN credentials, the operator
+//! endpoints, and a per-address budget for TURN credentials.
 //!
 //! The rules are plain functions over what a request carries (tested without a server);
 //! [`guard`] is the one middleware that applies them.
@@ -11,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::auth::{unix_now, AuthError, Authority, Claims};
 use axum::{
     extract::{ConnectInfo, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
@@ -31,7 +33,7 @@ const MAX_TRACKED_ADDRESSES: usize = 10_000;
 pub const MIN_OPERATOR_TOKEN_LEN: usize = 16;
 
 /// The access policy, resolved from the configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AccessConfig {
     /// Origins (`scheme://host[:port]`) besides the server's own whose pages may open
     /// signaling connections.
@@ -40,6 +42,20 @@ pub struct AccessConfig {
     pub operator_token: Option<String>,
     /// `--public-host`: another name this server's pages are loaded from.
     pub public_host: Option<String>,
+    /// Secret of the join tokens; without one, no token is asked for (an open server).
+    pub auth_secret: Option<String>,
+}
+
+impl std::fmt::Debug for AccessConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AccessConfig")
+            .field("allowed_origins", &self.allowed_origins)
+            .field("operator_token", &redacted(&self.operator_token))
+            .field("public_host", &self.public_host)
+            .field("auth_secret", &redacted(&self.auth_secret))
+            .finish()
+    }
 }
 
 /// Why a request was refused, with the text the client gets.
@@ -49,6 +65,7 @@ pub enum Refusal {
     OperatorDisabled,
     OperatorUnauthorized,
     RateLimited(Duration),
+    Token(AuthError),
 }
 
 impl IntoResponse for Refusal {
@@ -72,6 +89,12 @@ impl IntoResponse for Refusal {
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
                 "this endpoint needs `Authorization: Bearer <operator token>`",
+            )
+                .into_response(),
+            Refusal::Token(error) => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                format!("{}: {error}", error.code()),
             )
                 .into_response(),
             Refusal::RateLimited(wait) => (
@@ -209,20 +232,95 @@ impl AddressLimiter {
     }
 }
 
-/// What [`guard`] needs.
+/// What [`guard`] and the signaling handshakes need.
 #[derive(Debug)]
 pub struct Access {
     pub config: AccessConfig,
     pub ice_servers: Mutex<AddressLimiter>,
+    /// Checks join tokens; `None`: no token is asked for.
+    pub authority: Option<Authority>,
 }
 
 impl Access {
     pub fn new(config: AccessConfig) -> Arc<Self> {
         Arc::new(Access {
+            authority: config.auth_secret.as_deref().map(Authority::new),
             config,
             ice_servers: Mutex::new(AddressLimiter::new(ICE_SERVERS_BURST, ICE_SERVERS_INTERVAL)),
         })
     }
+
+    /// The claims of `token`, when tokens are required (`Ok(None)`: they are not).
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Option<Claims>, AuthError> {
+        let Some(authority) = &self.authority else {
+            return Ok(None);
+        };
+        authority
+            .verify(token.unwrap_or_default(), unix_now())
+            .map(Some)
+    }
+}
+
+/// Why a signaling connection was refused at its handshake: the client's `connect_error`
+/// carries `code: message` (docs/protocol.md).
+#[derive(Debug)]
+pub struct ConnectRefused(pub AuthError);
+
+impl std::fmt::Display for ConnectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.code(), self.0)
+    }
+}
+
+impl Access {
+    /// The handshake of a signaling connection (both namespaces): with tokens on, a valid
+    /// one, whose claims stay in the socket's extensions for its joins to be checked against.
+    pub fn admit_socket(
+        &self,
+        socket: &socketioxide::extract::SocketRef,
+        auth: Option<&serde_json::Value>,
+    ) -> Result<(), ConnectRefused> {
+        let token = handshake_token(auth, socket.req_parts().uri.query());
+        match self.authenticate(token.as_deref()) {
+            Ok(Some(claims)) => {
+                tracing::info!(sid = %socket.id, identity = %claims.sub, room = %claims.room, "signaling connection with a token");
+                socket.extensions.insert(claims);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(error) => {
+                tracing::info!(sid = %socket.id, code = error.code(), "signaling connection refused");
+                Err(ConnectRefused(error))
+            }
+        }
+    }
+}
+
+/// The token of a socket.io handshake: `auth.token` (socket.io clients from v3 on), else the
+/// `token` query parameter (v2 clients have no `auth`).
+pub fn handshake_token(auth: Option<&serde_json::Value>, query: Option<&str>) -> Option<String> {
+    if let Some(token) = auth.and_then(|a| a.get("token")).and_then(|t| t.as_str()) {
+        return Some(token.to_owned());
+    }
+    query_token(query)
+}
+
+/// `token=…` of a query string (base64url JWTs need no decoding).
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
+/// An HTTP request's token: `Authorization: Bearer …`, else `?token=`.
+fn request_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .or_else(|| query_token(uri.query()))
 }
 
 /// The middleware in front of every route: the origin of signaling connections, the
@@ -251,6 +349,10 @@ pub async fn guard(
             return refusal.into_response();
         }
     } else if path == "/api/ice-servers" {
+        // TURN credentials only for clients that may join (with tokens on).
+        if let Err(error) = access.authenticate(request_token(request.uri(), headers).as_deref()) {
+            return Refusal::Token(error).into_response();
+        }
         let ip = client_ip(peer.ip(), headers);
         // A loopback address is this machine, or a proxy that does not say whom it serves
         // (all its clients would share one budget): no budget then (docs/security.md).
@@ -415,6 +517,41 @@ mod tests {
         );
         headers.insert("x-forwarded-for", HeaderValue::from_static("junk"));
         assert_eq!(client_ip(local, &headers), local);
+    }
+
+    #[test]
+    fn tokens_come_in_the_handshake_auth_or_the_query() {
+        let auth = serde_json::json!({"token": "a.b.c"});
+        assert_eq!(
+            handshake_token(Some(&auth), Some("EIO=4&token=x.y.z")).as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            handshake_token(None, Some("EIO=3&token=x.y.z&transport=websocket")).as_deref(),
+            Some("x.y.z")
+        );
+        assert_eq!(
+            handshake_token(Some(&serde_json::json!({})), Some("EIO=4")),
+            None
+        );
+        assert_eq!(handshake_token(None, None), None);
+        let mut headers = HeaderMap::new();
+        let uri: Uri = "/api/ice-servers?token=q.q.q".parse().unwrap();
+        assert_eq!(request_token(&uri, &headers).as_deref(), Some("q.q.q"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer h.h.h"),
+        );
+        assert_eq!(request_token(&uri, &headers).as_deref(), Some("h.h.h"));
+        let debug = format!(
+            "{:?}",
+            AccessConfig {
+                operator_token: Some("secret-operator".into()),
+                auth_secret: Some("secret-auth".into()),
+                ..AccessConfig::default()
+            }
+        );
+        assert!(!debug.contains("secret-"), "{debug}");
     }
 
     #[test]

@@ -18,9 +18,12 @@ use crate::{
 #[command(
     name = "signal",
     version,
-    about = "Web server, socket.io signaling and media for self-hosted WebRTC calls"
+    about = "Web server, socket.io signaling and media for self-hosted WebRTC calls",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file; flags override its values.
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -106,6 +109,110 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub operator_token: Option<String>,
+    /// Secret of the join tokens (at least 32 characters): with it, every signaling
+    /// connection and ICE-servers request needs a token (`signal token`, docs/security.md).
+    /// Config file: `[access] auth_secret`.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SIGNAL_AUTH_SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a join token for a room (docs/security.md shows how a backend mints them).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The room: a name, `prefix*` for every room starting with it, or `*`.
+    #[arg(long)]
+    pub room: String,
+    /// Who the bearer is (your application's user id).
+    #[arg(long)]
+    pub identity: String,
+    /// How long it is valid: seconds, or 90s, 30m, 2h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+    /// Join as a viewer: no camera, microphone or screen.
+    #[arg(long)]
+    pub no_publish: bool,
+    /// The auth secret [default: `[access] auth_secret` of --config].
+    #[arg(long, env = "SIGNAL_AUTH_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// The server's configuration file, to read the secret from.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `3600`, `90s`, `30m`, `2h`, `7d`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: a number of seconds, or with s, m, h or d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("a token must live at least one second".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+impl TokenArgs {
+    /// The token these arguments describe, minted now.
+    pub fn mint(&self) -> Result<String, ConfigError> {
+        let secret = match &self.secret {
+            Some(secret) => secret.clone(),
+            None => self
+                .config
+                .as_deref()
+                .map(read_file)
+                .transpose()?
+                .and_then(|file| file.access?.auth_secret)
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "no auth secret: give --secret, SIGNAL_AUTH_SECRET, or -c FILE with [access] auth_secret".into(),
+                    )
+                })?,
+        };
+        check_auth_secret(&secret)?;
+        let now = crate::auth::unix_now();
+        let claims = crate::auth::Claims {
+            sub: self.identity.clone(),
+            room: self.room.clone(),
+            exp: now + self.ttl.as_secs(),
+            nbf: None,
+            iat: Some(now),
+            grants: crate::auth::Grants {
+                publish: !self.no_publish,
+            },
+        };
+        Ok(crate::auth::Authority::new(&secret).mint(&claims))
+    }
+}
+
+fn check_auth_secret(secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < crate::auth::MIN_SECRET_LEN {
+        return Err(ConfigError::Invalid(format!(
+            "the auth secret must be at least {} characters (e.g. `openssl rand -base64 32`)",
+            crate::auth::MIN_SECRET_LEN
+        )));
+    }
+    Ok(())
 }
 
 /// The file format. Every key is optional.
@@ -174,6 +281,8 @@ pub struct AccessFileConfig {
     pub allowed_origins: Vec<String>,
     /// Bearer token for the operator endpoints.
     pub operator_token: Option<String>,
+    /// Secret of the join tokens.
+    pub auth_secret: Option<String>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -326,6 +435,7 @@ impl Config {
             file.access.unwrap_or_default(),
             cli.allowed_origins,
             cli.operator_token,
+            cli.auth_secret,
             public_host.clone(),
         )?;
         let room_capacity = cli.room_capacity.or(file.room_capacity).unwrap_or(2);
@@ -422,6 +532,7 @@ fn access_config(
     file: AccessFileConfig,
     cli_origins: Vec<String>,
     cli_token: Option<String>,
+    cli_auth_secret: Option<String>,
     public_host: Option<String>,
 ) -> Result<AccessConfig, ConfigError> {
     let allowed_origins = if cli_origins.is_empty() {
@@ -453,10 +564,15 @@ fn access_config(
             )));
         }
     }
+    let auth_secret = cli_auth_secret.or(file.auth_secret);
+    if let Some(secret) = &auth_secret {
+        check_auth_secret(secret)?;
+    }
     Ok(AccessConfig {
         allowed_origins,
         operator_token,
         public_host,
+        auth_secret,
     })
 }
 

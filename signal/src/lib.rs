@@ -9,6 +9,7 @@
 //! - [`config`], [`server`]: configuration and wiring.
 
 pub mod access;
+pub mod auth;
 pub mod config;
 pub mod ice;
 pub mod server;

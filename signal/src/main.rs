@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use signal::config::{Cli, Config};
+use signal::config::{Cli, Command, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,7 +12,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let config = Config::load(Cli::parse()).context("configuration")?;
+    let mut cli = Cli::parse();
+    if let Some(Command::Token(args)) = cli.command.take() {
+        println!("{}", args.mint().context("token")?);
+        return Ok(());
+    }
+    let config = Config::load(cli).context("configuration")?;
     signal::server::serve(config).await.context("server")?;
     Ok(())
 }

@@ -41,8 +41,9 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         rate_limit: config.rate_limit,
     });
     let (socket_io_layer, io) = signaling::socketio::builder(config.rate_limit).build_layer();
-    signaling::attach(&io, hub.clone());
-    let (sfu_routes, sfu_media) = crate::sfu_signaling::start(&io, &config)?;
+    let access = Access::new(config.access.clone());
+    signaling::attach(&io, hub.clone(), access.clone());
+    let (sfu_routes, sfu_media) = crate::sfu_signaling::start(&io, &config, access.clone())?;
 
     if web::socket_io_client(&config.public_dir).is_none() {
         tracing::warn!(
@@ -66,10 +67,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         },
     )
     .merge(sfu_routes)
-    .layer(middleware::from_fn_with_state(
-        Access::new(config.access.clone()),
-        access::guard,
-    ));
+    .layer(middleware::from_fn_with_state(access, access::guard));
     if config.access.operator_token.is_none() {
         tracing::info!("operator endpoints (/api/rooms, /api/stats) are off: set [access] operator_token to use them");
     }
@@ -78,6 +76,12 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     let listener = bind(config.listen)?;
     let local = listener.local_addr().unwrap_or(config.listen);
+    if config.access.auth_secret.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "no auth secret: anyone who can reach {local} can join any room and use the TURN relay; \
+             set [access] auth_secret and give your users tokens (docs/security.md)"
+        );
+    }
     let listen_error = |source| ServerError::Listen {
         addr: local,
         source,

@@ -4,6 +4,8 @@
 use serde_json::Value;
 use sfu::{IceCandidate, ParticipantId, Source};
 
+use crate::auth::Claims;
+
 use crate::signaling::{
     command::{RoomName, MAX_MESSAGE_BYTES},
     error::ErrorReport,
@@ -43,6 +45,10 @@ pub enum SfuSignalError {
     RateLimited,
     #[error("the media server could not accept this offer")]
     MediaError,
+    #[error("your token does not allow this room")]
+    RoomNotAllowed,
+    #[error("your token does not allow publishing: join with a receive-only offer")]
+    PublishNotAllowed,
 }
 
 /// An `/sfu` error as sent to the client: the ack `{error: {...}}` and the `sfu_error`
@@ -67,6 +73,8 @@ impl SfuSignalError {
             SfuSignalError::RoomFull => "full",
             SfuSignalError::RateLimited => "rate_limited",
             SfuSignalError::MediaError => "media_error",
+            SfuSignalError::RoomNotAllowed => "room_not_allowed",
+            SfuSignalError::PublishNotAllowed => "publish_not_allowed",
         }
     }
 
@@ -106,6 +114,35 @@ pub enum SfuCommand {
         on: bool,
     },
     Leave,
+}
+
+/// Whether a token's `claims` allow `command`: its room, and sending media (an offer that
+/// sends, or a screen) only with the publish grant.
+pub fn permitted(claims: &Claims, command: &SfuCommand) -> Result<(), SfuSignalError> {
+    match command {
+        SfuCommand::Join { room, .. } if !claims.allows_room(room.as_str()) => {
+            Err(SfuSignalError::RoomNotAllowed)
+        }
+        SfuCommand::Join { offer, .. } if !claims.grants.publish && offer_sends(offer) => {
+            Err(SfuSignalError::PublishNotAllowed)
+        }
+        SfuCommand::Share { on: true } if !claims.grants.publish => {
+            Err(SfuSignalError::PublishNotAllowed)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether an offer sends media on any open m-line (`sendrecv` is the default direction).
+pub fn offer_sends(sdp: &str) -> bool {
+    sdp.split("\nm=").skip(1).any(|section| {
+        let open = section.split_whitespace().nth(1) != Some("0");
+        let receives_only = section.lines().any(|l| {
+            let l = l.trim_end();
+            l == "a=recvonly" || l == "a=inactive"
+        });
+        open && !receives_only
+    })
 }
 
 /// A tile's need as the page says it, as a layer: `low`, `medium`, `high` are the
@@ -301,6 +338,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_limits_the_room_and_publishing() {
+        use crate::auth::{Claims, Grants};
+        let claims = |room: &str, publish| Claims {
+            sub: "a".into(),
+            room: room.into(),
+            exp: 0,
+            nbf: None,
+            iat: None,
+            grants: Grants { publish },
+        };
+        let sends = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
+        let receives = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n";
+        let default_direction = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
+        assert!(offer_sends(sends));
+        assert!(!offer_sends(receives), "a stopped m-line sends nothing");
+        assert!(offer_sends(default_direction), "sendrecv is the default");
+        let join = |room: &str, offer: &str| SfuCommand::Join {
+            room: RoomName::parse(&json!(room)).unwrap(),
+            name: "A".into(),
+            offer: offer.into(),
+        };
+        assert_eq!(permitted(&claims("r", true), &join("r", sends)), Ok(()));
+        assert_eq!(
+            permitted(&claims("r", true), &join("s", sends)),
+            Err(SfuSignalError::RoomNotAllowed)
+        );
+        assert_eq!(permitted(&claims("r*", true), &join("r2", sends)), Ok(()));
+        assert_eq!(
+            permitted(&claims("r", false), &join("r", sends)),
+            Err(SfuSignalError::PublishNotAllowed)
+        );
+        assert_eq!(permitted(&claims("r", false), &join("r", receives)), Ok(()));
+        assert_eq!(
+            permitted(&claims("r", false), &SfuCommand::Share { on: true }),
+            Err(SfuSignalError::PublishNotAllowed)
+        );
+        assert_eq!(
+            permitted(&claims("r", false), &SfuCommand::Share { on: false }),
+            Ok(())
+        );
     }
 
     #[test]

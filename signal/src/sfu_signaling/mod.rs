@@ -26,10 +26,11 @@ pub use socketio::{attach, SfuHub, NAMESPACE};
 pub fn start(
     io: &SocketIo,
     config: &crate::config::Config,
+    access: Arc<crate::access::Access>,
 ) -> Result<(Router, SocketAddr), SfuError> {
     let sfu = Sfu::new(config.sfu.clone())?;
     let media_addr = sfu.media_addr();
-    attach(io, SfuHub::new(sfu.clone(), config.rate_limit));
+    attach(io, SfuHub::new(sfu.clone(), config.rate_limit), access);
     Ok((routes(sfu), media_addr))
 }
 

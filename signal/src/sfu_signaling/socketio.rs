@@ -8,7 +8,6 @@
 //! reaches the media plane after that join, never before it.
 
 use std::{
-    convert::Infallible,
     future::{ready, Ready},
     sync::{Arc, Mutex, MutexGuard},
     time::Instant,
@@ -25,9 +24,11 @@ use socketioxide::{
 use tokio::sync::mpsc;
 
 use super::{
-    command::{ack_error, parse_command, parse_sdp, SfuSignalError},
+    command::{ack_error, parse_command, parse_sdp, permitted, SfuSignalError},
     core::{MediaPlane, Reply, SfuSignalingCore},
 };
+use crate::access::{Access, ConnectRefused};
+use crate::auth::Claims;
 use crate::signaling::{
     command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
 };
@@ -122,6 +123,11 @@ impl SfuHub {
             Ok(command) => command,
             Err(error) => return refuse(socket, &event, error, ack),
         };
+        if let Some(claims) = socket.extensions.get::<Claims>() {
+            if let Err(error) = permitted(&claims, &command) {
+                return refuse(socket, &event, error, ack);
+            }
+        }
         let result = self
             .lock()
             .handle(socket.id, command, now, &mut Plane(&self.sfu));
@@ -245,10 +251,15 @@ async fn pump(
 }
 
 /// Serves SFU rooms on the `/sfu` namespace of `io`.
-pub fn attach(io: &SocketIo, hub: Arc<SfuHub>) {
+pub fn attach(io: &SocketIo, hub: Arc<SfuHub>, access: Arc<Access>) {
     // As for 1-to-1 signaling, handlers are registered in a connect middleware so that a
-    // `join` sent right after connecting is not missed.
-    let register = move |socket: SocketRef| -> Ready<Result<(), Infallible>> {
+    // `join` sent right after connecting is not missed; a refused token ends the handshake.
+    let register = move |socket: SocketRef,
+                         TryData(auth): TryData<Value>|
+          -> Ready<Result<(), ConnectRefused>> {
+        if let Err(refused) = access.admit_socket(&socket, auth.ok().as_ref()) {
+            return ready(Err(refused));
+        }
         hub.on_connect(&socket);
         let events = hub.clone();
         socket.on_fallback(

@@ -21,6 +21,8 @@ pub enum SignalError {
     NoPeer,
     #[error("too many events: slow down")]
     RateLimited,
+    #[error("your token does not allow this room")]
+    RoomNotAllowed,
 }
 
 impl SignalError {
@@ -34,6 +36,7 @@ impl SignalError {
             SignalError::NotInRoom => "not_in_room",
             SignalError::NoPeer => "no_peer",
             SignalError::RateLimited => "rate_limited",
+            SignalError::RoomNotAllowed => "room_not_allowed",
         }
     }
 

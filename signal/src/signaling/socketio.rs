@@ -23,10 +23,15 @@ use socketioxide::{
 };
 
 use super::{
-    command::parse_command,
+    command::{parse_command, Command},
     core::{Admission, Outgoing, ServerEvent, SignalingCore},
     error::SignalError,
     rate_limit::RateLimit,
+};
+
+use crate::{
+    access::{Access, ConnectRefused},
+    auth::Claims,
 };
 
 /// Engine.IO liveness: a vanished peer is noticed within interval + timeout.
@@ -113,6 +118,13 @@ impl Hub {
         let result = match admission {
             // Parsed outside the lock: validating a 64 KiB SDP must not hold up other rooms.
             Admission::Accept => event.take_command().and_then(|command| {
+                if let (Command::Join(room), Some(claims)) =
+                    (&command, socket.extensions.get::<Claims>())
+                {
+                    if !claims.allows_room(room.as_str()) {
+                        return Err(SignalError::RoomNotAllowed);
+                    }
+                }
                 let mut out = Vec::new();
                 let mut inner = self.lock();
                 inner.core.handle(socket.id, command, now, &mut out)?;
@@ -266,11 +278,17 @@ pub fn builder(rate_limit: RateLimit) -> SocketIoBuilder {
 }
 
 /// Serves the signaling protocol on the default namespace of `io`.
-pub fn attach(io: &SocketIo, hub: Arc<Hub>) {
+pub fn attach(io: &SocketIo, hub: Arc<Hub>, access: Arc<Access>) {
     // Handlers are registered in a connect *middleware*: it runs before the client is told
     // it is connected, whereas the connect handler runs after and would race the client's
-    // first event (a `join` buffered before the connection was up).
-    let register = move |socket: SocketRef| -> Ready<Result<(), Infallible>> {
+    // first event (a `join` buffered before the connection was up). A refused token ends
+    // the handshake there (`connect_error`).
+    let register = move |socket: SocketRef,
+                         TryData(auth): TryData<Value>|
+          -> Ready<Result<(), ConnectRefused>> {
+        if let Err(refused) = access.admit_socket(&socket, auth.ok().as_ref()) {
+            return ready(Err(refused));
+        }
         hub.on_connect(&socket);
         let events = hub.clone();
         socket.on_fallback(move |socket: SocketRef, event: RawEvent| -> Ready<()> {

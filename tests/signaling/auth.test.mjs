@@ -1,0 +1,143 @@
+// Join tokens (docs/security.md) against the real server: `signal token` mints them, the
+// official socket.io clients v4 (handshake `auth`) and v2 (`?token=`) present them, and the
+// server refuses what a token does not allow: no token, a bad or expired one, another room,
+// publishing without the grant, TURN credentials without a token.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+import { offer } from '../lib/sdp.mjs';
+import { signalBin, startServer } from '../lib/server.mjs';
+
+const require = createRequire(import.meta.url);
+const clients = { v4: require('socket.io-client'), v2: require('socket.io-client-v2') };
+const SECRET = 'a-secret-for-the-token-tests-0123456789';
+
+let server;
+const sockets = [];
+
+before(async () => {
+  server = await startServer({ args: ['--auth-secret', SECRET] });
+});
+after(async () => {
+  for (const s of sockets) s.close();
+  await server?.stop();
+});
+
+/** A token from the CLI, as an operator would mint one. */
+function cliToken(...args) {
+  return execFileSync(signalBin, ['token', '--secret', SECRET, ...args], { encoding: 'utf8' }).trim();
+}
+
+/** A token minted here (HS256 by hand), for claims the CLI would not produce. */
+function craftedToken(claims, secret = SECRET) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+const now = () => Math.floor(Date.now() / 1000);
+
+/** Connects (v4: `auth.token`; v2: `?token=`); resolves with the socket or the refusal's message. */
+function connect(version, path, token) {
+  const options = { transports: ['websocket'], forceNew: true, reconnection: false };
+  if (token && version === 'v4') options.auth = { token };
+  if (token && version === 'v2') options.query = { token };
+  const socket = clients[version](`${server.url}${path}`, options);
+  sockets.push(socket);
+  return new Promise((resolve) => {
+    socket.once('connect', () => resolve({ socket }));
+    socket.once('connect_error', (err) => resolve({ refused: err?.message ?? String(err) }));
+    socket.once('error', (err) => resolve({ refused: err?.message ?? String(err) })); // v2
+  });
+}
+
+const ack = (socket, event, data) => socket.timeout(5000).emitWithAck(event, data);
+
+/** The first `event` on `socket` (its first argument); rejects after `ms`. */
+function next(socket, event, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    socket.once(event, (arg) => {
+      clearTimeout(timer);
+      resolve(arg);
+    });
+  });
+}
+
+describe('signaling connections need a valid token', () => {
+  // socket.io v2 clients are the course's 1-to-1 pages, on `/`; a v2 client that sends a query
+  // on another namespace is never connected by socketioxide (with or without tokens), so
+  // `/sfu` is for clients from v3 on, which send the token in `auth`.
+  for (const [version, paths] of [['v4', ['/', '/sfu']], ['v2', ['/']]]) {
+    for (const path of paths) {
+      test(`${version} ${path}: refused without one, a bad one or an expired one; accepted with one`, async () => {
+        assert.match((await connect(version, path)).refused, /^token_required: /);
+        assert.match((await connect(version, path, 'not.a.token')).refused, /^invalid_token: /);
+        const otherSecret = craftedToken({ sub: 'eve', room: 'r', exp: now() + 600 }, 'another-secret-of-enough-length-0123456');
+        assert.match((await connect(version, path, otherSecret)).refused, /^invalid_token: /);
+        const expired = craftedToken({ sub: 'al', room: 'r', exp: now() - 120 });
+        assert.match((await connect(version, path, expired)).refused, /^token_expired: /);
+        const { socket } = await connect(version, path, cliToken('--room', 'r', '--identity', 'al'));
+        assert.ok(socket?.connected);
+      });
+    }
+  }
+});
+
+describe('what a token allows', () => {
+  test('1-to-1: the token\'s room only', async () => {
+    const { socket } = await connect('v4', '/', cliToken('--room', 'team-*', '--identity', 'al'));
+    const refused = next(socket, 'signal_error');
+    socket.emit('join', 'elsewhere');
+    assert.equal((await refused).code, 'room_not_allowed');
+    const joined = next(socket, 'joined');
+    socket.emit('join', 'team-a');
+    assert.equal(await joined, 'team-a');
+  });
+
+  test('SFU: the token\'s room only, and publishing only with the grant', async () => {
+    const { socket: publisher } = await connect('v4', '/sfu', cliToken('--room', 'r-sfu', '--identity', 'pub'));
+    assert.equal((await ack(publisher, 'join', { room: 'other', name: 'Pub', sdp: offer() })).error?.code, 'room_not_allowed');
+    assert.ok((await ack(publisher, 'join', { room: 'r-sfu', name: 'Pub', sdp: offer() })).id);
+
+    const { socket: viewer } = await connect('v4', '/sfu', cliToken('--room', 'r-sfu', '--identity', 'view', '--no-publish'));
+    const refused = await ack(viewer, 'join', { room: 'r-sfu', name: 'View', sdp: offer() });
+    assert.equal(refused.error?.code, 'publish_not_allowed');
+    assert.match(refused.error.message, /receive-only offer/);
+    const joined = await ack(viewer, 'join', { room: 'r-sfu', name: 'View', sdp: offer(2, 'recvonly') });
+    assert.ok(joined.id, JSON.stringify(joined));
+    assert.equal((await ack(viewer, 'share', { on: true })).error?.code, 'publish_not_allowed');
+  });
+});
+
+describe('TURN credentials need a token too', () => {
+  test('/api/ice-servers', async () => {
+    const none = await fetch(`${server.url}/api/ice-servers`);
+    assert.equal(none.status, 401);
+    assert.match(await none.text(), /^token_required: /);
+    const token = cliToken('--room', 'r', '--identity', 'al');
+    assert.equal((await fetch(`${server.url}/api/ice-servers`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+    assert.equal((await fetch(`${server.url}/api/ice-servers?token=${token}`)).status, 200);
+    const expired = craftedToken({ sub: 'al', room: 'r', exp: now() - 120 });
+    assert.equal((await fetch(`${server.url}/api/ice-servers?token=${expired}`)).status, 401);
+  });
+});
+
+describe('signal token', () => {
+  test('says what is wrong', () => {
+    const run = (...args) => spawnSync(signalBin, ['token', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const short = run('--room', 'r', '--identity', 'a', '--secret', 'short');
+    assert.notEqual(short.status, 0);
+    assert.match(short.stderr, /at least 32 characters/);
+    const none = run('--room', 'r', '--identity', 'a');
+    assert.notEqual(none.status, 0);
+    assert.match(none.stderr, /no auth secret/);
+    assert.notEqual(run('--room', 'r', '--identity', 'a', '--secret', SECRET, '--ttl', '0').status, 0);
+    const claims = JSON.parse(Buffer.from(cliToken('--room', 'r', '--identity', 'a', '--ttl', '2h').split('.')[1], 'base64url'));
+    assert.equal(claims.sub, 'a');
+    assert.ok(Math.abs(claims.exp - now() - 7200) <= 5, JSON.stringify(claims));
+    assert.equal(claims.grants.publish, true);
+  });
+});
