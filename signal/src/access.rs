@@ -259,20 +259,7 @@ impl Access {
             .verify(token.unwrap_or_default(), unix_now())
             .map(Some)
     }
-}
 
-/// Why a signaling connection was refused at its handshake: the client's `connect_error`
-/// carries `code: message` (docs/protocol.md).
-#[derive(Debug)]
-pub struct ConnectRefused(pub AuthError);
-
-impl std::fmt::Display for ConnectRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.0.code(), self.0)
-    }
-}
-
-impl Access {
     /// The handshake of a signaling connection (both namespaces): with tokens on, a valid
     /// one, whose claims stay in the socket's extensions for its joins to be checked against.
     pub fn admit_socket(
@@ -293,6 +280,17 @@ impl Access {
                 Err(ConnectRefused(error))
             }
         }
+    }
+}
+
+/// Why a signaling connection was refused at its handshake: the client's `connect_error`
+/// carries `code: message` (docs/protocol.md).
+#[derive(Debug)]
+pub struct ConnectRefused(pub AuthError);
+
+impl std::fmt::Display for ConnectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.code(), self.0)
     }
 }
 
@@ -324,7 +322,7 @@ fn request_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
 }
 
 /// The middleware in front of every route: the origin of signaling connections, the
-/// operator token, and the ICE-servers budget.
+/// operator token, and for ICE servers the join token and the per-address budget.
 pub async fn guard(
     State(access): State<Arc<Access>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
