@@ -158,12 +158,8 @@ fn without_default_port(scheme: &str, authority: &str) -> String {
 /// Checks an operator request's `Authorization` against the configured token.
 pub fn operator_allowed(headers: &HeaderMap, token: Option<&str>) -> Result<(), Refusal> {
     let token = token.ok_or(Refusal::OperatorDisabled)?;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(Refusal::OperatorUnauthorized)?;
-    if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+    let given = bearer(headers).ok_or(Refusal::OperatorUnauthorized)?;
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
         Err(Refusal::OperatorUnauthorized)
@@ -311,13 +307,19 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// An HTTP request's token: `Authorization: Bearer …`, else `?token=`.
-fn request_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+/// The credential of `Authorization: Bearer …`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
+        .map(str::trim)
+}
+
+/// An HTTP request's token: `Authorization: Bearer …`, else `?token=`.
+fn request_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    bearer(headers)
+        .map(str::to_owned)
         .or_else(|| query_token(uri.query()))
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sfu::{
     core::{Command, Reply},
-    ParticipantId, RoomsReport, Source,
+    ParticipantId, ParticipantReport, Source,
 };
 
 use crate::lab::{secs, Lab};
@@ -38,11 +38,32 @@ fn screen_of(lab: &Lab, c: usize, publisher: ParticipantId) -> Option<String> {
         .and_then(|p| p.screen.clone())
 }
 
-fn rooms_report(lab: &mut Lab) -> RoomsReport {
+/// `name`'s line of the room's report (`GET /api/rooms`).
+fn participant_report(lab: &mut Lab, name: &str) -> ParticipantReport {
     let Reply::Report(report) = lab.command(Command::Report).unwrap() else {
         panic!()
     };
-    *report
+    report.rooms[0]
+        .participants
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap()
+        .clone()
+}
+
+fn share(lab: &mut Lab, id: ParticipantId, on: bool) {
+    lab.command(Command::Share { id, on }).unwrap();
+}
+
+/// Runs until client `c`'s last offer carries `stream`; its m-line.
+fn offered_mid(lab: &mut Lab, c: usize, stream: &str) -> String {
+    lab.run_until("the offer carries the screen", secs(3), |lab| {
+        lab.clients[c]
+            .offers
+            .last()
+            .is_some_and(|o| mid_of_stream(o, stream).is_some())
+    });
+    mid_of_stream(lab.clients[c].offers.last().unwrap(), stream).unwrap()
 }
 
 /// Ada shares her screen: Bob gets it on an m-line of its own, under a stream id apart from
@@ -62,11 +83,7 @@ fn a_shared_screen_reaches_the_room_and_goes_when_stopped() {
     let offers_before = lab.clients[ada].offers.len();
 
     for round in 0..2 {
-        lab.command(Command::Share {
-            id: ada_id,
-            on: true,
-        })
-        .unwrap();
+        share(&mut lab, ada_id, true);
         let stream = format!("{ada_id}-screen");
         lab.run_until("Bob is told Ada shares", secs(3), |lab| {
             screen_of(lab, bob, ada_id).as_deref() == Some(stream.as_str())
@@ -82,13 +99,7 @@ fn a_shared_screen_reaches_the_room_and_goes_when_stopped() {
         assert!(info.video, "her camera is still listed");
         assert!(info.streams.contains(&stream), "{:?}", info.streams);
         let t1 = lab.now;
-        lab.run_until("Bob's offer carries the screen", secs(3), |lab| {
-            lab.clients[bob]
-                .offers
-                .last()
-                .is_some_and(|o| mid_of_stream(o, &stream).is_some())
-        });
-        let mid = mid_of_stream(lab.clients[bob].offers.last().unwrap(), &stream).unwrap();
+        let mid = offered_mid(&mut lab, bob, &stream);
         lab.run_until("Bob receives the screen", secs(3), |lab| {
             screen_frames_since(lab, bob, &mid, t1) > 10
         });
@@ -104,23 +115,18 @@ fn a_shared_screen_reaches_the_room_and_goes_when_stopped() {
             camera_frames > 10,
             "her camera goes on: {camera_frames} frames"
         );
-        let report = rooms_report(&mut lab);
-        let of = |name: &str| {
-            report.rooms[0]
-                .participants
-                .iter()
-                .find(|p| p.name == name)
-                .unwrap()
-                .clone()
-        };
-        assert_eq!(of("Ada").publishing.len(), 3, "round {round}");
-        assert_eq!(of("Bob").subscriptions, 3, "round {round}");
+        assert_eq!(
+            participant_report(&mut lab, "Ada").publishing.len(),
+            3,
+            "round {round}"
+        );
+        assert_eq!(
+            participant_report(&mut lab, "Bob").subscriptions,
+            3,
+            "round {round}"
+        );
 
-        lab.command(Command::Share {
-            id: ada_id,
-            on: false,
-        })
-        .unwrap();
+        share(&mut lab, ada_id, false);
         assert_eq!(
             screen_of(&lab, bob, ada_id),
             None,
@@ -141,13 +147,7 @@ fn a_shared_screen_reaches_the_room_and_goes_when_stopped() {
         lab.run_for(secs(1));
         assert_eq!(screen_frames_since(&lab, bob, &mid, t2), 0);
         assert!(lab.video_frames_since(bob, t2) > 10, "her camera goes on");
-        let report = rooms_report(&mut lab);
-        let ada_report = report.rooms[0]
-            .participants
-            .iter()
-            .find(|p| p.name == "Ada")
-            .unwrap();
-        assert_eq!(ada_report.publishing.len(), 2);
+        assert_eq!(participant_report(&mut lab, "Ada").publishing.len(), 2);
     }
 }
 
@@ -162,24 +162,12 @@ fn a_share_cancelled_mid_round_leaves_nothing() {
     lab.join(bob, "r").unwrap();
     lab.run_for(secs(2));
     let offers = lab.clients[ada].offers.len();
-    lab.command(Command::Share {
-        id: ada_id,
-        on: true,
-    })
-    .unwrap();
-    lab.command(Command::Share {
-        id: ada_id,
-        on: true,
-    })
-    .unwrap();
+    share(&mut lab, ada_id, true);
+    share(&mut lab, ada_id, true);
     lab.run_until("Ada is offered the line", secs(2), |lab| {
         lab.clients[ada].offers.len() > offers
     });
-    lab.command(Command::Share {
-        id: ada_id,
-        on: false,
-    })
-    .unwrap();
+    share(&mut lab, ada_id, false);
     lab.run_for(secs(3));
     let ada_offers = &lab.clients[ada].offers;
     assert_eq!(
@@ -189,13 +177,7 @@ fn a_share_cancelled_mid_round_leaves_nothing() {
     );
     assert!(ada_offers.last().unwrap().contains("m=video 0 "));
     assert_eq!(screen_of(&lab, bob, ada_id), None);
-    let report = rooms_report(&mut lab);
-    let ada_report = report.rooms[0]
-        .participants
-        .iter()
-        .find(|p| p.name == "Ada")
-        .unwrap();
-    assert_eq!(ada_report.publishing.len(), 2);
+    assert_eq!(participant_report(&mut lab, "Ada").publishing.len(), 2);
 }
 
 /// With a downlink that carries one video but not two, the allocator keeps the shared screen
@@ -209,19 +191,9 @@ fn a_slow_downlink_keeps_the_screen_and_pauses_the_camera() {
     let ada_id = lab.join(ada, "r").unwrap();
     lab.join(bob, "r").unwrap();
     lab.run_for(secs(2));
-    lab.command(Command::Share {
-        id: ada_id,
-        on: true,
-    })
-    .unwrap();
+    share(&mut lab, ada_id, true);
     let stream = format!("{ada_id}-screen");
-    lab.run_until("Bob's offer carries the screen", secs(3), |lab| {
-        lab.clients[bob]
-            .offers
-            .last()
-            .is_some_and(|o| mid_of_stream(o, &stream).is_some())
-    });
-    let mid = mid_of_stream(lab.clients[bob].offers.last().unwrap(), &stream).unwrap();
+    let mid = offered_mid(&mut lab, bob, &stream);
     lab.run_for(secs(6));
     assert!(lab.clients[bob].video_paused.is_empty());
 
