@@ -100,7 +100,7 @@ pub struct Cli {
     /// signaling connections (repeatable). Config file: `[access] allowed_origins`.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
-    /// Bearer token for the operator endpoints (GET /api/rooms, /api/stats); without one
+    /// Bearer token for the operator endpoints (GET /api/rooms, /api/stats, /metrics); without one
     /// they are off. Config file: `[access] operator_token`.
     #[arg(
         long,

@@ -6,12 +6,14 @@
 //! - [`ice`]: the ICE servers (STUN, time-limited TURN credentials) handed to browsers.
 //! - [`tls`]: certificates, including a generated development one.
 //! - [`turn`]: the embedded TURN relay (`turn-relay`) and its browser credentials.
+//! - [`metrics`]: Prometheus `/metrics` for the operator.
 //! - [`config`], [`server`]: configuration and wiring.
 
 pub mod access;
 pub mod auth;
 pub mod config;
 pub mod ice;
+pub mod metrics;
 pub mod server;
 pub mod sfu_signaling;
 pub mod signaling;

@@ -1,6 +1,10 @@
 //! Wires the pieces together and runs the listeners until Ctrl-C / SIGTERM.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     http::{HeaderMap, StatusCode, Uri},
@@ -14,6 +18,7 @@ use crate::{
     access::{self, Access},
     config::Config,
     ice::IceConfig,
+    metrics::{self, Metrics},
     signaling::{self, Hub, SignalingConfig},
     tls::{self, CertSource},
     turn,
@@ -43,7 +48,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let (socket_io_layer, io) = signaling::socketio::builder(config.rate_limit).build_layer();
     let access = Access::new(config.access.clone());
     signaling::attach(&io, hub.clone(), access.clone());
-    let (sfu_routes, sfu_media) = crate::sfu_signaling::start(&io, &config, access.clone())?;
+    let sfu = crate::sfu_signaling::start(&io, &config, access.clone())?;
 
     if web::socket_io_client(&config.public_dir).is_none() {
         tracing::warn!(
@@ -52,7 +57,12 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             config.public_dir.display()
         );
     }
-    let turn = turn::start(&config.turn, config.sfu.net.public_ip, Some(sfu_media)).await?;
+    let turn = turn::start(
+        &config.turn,
+        config.sfu.net.public_ip,
+        Some(sfu.media_addr()),
+    )
+    .await?;
     let ice = IceConfig {
         stun_urls: config.stun_urls.clone(),
         turn: turn.ice.clone(),
@@ -61,15 +71,21 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         &config.public_dir,
         socket_io_layer,
         AppState {
-            hub,
+            hub: hub.clone(),
             ice: Arc::new(ice),
             public_host: config.public_host.as_deref().map(Arc::from),
         },
     )
-    .merge(sfu_routes)
+    .merge(crate::sfu_signaling::routes(sfu.clone()))
+    .merge(metrics::routes(Metrics {
+        hub,
+        sfu,
+        turn: turn.server.as_ref().map(|relay| relay.metrics_source()),
+        started: SystemTime::now(),
+    }))
     .layer(middleware::from_fn_with_state(access, access::guard));
     if config.access.operator_token.is_none() {
-        tracing::info!("operator endpoints (/api/rooms, /api/stats) are off: set [access] operator_token to use them");
+        tracing::info!("operator endpoints (/api/rooms, /api/stats, /metrics) are off: set [access] operator_token to use them");
     }
 
     let handle = Handle::new();

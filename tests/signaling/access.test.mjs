@@ -68,7 +68,7 @@ describe('Origin of signaling connections', () => {
 });
 
 describe('operator endpoints', () => {
-  for (const path of ['/api/rooms', '/api/stats']) {
+  for (const path of ['/api/rooms', '/api/stats', '/metrics']) {
     test(`${path} needs the operator token`, async () => {
       const none = await fetch(`${server.url}${path}`);
       assert.equal(none.status, 401);
@@ -78,7 +78,8 @@ describe('operator endpoints', () => {
       }
       const ok = await fetch(`${server.url}${path}`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
       assert.equal(ok.status, 200);
-      assert.equal(typeof (await ok.json()), 'object');
+      if (path === '/metrics') assert.match(await ok.text(), /^# HELP /);
+      else assert.equal(typeof (await ok.json()), 'object');
     });
 
     test(`${path} is off without an operator token`, async () => {

@@ -28,7 +28,7 @@ pub mod rest_auth;
 pub mod server;
 pub mod stun;
 
-pub use server::TurnServer;
+pub use server::{MetricsSource, TurnServer};
 
 /// Transport between a client and the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

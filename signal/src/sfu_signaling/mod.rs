@@ -13,7 +13,7 @@ pub mod core;
 pub mod socketio;
 pub mod state;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{extract::State, routing::get, Json, Router};
 use sfu::{Sfu, SfuError};
@@ -21,17 +21,16 @@ use socketioxide::SocketIo;
 
 pub use socketio::{attach, SfuHub, NAMESPACE};
 
-/// Starts the media plane (binding its socket: an error stops the server), serves `/sfu`
-/// on `io`, and returns the routes of its HTTP API and the media address it announces.
+/// Starts the media plane (binding its socket: an error stops the server) and serves `/sfu`
+/// on `io`.
 pub fn start(
     io: &SocketIo,
     config: &crate::config::Config,
     access: Arc<crate::access::Access>,
-) -> Result<(Router, SocketAddr), SfuError> {
+) -> Result<Arc<Sfu>, SfuError> {
     let sfu = Sfu::new(config.sfu.clone())?;
-    let media_addr = sfu.media_addr();
     attach(io, SfuHub::new(sfu.clone(), config.rate_limit), access);
-    Ok((routes(sfu), media_addr))
+    Ok(sfu)
 }
 
 /// `GET /api/rooms`: per-room, per-participant media statistics.

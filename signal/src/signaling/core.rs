@@ -170,6 +170,11 @@ impl<Id: Copy + Eq + Hash> SignalingCore<Id> {
         self.rooms.len()
     }
 
+    /// Rooms where two members or more can talk.
+    pub fn call_count(&self) -> usize {
+        self.rooms.count_with_at_least(2)
+    }
+
     fn join(
         &mut self,
         id: Id,

@@ -63,6 +63,11 @@ impl<Id: Copy + Eq + Hash> Rooms<Id> {
         self.members.len()
     }
 
+    /// Rooms with at least `n` members.
+    pub fn count_with_at_least(&self, n: usize) -> usize {
+        self.members.values().filter(|m| m.len() >= n).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }

@@ -67,6 +67,8 @@ struct Inner {
 pub struct HubStats {
     pub clients: usize,
     pub rooms: usize,
+    /// Rooms with two members or more.
+    pub calls: usize,
 }
 
 impl Hub {
@@ -84,6 +86,7 @@ impl Hub {
         HubStats {
             clients: inner.core.client_count(),
             rooms: inner.core.room_count(),
+            calls: inner.core.call_count(),
         }
     }
 

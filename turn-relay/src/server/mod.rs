@@ -462,6 +462,11 @@ impl TurnServer {
         metrics_text(&self.shared)
     }
 
+    /// A handle that renders the exposition, for an embedding server's own `/metrics`.
+    pub fn metrics_source(&self) -> MetricsSource {
+        MetricsSource(self.shared.clone())
+    }
+
     /// Number of allocations currently held.
     pub fn allocation_count(&self) -> usize {
         self.shared.core().allocation_count()
@@ -491,6 +496,17 @@ impl Drop for TurnServer {
     fn drop(&mut self) {
         // Idempotent: after `shutdown` this is a no-op.
         self.planes.stop();
+    }
+}
+
+/// Renders the relay's Prometheus exposition; cheap to clone. After the relay stopped it
+/// shows the last figures.
+#[derive(Clone)]
+pub struct MetricsSource(Arc<Shared>);
+
+impl MetricsSource {
+    pub fn render(&self) -> String {
+        metrics_text(&self.0)
     }
 }
 
