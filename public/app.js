@@ -33,6 +33,8 @@ import { openCameraAndMic, stopStream } from './lib/media.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { sameSession } from './lib/sdp.js';
+import { CHARTS, chartData, latest } from './lib/stats.js';
+import { createStatsPanel } from './lib/stats-panel.js';
 import { socketIo } from './lib/signaling.js';
 
 const STATE_LABEL = {
@@ -87,6 +89,7 @@ const ui = {
   cam: $('btn-cam'),
   share: $('btn-share'),
   sdpBtn: $('btn-sdp'),
+  statsBtn: $('btn-stats'),
   leave: $('leave'),
   sdpPanel: $('sdp-panel'),
   sdpClose: $('sdp-close'),
@@ -119,8 +122,9 @@ let heldTimer = 0;          // while a connection outlives the peer's `bye`
 let iceConfig = null;       // { iceServers, expiresAt }
 let callStartedAt = 0;
 let timerHandle = 0;
-let statsHandle = 0;
-let lastStats = null;
+// Charts of this connection (lib/stats-panel.js); its readings also feed the stats chip.
+const statsPanel = createStatsPanel({ getPc: () => pc, hooks, button: ui.statsBtn, onSample: showStatsChip });
+document.body.append(statsPanel.element);
 let queue = Promise.resolve();
 
 hooks.state = call.state;
@@ -717,7 +721,6 @@ function closePeerConnection() {
   delete ui.remoteTile.dataset.conn;
   stopCallTimer();
   ui.statsChip.textContent = '';
-  lastStats = null;
   showSdp('local', null);
   showSdp('remote', null);
 }
@@ -801,36 +804,31 @@ function startCallTimer() {
   };
   tick();
   timerHandle = setInterval(tick, 1000);
-  statsHandle = setInterval(updateStats, 1000);
+  statsPanel.start();
 }
 
 function stopCallTimer() {
   clearInterval(timerHandle);
-  clearInterval(statsHandle);
+  statsPanel.stop();
   callStartedAt = 0;
   ui.timer.hidden = true;
   ui.timer.textContent = '00:00';
 }
 
-async function updateStats() {
-  const mine = pc;
-  if (!mine) return;
-  const report = await mine.getStats();
-  let video, pair;
-  report.forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
-    if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
-  });
-  if (mine !== pc || !video) return;
-  const now = video.timestamp;
-  let kbps = 0;
-  if (lastStats) kbps = ((video.bytesReceived - lastStats.bytes) * 8) / Math.max(1, now - lastStats.t);
-  lastStats = { bytes: video.bytesReceived, t: now };
+/** The remote video's size, frame rate and bit rate, and the round trip, from the latest reading. */
+function showStatsChip(history) {
+  const now = (id) => {
+    const { labels, data } = chartData(history, CHARTS.find((c) => c.id === id));
+    const i = labels.findIndex((label) => label.startsWith('↓') && label.endsWith('video'));
+    return i < 0 ? null : latest(data[i + 1]);
+  };
+  const [height, fps, kbps] = [now('height'), now('fps'), now('bitrate')];
+  const rtt = history.pair?.rttMs;
   const parts = [];
-  if (video.frameWidth) parts.push(`${video.frameWidth}×${video.frameHeight}`);
-  if (video.framesPerSecond) parts.push(`${Math.round(video.framesPerSecond)} fps`);
+  if (height) parts.push(`${height}p`);
+  if (fps) parts.push(`${Math.round(fps)} fps`);
   if (kbps) parts.push(kbps >= 1000 ? `${(kbps / 1000).toFixed(1)} Mb/s` : `${Math.round(kbps)} kb/s`);
-  if (pair?.currentRoundTripTime !== undefined) parts.push(`${Math.round(pair.currentRoundTripTime * 1000)} ms`);
+  if (rtt !== null && rtt !== undefined) parts.push(`${Math.round(rtt)} ms`);
   ui.statsChip.textContent = parts.join(' · ');
   render();
 }

@@ -36,6 +36,7 @@ import { applyLayerAsk, tileQuality } from './lib/layers.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { receivingMids } from './lib/sdp.js';
+import { createStatsPanel } from './lib/stats-panel.js';
 import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
@@ -68,6 +69,9 @@ let joining = null;        // the promise of the join in progress
 let tokenRefusal = null;   // the server refused our link's token (connect_error)
 const token = pageToken(); // the join token of the link, if the server wants one (lib/token.js)
 const tiles = new Map();   // tile key → {key, participant, source, el, video, stream, meter, name, visible, quality}
+// Charts of our connection to the SFU, one series per stream (lib/stats-panel.js).
+const statsPanel = createStatsPanel({ getPc: () => pc, nameOfMid, hooks, button: $('toggle-stats') });
+document.body.append(statsPanel.element);
 
 function dispatch(ev) {
   room = reduce(room, ev);
@@ -315,6 +319,15 @@ function onSpeakers(list) {
 function markSpeaker() {
   for (const tile of tiles.values()) tile.el.classList.toggle('active-speaker', tile.source === 'camera' && tile.participant === hooks.speaker);
   $('local-tile').classList.toggle('active-speaker', !!hooks.speaker && hooks.speaker === hooks.id);
+}
+
+/** Whose stream an m-line receives: the name on the tile that shows its track. */
+function nameOfMid(mid) {
+  const track = pc?.getTransceivers().find((t) => t.mid === mid)?.receiver.track;
+  const tile = track && [...tiles.values()].find((t) => t.stream.getTracks().includes(track));
+  if (!tile) return `m-line ${mid}`;
+  const name = hooks.participants.find((p) => p.id === tile.participant)?.name ?? '…';
+  return tile.source === 'screen' ? `${name}'s screen` : name;
 }
 
 function onTrack(event) {
@@ -657,6 +670,7 @@ function enterCall(room, name) {
   $('leave').onclick = leave;
   $('share').hidden = !navigator.mediaDevices?.getDisplayMedia;
   $('share').onclick = toggleShare;
+  statsPanel.start();
   layout();
 }
 
@@ -675,6 +689,8 @@ function cleanup() {
   dropMeter(localMeter);
   stopStream(localStream);
   localStream = null;
+  statsPanel.stop();
+  statsPanel.toggle(false);
 }
 
 async function leave() {

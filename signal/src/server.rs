@@ -50,10 +50,10 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     signaling::attach(&io, hub.clone(), access.clone());
     let sfu = crate::sfu_signaling::start(&io, &config, access.clone())?;
 
-    if web::socket_io_client(&config.public_dir).is_none() {
+    for missing in web::missing_vendor_files(&config.public_dir) {
         tracing::warn!(
-            "{} is missing: the web page cannot load socket.io. Run `npm ci --prefix {}`.",
-            config.public_dir.join(web::SOCKET_IO_CLIENT).display(),
+            "{} is missing: the pages cannot load it. Run `npm ci --prefix {}`.",
+            missing.display(),
             config.public_dir.display()
         );
     }

@@ -22,8 +22,23 @@ use tower_http::{
 
 use crate::{ice::IceConfig, signaling::Hub};
 
-/// Where `npm ci --prefix public` puts the socket.io browser client.
-pub const SOCKET_IO_CLIENT: &str = "node_modules/socket.io-client/dist/socket.io.min.js";
+/// Browser libraries that `npm ci --prefix public` installs, served at `/vendor/`: the URL
+/// and the file inside `public_dir`. Nothing else of the npm tree is reachable.
+pub const VENDOR_FILES: [(&str, &str); 3] = [
+    (
+        "/vendor/socket.io.min.js",
+        "node_modules/socket.io-client/dist/socket.io.min.js",
+    ),
+    // The statistics panel's charts (public/lib/stats-panel.js).
+    (
+        "/vendor/uPlot.esm.js",
+        "node_modules/uplot/dist/uPlot.esm.js",
+    ),
+    (
+        "/vendor/uPlot.min.css",
+        "node_modules/uplot/dist/uPlot.min.css",
+    ),
+];
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,22 +48,25 @@ pub struct AppState {
     pub public_host: Option<Arc<str>>,
 }
 
-/// The path of the socket.io client script inside `public_dir`, if it is installed.
-pub fn socket_io_client(public_dir: &Path) -> Option<PathBuf> {
-    let path = public_dir.join(SOCKET_IO_CLIENT);
-    path.is_file().then_some(path)
+/// The vendor files missing from `public_dir` (npm's packages not installed).
+pub fn missing_vendor_files(public_dir: &Path) -> Vec<PathBuf> {
+    VENDOR_FILES
+        .iter()
+        .map(|(_, file)| public_dir.join(file))
+        .filter(|path| !path.is_file())
+        .collect()
 }
 
 pub fn router(public_dir: &Path, socket_io: SocketIoLayer, state: AppState) -> Router {
     let static_files = ServeDir::new(public_dir).append_index_html_on_directories(true);
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/ice-servers", get(ice_servers))
-        .route("/api/stats", get(stats))
-        .route_service(
-            "/vendor/socket.io.min.js",
-            ServeFile::new(public_dir.join(SOCKET_IO_CLIENT)),
-        )
+        .route("/api/stats", get(stats));
+    for (url, file) in VENDOR_FILES {
+        router = router.route_service(url, ServeFile::new(public_dir.join(file)));
+    }
+    router
         // The npm tree is an install detail, not content.
         .route(
             "/node_modules/{*rest}",

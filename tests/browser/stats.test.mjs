@@ -1,0 +1,134 @@
+// The statistics panel of both call pages (public/lib/stats-panel.js, docs/metrics.md), in real
+// Chromium: during a call the panel opens on the chart button and draws live, growing series
+// of the call's own streams (bit rate, loss, round trip, jitter, frame rate, resolution), names
+// the path in use, and its charts are really drawn (the first series' colour is on the canvas).
+// Screenshots of both pages with the panel open go to tests/browser/artifacts/.
+//
+// Run it like the other browser tests (scripts/test does), inside a loopback-only namespace.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
+import { startServer } from '../lib/server.mjs';
+
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
+const WAIT_MS = 20_000;
+
+let server;
+let browser;
+const pageErrors = [];
+
+before(async () => {
+  server = await startServer();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await server?.stop();
+});
+
+async function openPage(path, name) {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 720 } })).newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
+  await page.goto(`${server.url}${path}`, { waitUntil: 'load' });
+  return page;
+}
+
+const charts = (page) => page.evaluate(() => window.__rtc.stats.charts());
+const byId = (list) => Object.fromEntries(list.map((c) => [c.id, c]));
+
+/**
+ * Pixels of each chart's canvas in a series' colour (lib/stats-panel.js draws series in
+ * saturated colours, axes and grid in grey): a drawn line, not only axes or an empty canvas.
+ */
+function seriesPixels(page) {
+  return page.evaluate(() => [...document.querySelectorAll('[data-testid="stats-chart"]')].map((section) => {
+    const canvas = section.querySelector('canvas');
+    if (!canvas) return { id: section.dataset.chart, pixels: 0 };
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    let pixels = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+      if (a > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 80) pixels++;
+    }
+    return { id: section.dataset.chart, pixels };
+  }));
+}
+
+/** Opens the panel after a few seconds of call, and checks it draws live, growing data. */
+async function checkPanel(page, { received, t }) {
+  await sleep(3000); // readings taken before the panel opens are charted too
+  await page.getByTestId('toggle-stats').click();
+  await page.getByTestId('stats-panel').waitFor({ state: 'visible', timeout: WAIT_MS });
+  assert.equal(await page.getByTestId('toggle-stats').getAttribute('aria-pressed'), 'true');
+  const first = byId(await until('the bit rate chart has data', async () => {
+    const list = await charts(page);
+    return byId(list).bitrate.labels.length ? list : null;
+  }, WAIT_MS));
+  t.diagnostic(`bit rate series: ${first.bitrate.labels.join(', ')}; ${first.bitrate.points} readings when opened`);
+  assert.ok(first.bitrate.points >= 3, `history from before the panel opened: ${first.bitrate.points} readings`);
+  for (const label of received) assert.ok(first.bitrate.labels.includes(label), `${label} in ${first.bitrate.labels}`);
+  assert.ok(first.bitrate.labels.some((l) => l.startsWith('↑ video')), 'our own video');
+  for (const id of ['fps', 'height', 'jitter', 'rtt']) assert.ok(first[id].labels.length > 0, `${id} chart has series`);
+  assert.match(await page.getByTestId('stats-path').textContent(), /^host → host, UDP$/);
+
+  await sleep(3000);
+  const later = byId(await charts(page));
+  assert.ok(later.bitrate.points >= first.bitrate.points + 2, `growing: ${first.bitrate.points} → ${later.bitrate.points}`);
+  const drawn = await seriesPixels(page);
+  t.diagnostic(`series pixels per chart: ${drawn.map((d) => `${d.id} ${d.pixels}`).join(', ')}`);
+  for (const id of ['bitrate', 'fps', 'height', 'rtt']) {
+    assert.ok(drawn.find((d) => d.id === id).pixels > 20, `${id}: a series is drawn`);
+  }
+}
+
+describe('statistics panel', { timeout: 120_000 }, () => {
+  it('the chart library is served from the npm package', async () => {
+    for (const path of ['/vendor/uPlot.esm.js', '/vendor/uPlot.min.css']) {
+      const res = await fetch(`${server.url}${path}`);
+      assert.equal(res.status, 200, path);
+    }
+    assert.equal((await fetch(`${server.url}/node_modules/uplot/package.json`)).status, 404);
+  });
+
+  it('1-to-1 call: charts of the call, growing, and the path', async (t) => {
+    const room = `stats-${process.pid}`;
+    const [a, b] = [await openPage('/', 'A'), await openPage('/', 'B')];
+    for (const page of [a, b]) {
+      await page.getByTestId('room').fill(room);
+      await page.getByTestId('join').click();
+    }
+    for (const page of [a, b]) {
+      await page.waitForFunction(() => document.querySelector('[data-testid="state"]')?.textContent === 'joined_conn', null, { timeout: WAIT_MS });
+    }
+    await checkPanel(a, { received: ['↓ remote video', '↓ remote audio'], t });
+    assert.match(await a.locator('#stats-chip').textContent(), /\d+ fps/, 'the chip reads the same samples');
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await a.screenshot({ path: join(ARTIFACTS, 'call-stats.png') });
+    await a.getByTestId('leave').click();
+    await a.waitForFunction(() => window.__rtc.stats.charts()[0].points === 0, null, { timeout: WAIT_MS });
+  });
+
+  it('SFU room: a series per participant, named', async (t) => {
+    const room = `stats-sfu-${process.pid}`;
+    const url = `${server.url}/sfu.html?res=320x240&fps=15`;
+    const ann = await joinSfuRoom(browser, url, { room, name: 'Ann', viewport: { width: 1280, height: 720 } });
+    ann.on('pageerror', (e) => pageErrors.push(`Ann: ${e.message}`));
+    await joinSfuRoom(browser, url, { room, name: 'Bob' });
+    await ann.waitForFunction(() => document.querySelector('video[data-participant]')?.videoWidth > 0, null, { timeout: WAIT_MS });
+    await checkPanel(ann, { received: ['↓ Bob video', '↓ Bob audio'], t });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await ann.screenshot({ path: join(ARTIFACTS, 'sfu-stats.png') });
+    await ann.getByTestId('toggle-stats').click();
+    assert.equal(await ann.getByTestId('stats-panel').isVisible(), false, 'the button closes it again');
+  });
+
+  it('no page errors', () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});
