@@ -33,7 +33,8 @@ import { openCameraAndMic, stopStream } from './lib/media.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { sameSession } from './lib/sdp.js';
-import { CHARTS, chartData, latest } from './lib/stats.js';
+import { latest } from './lib/charts.js';
+import { CHARTS, chartData } from './lib/stats.js';
 import { createStatsPanel } from './lib/stats-panel.js';
 import { socketIo } from './lib/signaling.js';
 

@@ -1,18 +1,16 @@
 // The statistics panel of both call pages: charts of the page's own connection over the last
 // minutes (bit rate, loss, round trip, jitter, frame rate, resolution per stream) and the path
-// in use. lib/stats.js turns getStats() into series; this file only samples and draws. The
-// charts are uPlot (npm `uplot`, served by `signal` at /vendor/uPlot.esm.js), loaded the first
-// time the panel opens; sampling runs during the whole call, so opening the panel shows the
-// minutes before.
+// in use. lib/stats.js turns getStats() into series, lib/charts.js draws them; this file
+// samples and lays out. Sampling runs during the whole call, so opening the panel shows the
+// minutes before; the charts are drawn only while it is open.
 //
 // Test hooks: [data-testid] stats-panel, stats-path, stats-chart (data-chart = its id);
 // window.__rtc.stats.charts() → [{id, labels, points}].
 
-import { addReading, chartData, CHARTS, createHistory, describePair, latest, readReport } from './stats.js';
+import { chartSection, createChart, loadCharts } from './charts.js';
+import { addReading, chartData, CHARTS, createHistory, describePair, readReport } from './stats.js';
 
 const SAMPLE_MS = 1000;
-const clock = (seconds) => new Date(seconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-const COLORS = ['#7aa2ff', '#34d399', '#fbbf24', '#f472b6', '#a78bfa', '#22d3ee', '#fb923c', '#f87171'];
 
 /**
  * @param {object} options
@@ -36,24 +34,17 @@ export function createStatsPanel({ getPc, nameOfMid, hooks, button, onSample = (
     </header>
     <p class="stats-path">Path: <span data-testid="stats-path">no connection yet</span></p>
     <div class="stats-charts"></div>`;
-  const charts = element.querySelector('.stats-charts');
   const pathText = element.querySelector('[data-testid="stats-path"]');
-  const slots = new Map();
-  for (const chart of CHARTS) {
-    const section = document.createElement('section');
-    section.className = 'stats-chart';
-    section.dataset.testid = 'stats-chart';
-    section.dataset.chart = chart.id;
-    section.innerHTML = `<h4>${chart.title} <small>${chart.unit}</small></h4><div class="stats-plot"></div><p class="stats-empty">No data yet.</p>`;
-    charts.append(section);
-    slots.set(chart.id, { chart, section, plot: null, labels: '' });
-  }
+  const slots = CHARTS.map((chart) => {
+    const section = chartSection(chart.id, chart.title, chart.unit);
+    element.querySelector('.stats-charts').append(section);
+    return { chart, section, plot: createChart(section.querySelector('.stats-plot')) };
+  });
   element.querySelector('.stats-close').onclick = () => toggle(false);
   if (button) button.onclick = () => toggle();
 
   let history = createHistory();
   let timer = 0;
-  let uPlot = null;
   let sampling = false;
 
   async function sample() {
@@ -65,7 +56,7 @@ export function createStatsPanel({ getPc, nameOfMid, hooks, button, onSample = (
       if (pc !== getPc()) return;
       history = addReading(history, readReport(report, nameOfMid));
       onSample(history);
-      if (!element.hidden) draw();
+      if (!element.hidden) await draw();
     } catch {
       // A connection closing mid-call of getStats: the next tick reads the new one.
     } finally {
@@ -73,56 +64,25 @@ export function createStatsPanel({ getPc, nameOfMid, hooks, button, onSample = (
     }
   }
 
-  function draw() {
+  async function draw() {
     pathText.textContent = describePair(history.pair);
-    if (!uPlot) return;
-    for (const slot of slots.values()) {
+    for (const slot of slots) {
       const { labels, data } = chartData(history, slot.chart);
       slot.section.classList.toggle('empty', labels.length === 0);
-      const key = labels.join('\n');
-      if (slot.plot && slot.labels === key) {
-        slot.plot.setData(data);
-        continue;
-      }
-      slot.plot?.destroy();
-      slot.plot = labels.length ? new uPlot(plotOptions(slot, labels), data, slot.section.querySelector('.stats-plot')) : null;
-      slot.labels = key;
+      await slot.plot.update(labels, data);
     }
-  }
-
-  function plotOptions(slot, labels) {
-    const width = Math.max(240, slot.section.clientWidth || 360);
-    const axis = { stroke: '#8c96a8', grid: { stroke: 'rgba(255,255,255,.06)' }, ticks: { stroke: 'rgba(255,255,255,.1)' }, font: '11px system-ui, sans-serif' };
-    const format = (v) => (v === null || v === undefined ? '—' : v >= 100 ? Math.round(v) : v.toFixed(1));
-    return {
-      width,
-      height: 120,
-      cursor: { drag: { x: false, y: false } },
-      scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-      // Clock time, one line (uPlot's default adds the date under it).
-      axes: [{ ...axis, space: 70, values: (u, ticks) => ticks.map(clock) }, { ...axis, size: 44 }],
-      series: [
-        {},
-        ...labels.map((label, i) => ({
-          label,
-          stroke: COLORS[i % COLORS.length],
-          width: 1.5,
-          value: (u, v, si) => format(v ?? latest(u.data[si])),
-        })),
-      ],
-    };
   }
 
   async function toggle(open = element.hidden) {
     element.hidden = !open;
     button?.setAttribute('aria-pressed', String(open));
     if (!open) return;
-    if (!uPlot) uPlot = (await import('/vendor/uPlot.esm.js')).default;
-    draw();
+    await loadCharts();
+    await draw();
   }
 
   hooks.stats = {
-    charts: () => [...slots.values()].map(({ chart }) => {
+    charts: () => slots.map(({ chart }) => {
       const { labels, data } = chartData(history, chart);
       return { id: chart.id, labels, points: data[0].length };
     }),
@@ -140,11 +100,7 @@ export function createStatsPanel({ getPc, nameOfMid, hooks, button, onSample = (
       clearInterval(timer);
       timer = 0;
       history = createHistory();
-      for (const slot of slots.values()) {
-        slot.plot?.destroy();
-        slot.plot = null;
-        slot.labels = '';
-      }
+      for (const slot of slots) slot.plot.destroy();
       pathText.textContent = describePair(null);
     },
   };

@@ -163,9 +163,3 @@ export function chartData(history, chart) {
 }
 
 const order = (entry) => (entry.direction === 'in' ? 0 : 1) * 2 + (entry.kind === 'video' ? 0 : 1);
-
-/** The latest value of each series of a chart, for the legend under it. */
-export function latest(values) {
-  for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null) return values[i];
-  return null;
-}

@@ -1,8 +1,9 @@
 // The statistics panel of both call pages (public/lib/stats-panel.js, docs/metrics.md), in real
 // Chromium: during a call the panel opens on the chart button and draws live, growing series
 // of the call's own streams (bit rate, loss, round trip, jitter, frame rate, resolution), names
-// the path in use, and its charts are really drawn (the first series' colour is on the canvas).
-// Screenshots of both pages with the panel open go to tests/browser/artifacts/.
+// the path in use, and its charts are really drawn (series colours on the canvas). The
+// operator page (public/operator.html) charts an SFU room's participants from /api/rooms.
+// Screenshots of the pages go to tests/browser/artifacts/.
 //
 // Run it like the other browser tests (scripts/test does), inside a loopback-only namespace.
 
@@ -13,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
-import { startServer } from '../lib/server.mjs';
+import { OPERATOR_TOKEN, startServer } from '../lib/server.mjs';
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const WAIT_MS = 20_000;
@@ -41,6 +42,9 @@ async function openPage(path, name) {
 
 const charts = (page) => page.evaluate(() => window.__rtc.stats.charts());
 const byId = (list) => Object.fromEntries(list.map((c) => [c.id, c]));
+
+/** Each chart's series, from a page's hook (`window.__rtc.stats` or `window.__operator`). */
+const operatorCharts = (page) => page.evaluate(() => window.__operator.charts());
 
 /**
  * Pixels of each chart's canvas in a series' colour (lib/stats-panel.js draws series in
@@ -126,6 +130,44 @@ describe('statistics panel', { timeout: 120_000 }, () => {
     await ann.screenshot({ path: join(ARTIFACTS, 'sfu-stats.png') });
     await ann.getByTestId('toggle-stats').click();
     assert.equal(await ann.getByTestId('stats-panel').isVisible(), false, 'the button closes it again');
+  });
+
+  it('operator page: the room\'s participants, charted and listed', async (t) => {
+    const room = `stats-op-${process.pid}`;
+    const url = `${server.url}/sfu.html?res=320x240&fps=15`;
+    await joinSfuRoom(browser, url, { room, name: 'Cy' });
+    await joinSfuRoom(browser, url, { room, name: 'Di' });
+    const page = await openPage('/operator.html', 'operator');
+    await page.getByTestId('token').fill(`${OPERATOR_TOKEN}-wrong`);
+    await page.getByTestId('sign-in').click();
+    await page.getByTestId('error').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.match(await page.getByTestId('error').textContent(), /did not accept this token/);
+
+    await page.getByTestId('token').fill(OPERATOR_TOKEN);
+    await page.getByTestId('sign-in').click();
+    const rows = page.getByTestId('participants').locator('tbody tr');
+    await until('both participants listed', async () => (await rows.allTextContents()).filter((r) => r.includes(room)).length === 2, WAIT_MS);
+    const listed = (await rows.allTextContents()).join('\n');
+    assert.match(listed, /Cy/);
+    assert.match(listed, /Di/);
+    const first = byId(await until('a series per participant', async () => {
+      const list = await operatorCharts(page);
+      return byId(list).in.labels.length >= 2 && byId(list).forwarded.points >= 2 ? list : null;
+    }, WAIT_MS));
+    assert.deepEqual(first.in.labels.filter((l) => l.endsWith(`(${room})`)).sort(), [`Cy (${room})`, `Di (${room})`]);
+    await sleep(4500);
+    const later = byId(await operatorCharts(page));
+    assert.ok(later.in.points >= first.in.points + 2, `growing: ${first.in.points} → ${later.in.points}`);
+    const drawn = await seriesPixels(page);
+    t.diagnostic(`series pixels per chart: ${drawn.map((d) => `${d.id} ${d.pixels}`).join(', ')}`);
+    for (const id of ['people', 'forwarded', 'in', 'out']) assert.ok(drawn.find((d) => d.id === id).pixels > 20, `${id}: a series is drawn`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'operator.png'), fullPage: true });
+
+    // The token stays for the tab (a reload keeps the view) and is never in the address.
+    await page.reload();
+    await page.getByTestId('participants').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.ok(!page.url().includes(OPERATOR_TOKEN));
   });
 
   it('no page errors', () => {

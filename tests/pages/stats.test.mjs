@@ -2,7 +2,8 @@
 // gives them become per-stream series of rates, loss, jitter, frame rate and size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addReading, chartData, CHARTS, createHistory, describePair, latest, readReport, WINDOW_SECONDS } from '../../public/lib/stats.js';
+import { addReading, chartData, CHARTS, createHistory, describePair, readReport, WINDOW_SECONDS } from '../../public/lib/stats.js';
+import { latest } from '../../public/lib/charts.js';
 
 const chart = (id) => CHARTS.find((c) => c.id === id);
 
