@@ -36,6 +36,7 @@ import { sameSession } from './lib/sdp.js';
 import { latest } from './lib/charts.js';
 import { CHARTS, chartData } from './lib/stats.js';
 import { createStatsPanel } from './lib/stats-panel.js';
+import { createCallRecorder } from './lib/record-call.js';
 import { socketIo } from './lib/signaling.js';
 
 const STATE_LABEL = {
@@ -91,6 +92,7 @@ const ui = {
   share: $('btn-share'),
   sdpBtn: $('btn-sdp'),
   statsBtn: $('btn-stats'),
+  record: $('btn-record'),
   leave: $('leave'),
   sdpPanel: $('sdp-panel'),
   sdpClose: $('sdp-close'),
@@ -126,6 +128,15 @@ let timerHandle = 0;
 // Charts of this connection (lib/stats-panel.js); its readings also feed the stats chip.
 const statsPanel = createStatsPanel({ getPc: () => pc, hooks, button: ui.statsBtn, onSample: showStatsChip });
 document.body.append(statsPanel.element);
+// Records what this page shows: the remote video with ours in the corner, both voices.
+const callRecorder = createCallRecorder({
+  hooks,
+  videos: () => [ui.remoteVideo, ui.localVideo],
+  layout: 'pip',
+  room: () => call.room,
+  token,
+  onError: (text) => toast(text, 'error'),
+});
 let queue = Promise.resolve();
 
 hooks.state = call.state;
@@ -176,6 +187,9 @@ function render() {
   ui.mic.disabled = !inRoom || !audio;
   ui.cam.disabled = !inRoom || !video;
   ui.share.disabled = !inRoom || !navigator.mediaDevices?.getDisplayMedia || !video;
+  ui.record.disabled = !inRoom || !window.MediaRecorder;
+  ui.record.setAttribute('aria-pressed', String(callRecorder.isRecording()));
+  ui.record.title = callRecorder.isRecording() ? 'Stop recording' : 'Record the call';
   setToggle(ui.mic, audio ? !audio.enabled : false, 'Unmute microphone', 'Mute microphone');
   setToggle(ui.cam, video ? !video.enabled : false, 'Turn camera on', 'Turn camera off');
   ui.share.setAttribute('aria-pressed', String(Boolean(screenTrack)));
@@ -281,6 +295,7 @@ async function join(name) {
 
 function leave() {
   if (!showsCall(call) || leaving) return;
+  callRecorder.stop().catch((err) => toast(String(err), 'error'));
   closePeerConnection();
   stopMedia();
   if (!socket?.connected || call.rejoining) {
@@ -871,6 +886,20 @@ ui.leave.addEventListener('click', leave);
 ui.mic.addEventListener('click', toggleMic);
 ui.cam.addEventListener('click', toggleCamera);
 ui.share.addEventListener('click', () => toggleShare().catch((err) => toast(String(err), 'error')));
+ui.record.addEventListener('click', async () => {
+  try {
+    if (callRecorder.isRecording()) {
+      const stopping = callRecorder.stop();
+      render();
+      await stopping;
+    } else {
+      await callRecorder.start();
+    }
+  } catch (err) {
+    toast(`Cannot record: ${err.message ?? err}`, 'error');
+  }
+  render();
+});
 ui.sdpBtn.addEventListener('click', () => toggleSdpPanel());
 ui.sdpClose.addEventListener('click', () => toggleSdpPanel(false));
 ui.copyLink.addEventListener('click', async () => {

@@ -37,6 +37,7 @@ import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { receivingMids } from './lib/sdp.js';
 import { createStatsPanel } from './lib/stats-panel.js';
+import { createCallRecorder } from './lib/record-call.js';
 import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
@@ -72,6 +73,15 @@ const tiles = new Map();   // tile key → {key, participant, source, el, video,
 // Charts of our connection to the SFU, one series per stream (lib/stats-panel.js).
 const statsPanel = createStatsPanel({ getPc: () => pc, nameOfMid, hooks, button: $('toggle-stats') });
 document.body.append(statsPanel.element);
+// Records the room as this page shows it: every video in a grid, every voice mixed.
+const callRecorder = createCallRecorder({
+  hooks,
+  videos: () => [...document.querySelectorAll('#grid video')],
+  layout: 'grid',
+  room: () => room.room,
+  token,
+  onError: (text) => showCallError(text),
+});
 
 function dispatch(ev) {
   room = reduce(room, ev);
@@ -670,8 +680,25 @@ function enterCall(room, name) {
   $('leave').onclick = leave;
   $('share').hidden = !navigator.mediaDevices?.getDisplayMedia;
   $('share').onclick = toggleShare;
+  $('record').hidden = !window.MediaRecorder;
+  $('record').onclick = toggleRecording;
   statsPanel.start();
   layout();
+}
+
+async function toggleRecording() {
+  const button = $('record');
+  try {
+    if (callRecorder.isRecording()) {
+      button.setAttribute('aria-pressed', 'false');
+      await callRecorder.stop();
+    } else {
+      await callRecorder.start();
+      button.setAttribute('aria-pressed', 'true');
+    }
+  } catch (err) {
+    showCallError(`Cannot record: ${err.message ?? err}`);
+  }
 }
 
 function showCallError(text) {
@@ -695,6 +722,8 @@ function cleanup() {
 
 async function leave() {
   log('leave');
+  $('record').setAttribute('aria-pressed', 'false');
+  callRecorder.stop().catch((err) => log('recording', String(err)));
   const wasInRoom = room.phase !== PHASE.LOBBY;
   dispatch({ type: 'leave' });
   if (wasInRoom && socket?.connected) await emitWithAck(socket, 'leave', {}, 2000).catch(() => {});

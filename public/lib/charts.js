@@ -75,7 +75,7 @@ function options(container, labels, height) {
 /**
  * A titled chart section, `<section data-testid="stats-chart" data-chart={id}>`, with a
  * `.stats-plot` for createChart() and a note shown while it has the class `empty`
- * (styles in stats.css).
+ * (styles in tools.css).
  */
 export function chartSection(id, title, unit) {
   const section = document.createElement('section');

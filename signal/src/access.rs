@@ -317,7 +317,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// An HTTP request's token: `Authorization: Bearer …`, else `?token=`.
-fn request_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+pub fn request_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
     bearer(headers)
         .map(str::to_owned)
         .or_else(|| query_token(uri.query()))

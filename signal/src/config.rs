@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::{
     access::{AccessConfig, MIN_OPERATOR_TOKEN_LEN},
+    recordings::{catalog::Limits, RecordingsConfig},
     signaling::rate_limit::RateLimit,
 };
 
@@ -119,6 +120,10 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub auth_secret: Option<String>,
+    /// Where recordings made in the browser are kept [default: recordings]. Config file:
+    /// `[recordings] dir`.
+    #[arg(long, value_name = "DIR")]
+    pub recordings_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -234,6 +239,7 @@ pub struct FileConfig {
     pub turn: Option<TurnFileConfig>,
     pub sfu: Option<SfuFileConfig>,
     pub access: Option<AccessFileConfig>,
+    pub recordings: Option<RecordingsFileConfig>,
     /// Deprecated: `[sfu] ports`.
     pub rtc_ports: Option<String>,
     /// Deprecated: `[sfu] public_ip`.
@@ -285,6 +291,18 @@ pub struct AccessFileConfig {
     pub auth_secret: Option<String>,
 }
 
+/// `[recordings]` table: recordings made in the browser and uploaded (docs/recording.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsFileConfig {
+    /// Directory of the files (`--recordings-dir`).
+    pub dir: Option<PathBuf>,
+    /// Largest recording, MiB.
+    pub max_recording_mb: Option<u64>,
+    /// What one user (join token identity, else client address) may keep, MiB.
+    pub quota_mb: Option<u64>,
+}
+
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +342,7 @@ pub struct Config {
     /// `sfu::NetConfig::for_listener`).
     pub sfu: sfu::SfuConfig,
     pub access: AccessConfig,
+    pub recordings: RecordingsConfig,
 }
 
 /// What to do about TURN.
@@ -485,6 +504,7 @@ impl Config {
             turn,
             sfu,
             access,
+            recordings: recordings_config(file.recordings.unwrap_or_default(), cli.recordings_dir)?,
         })
     }
 }
@@ -573,6 +593,31 @@ fn access_config(
         operator_token,
         public_host,
         auth_secret,
+    })
+}
+
+/// Recordings: the flag over the `[recordings]` table over the defaults.
+fn recordings_config(
+    file: RecordingsFileConfig,
+    dir: Option<PathBuf>,
+) -> Result<RecordingsConfig, ConfigError> {
+    let mut limits = Limits::default();
+    let mib = |key: &str, value: Option<u64>, default: u64| match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::Invalid(format!(
+            "[recordings] {key} must be at least 1"
+        ))),
+        Some(mb) => Ok(mb << 20),
+    };
+    limits.max_recording_bytes = mib(
+        "max_recording_mb",
+        file.max_recording_mb,
+        limits.max_recording_bytes,
+    )?;
+    limits.quota_bytes = mib("quota_mb", file.quota_mb, limits.quota_bytes)?;
+    Ok(RecordingsConfig {
+        dir: dir.or(file.dir).unwrap_or_else(|| "recordings".into()),
+        limits,
     })
 }
 

@@ -7,6 +7,7 @@
 //! - [`tls`]: certificates, including a generated development one.
 //! - [`turn`]: the embedded TURN relay (`turn-relay`) and its browser credentials.
 //! - [`metrics`]: Prometheus `/metrics` for the operator.
+//! - [`recordings`]: recordings made in the browser: resumable upload, seekable WebM, playback.
 //! - [`config`], [`server`]: configuration and wiring.
 
 pub mod access;
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod ice;
 pub mod metrics;
+pub mod recordings;
 pub mod server;
 pub mod sfu_signaling;
 pub mod signaling;

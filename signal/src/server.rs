@@ -19,6 +19,7 @@ use crate::{
     config::Config,
     ice::IceConfig,
     metrics::{self, Metrics},
+    recordings::{self, Recordings},
     signaling::{self, Hub, SignalingConfig},
     tls::{self, CertSource},
     turn,
@@ -33,6 +34,8 @@ pub enum ServerError {
     Turn(#[from] turn::TurnError),
     #[error(transparent)]
     Sfu(#[from] sfu::SfuError),
+    #[error(transparent)]
+    Recordings(#[from] recordings::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -77,6 +80,10 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         },
     )
     .merge(crate::sfu_signaling::routes(sfu.clone()))
+    .merge(recordings::routes(Recordings::open(
+        &config.recordings,
+        access.clone(),
+    )?))
     .merge(metrics::routes(Metrics {
         hub,
         sfu,

@@ -21,13 +21,14 @@ export const operatorHeaders = { authorization: `Bearer ${OPERATOR_TOKEN}` };
  * @param {string} [options.publicDir] the web root (default: the repository's public/)
  * @param {string[]} [options.args] extra flags
  * @param {string|null} [options.operatorToken] the operator token (default OPERATOR_TOKEN; null: none)
- * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, logs: () => string,
+ * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, recordingsDir: string, logs: () => string,
  *   operator: (path: string) => Promise<any>, stop: () => Promise<void>}>} `operator(path)` GETs an
  *   operator endpoint (e.g. /api/rooms) with the server's operator token and returns its JSON
  */
 export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', publicDir = path.join(repoRoot, 'public'), args = [], operatorToken = OPERATOR_TOKEN } = {}) {
   const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
-  const flags = ['--listen', listen, '--public-dir', publicDir, '--cert-dir', certDir, ...(operatorToken ? ['--operator-token', operatorToken] : []), ...args];
+  const recordingsDir = mkdtempSync(path.join(tmpdir(), 'signal-test-recordings-'));
+  const flags = ['--listen', listen, '--public-dir', publicDir, '--cert-dir', certDir, '--recordings-dir', recordingsDir, ...(operatorToken ? ['--operator-token', operatorToken] : []), ...args];
   if (!tls) flags.push('--plain-http');
   flags.push(...(turnConfig ? ['--turn-config', turnConfig] : ['--no-turn']));
   const proc = spawn(signalBin, flags, { env: { ...process.env, SIGNAL_LOG: process.env.SIGNAL_LOG ?? 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -54,6 +55,7 @@ export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1
     url: `${scheme}://127.0.0.1:${port}`,
     port,
     proc,
+    recordingsDir,
     logs: () => output,
     async operator(pathname) {
       const res = await fetch(`${scheme}://127.0.0.1:${port}${pathname}`, { headers: operatorHeaders });
@@ -69,6 +71,7 @@ export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1
         clearTimeout(timer);
       }
       rmSync(certDir, { recursive: true, force: true });
+      rmSync(recordingsDir, { recursive: true, force: true });
     },
   };
 }

@@ -81,6 +81,8 @@ describe('/metrics', () => {
     const sfu = connect('/sfu');
     const joined = await sfu.timeout(5000).emitWithAck('join', { room: 'metrics-room', name: 'Ann', sdp: offer() });
     assert.ok(joined.id, JSON.stringify(joined));
+    // The SFU's report is refreshed in the background: wait for the join to show.
+    await until('the participant counted', async () => (await scrape()).get('sfu_participants') === 1);
     let samples = await scrape();
     assert.equal(samples.get('sfu_rooms'), 1);
     assert.equal(samples.get('sfu_participants'), 1);

@@ -1,0 +1,66 @@
+// Recording a call in the browser (docs/recording.md), the pure parts: which format to
+// record in, and the upload queue. Chunks (one a second from MediaRecorder) are uploaded in
+// order; the server's answer says which chunk it wants next, so a retry after a lost answer
+// is harmless and a reconnect resumes exactly where the server is. Nothing recorded is
+// dropped while the page lives: a chunk leaves the queue only when the server has it.
+// lib/record-call.js does the I/O.
+
+/** What MediaRecorder should write, best first: MP4 (H.264 + Opus) plays everywhere; WebM else. */
+export const RECORDING_TYPES = [
+  'video/mp4;codecs=avc1,opus',
+  'video/webm;codecs=vp9,opus',
+  'video/webm;codecs=vp8,opus',
+  'video/webm',
+];
+
+/**
+ * The first type this browser records (`isTypeSupported` is MediaRecorder's), or one forced
+ * with `prefer` ('webm' or 'mp4') when the browser has it.
+ */
+export function pickType(isTypeSupported, prefer = null) {
+  const candidates = prefer ? RECORDING_TYPES.filter((t) => t.includes(`/${prefer}`)) : RECORDING_TYPES;
+  return candidates.find((t) => isTypeSupported(t)) ?? RECORDING_TYPES.find((t) => isTypeSupported(t)) ?? null;
+}
+
+/** An upload: chunks waiting (oldest first, numbered from 0) and what the server has. */
+export function createUpload() {
+  return { queue: [], recorded: 0, stored: 0, bytes: 0, failures: 0, error: null, done: false };
+}
+
+/** MediaRecorder gave the next chunk. */
+export function chunkRecorded(upload, size) {
+  return { ...upload, queue: [...upload.queue, { seq: upload.recorded, size }], recorded: upload.recorded + 1, bytes: upload.bytes + size };
+}
+
+/** The chunk to send now, if any. */
+export function nextToSend(upload) {
+  return upload.error ? null : upload.queue[0] ?? null;
+}
+
+/**
+ * The server answered a chunk (or said where it is): it has every chunk before `next`.
+ * A 409 `out_of_order` carries `next` too, so both go through here.
+ */
+export function serverHas(upload, next) {
+  return { ...upload, queue: upload.queue.filter((c) => c.seq >= next), stored: Math.max(upload.stored, next), failures: 0 };
+}
+
+/** A send failed for a reason that may pass (network, server restarting): wait and retry. */
+export function sendFailed(upload) {
+  return { ...upload, failures: upload.failures + 1 };
+}
+
+/** How long to wait before the next try after `failures` failures in a row, ms. */
+export function retryDelay(failures) {
+  return failures === 0 ? 0 : Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5));
+}
+
+/** The server refused for good (quota, too large, unknown): stop, keep what it has. */
+export function refused(upload, error) {
+  return { ...upload, error };
+}
+
+/** Everything recorded is on the server. */
+export function allStored(upload) {
+  return upload.queue.length === 0 && upload.stored === upload.recorded;
+}

@@ -1,0 +1,157 @@
+// Recording in the browser (docs/recording.md), in real Chromium: a participant records the
+// call with the Record button; the page uploads a chunk a second while recording. Midway the
+// uploads are cut off for a few seconds (the requests fail, as when the network drops); the
+// page keeps the chunks and resumes where the server is. The server's file must then be
+// valid to Debian's ffprobe/ffmpeg: a video and an audio stream, the recorded duration within
+// 1 s, decodable end to end without an error, seekable; and the playback page plays and seeks it.
+// 1-to-1 records MP4 (Chromium's first choice), the room page WebM (`?record=webm`), which
+// the server makes seekable (Chromium writes it without Duration and Cues).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
+import { startServer } from '../lib/server.mjs';
+
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
+const WAIT_MS = 30_000;
+const CHUNKS = '**/api/recordings/*/chunks/*';
+
+let server;
+let browser;
+const pageErrors = [];
+
+before(async () => {
+  server = await startServer();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await server?.stop();
+});
+
+const recording = (page) => page.evaluate(() => ({ ...window.__rtc.recording }));
+
+/**
+ * Records for `seconds` with the page's Record button, cutting the uploads off for 3 s in
+ * the middle; returns the page's view of the recording once it is finished.
+ */
+async function record(page, seconds, t) {
+  await page.getByTestId('record').click();
+  await until('recording', async () => (await recording(page)).state === 'recording', WAIT_MS);
+  const started = Date.now();
+  await sleep(3000);
+  await page.route(CHUNKS, (route) => route.abort('internetdisconnected'));
+  await sleep(3000);
+  const cut = await recording(page);
+  t.diagnostic(`uploads cut off: ${cut.recorded} chunks recorded, ${cut.stored} stored`);
+  assert.ok(cut.recorded - cut.stored >= 2, `chunks waited while offline: ${JSON.stringify(cut)}`);
+  await page.unroute(CHUNKS);
+  await sleep(Math.max(0, seconds * 1000 - (Date.now() - started)));
+  await page.getByTestId('record').click();
+  const done = await until('the recording finished', async () => {
+    const r = await recording(page);
+    if (r.state === 'failed') throw new Error(`failed: ${JSON.stringify(r)}`);
+    return r.state === 'finished' ? r : null;
+  }, WAIT_MS);
+  t.diagnostic(`recorded ${done.seconds.toFixed(1)} s in ${done.recorded} chunks, ${done.bytes} bytes, ${done.type}`);
+  assert.equal(done.stored, done.recorded, 'every chunk on the server');
+  return done;
+}
+
+/** ffprobe's view and ffmpeg's full decode and seek of the server's file. */
+function checkFile(file, done) {
+  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name:format=duration,format_name', '-of', 'json', file], { encoding: 'utf8' }));
+  const kinds = probe.streams.map((s) => s.codec_type).sort();
+  assert.deepEqual(kinds, ['audio', 'video'], JSON.stringify(probe));
+  const duration = Number(probe.format.duration);
+  assert.ok(Number.isFinite(duration), `a duration in the file: ${probe.format.duration}`);
+  assert.ok(Math.abs(duration - done.seconds) <= 1, `duration ${duration} s for ${done.seconds.toFixed(1)} s recorded`);
+  // The null output keeps the file's own time base (`-enc_time_base -1`): Chromium's MP4 gives
+  // every sample a 1-tick duration (time base 1/30000), from which ffmpeg guesses a frame
+  // rate for its output and then complains about its own rounding, not about the file.
+  const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-enc_time_base', '-1', '-f', 'null', '-'], { encoding: 'utf8' });
+  assert.equal(decode.status, 0);
+  assert.equal(decode.stderr.trim(), '', `decodes without an error: ${decode.stderr.slice(0, 600)}`);
+  const seek = spawnSync('ffmpeg', ['-v', 'error', '-ss', String(duration / 2), '-i', file, '-frames:v', '1', '-f', 'null', '-'], { encoding: 'utf8' });
+  assert.equal(seek.status, 0);
+  assert.equal(seek.stderr.trim(), '', 'seeks to the middle');
+  return { duration, codecs: probe.streams.map((s) => s.codec_name).join('+'), format: probe.format.format_name };
+}
+
+/** The playback page loads the recording with its length and seeks in it. */
+async function playBack(page, duration) {
+  const [player] = await Promise.all([page.context().waitForEvent('page'), page.getByTestId('recording-link').click()]);
+  player.on('pageerror', (e) => pageErrors.push(`player: ${e.message}`));
+  const video = player.getByTestId('player');
+  await video.waitFor({ state: 'visible', timeout: WAIT_MS });
+  const length = await player.waitForFunction(() => {
+    const v = document.querySelector('[data-testid="player"]');
+    return v.readyState >= 1 && Number.isFinite(v.duration) && v.duration > 0 ? v.duration : null;
+  }, null, { timeout: WAIT_MS }).then((h) => h.jsonValue());
+  assert.ok(Math.abs(length - duration) <= 1, `the player's length ${length} s`);
+  const at = await player.evaluate((target) => new Promise((resolve, reject) => {
+    const v = document.querySelector('[data-testid="player"]');
+    v.addEventListener('seeked', () => resolve(v.currentTime), { once: true });
+    v.addEventListener('error', () => reject(new Error(`media error ${v.error?.code}`)), { once: true });
+    v.currentTime = target;
+  }), length / 2);
+  assert.ok(Math.abs(at - length / 2) < 1.5, `seeked to ${at} s of ${length} s`);
+  await player.close();
+}
+
+describe('recording in the browser', { timeout: 240_000 }, () => {
+  it('1-to-1: 11 s recorded as MP4, uploads resumed after an outage, file valid and seekable', async (t) => {
+    const room = `rec-${process.pid}`;
+    const pages = [];
+    for (const name of ['A', 'B']) {
+      const page = await (await browser.newContext({ viewport: { width: 1280, height: 720 } })).newPage();
+      page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
+      await page.goto(`${server.url}/`, { waitUntil: 'load' });
+      await page.getByTestId('room').fill(room);
+      await page.getByTestId('join').click();
+      pages.push(page);
+    }
+    const [a] = pages;
+    for (const page of pages) {
+      await page.waitForFunction(() => document.querySelector('[data-testid="remote-video"]')?.videoWidth > 0, null, { timeout: WAIT_MS });
+    }
+    const done = await record(a, 11, t);
+    assert.match(done.type, /^video\/mp4/);
+    const meta = await (await fetch(`${server.url}/api/recordings/${done.id}`)).json();
+    assert.equal(meta.bytes, done.bytes, 'the server has exactly what was recorded: no gap, no duplicate');
+    const file = join(server.recordingsDir, `${done.id}.mp4`);
+    assert.equal(statSync(file).size, done.bytes);
+    const figures = checkFile(file, done);
+    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await a.screenshot({ path: join(ARTIFACTS, 'recording-saved.png') });
+    await playBack(a, figures.duration);
+  });
+
+  it('SFU room: WebM made seekable by the server', async (t) => {
+    const room = `rec-sfu-${process.pid}`;
+    const url = `${server.url}/sfu.html?res=320x240&fps=15&record=webm`;
+    const ann = await joinSfuRoom(browser, url, { room, name: 'Ann', viewport: { width: 1280, height: 720 } });
+    ann.on('pageerror', (e) => pageErrors.push(`Ann: ${e.message}`));
+    await joinSfuRoom(browser, url, { room, name: 'Bob' });
+    await ann.waitForFunction(() => document.querySelector('video[data-participant]')?.videoWidth > 0, null, { timeout: WAIT_MS });
+    const done = await record(ann, 9, t);
+    assert.match(done.type, /^video\/webm/);
+    const meta = await (await fetch(`${server.url}/api/recordings/${done.id}`)).json();
+    assert.equal(meta.bytes, done.bytes);
+    assert.ok(Math.abs(meta.duration_ms / 1000 - done.seconds) <= 1, `the server's duration ${meta.duration_ms} ms`);
+    const figures = checkFile(join(server.recordingsDir, `${done.id}.webm`), done);
+    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s`);
+    await playBack(ann, figures.duration);
+  });
+
+  it('no page errors', () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});
