@@ -32,28 +32,36 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
   chip.hidden = true;
   document.body.append(chip);
   let session = null;
+  let starting = null;
 
-  const headers = (extra = {}) => ({ ...extra, ...(token ? { authorization: `Bearer ${token}` } : {}) });
+  /** Starts recording; a second click while starting waits for the first. */
+  function start() {
+    starting ??= begin().finally(() => { starting = null; });
+    return starting;
+  }
 
-  async function start() {
+  async function begin() {
     if (session) return;
     const type = pickType((t) => MediaRecorder.isTypeSupported(t), new URLSearchParams(location.search).get('record'));
     if (!type) throw new Error('this browser cannot record video');
     const state = { type, state: 'starting', recorded: 0, stored: 0, bytes: 0, seconds: 0, error: null, id: null };
     hooks.recording = state;
-    const res = await fetch('/api/recordings', { method: 'POST', headers: headers({ 'content-type': 'application/json' }), body: JSON.stringify({ mime: type, room: room() }) });
+    // The join token (when the server wants one) starts it; its upload key does the rest,
+    // so an upload outlives the token.
+    const auth = token ? { authorization: `Bearer ${token}` } : {};
+    const res = await fetch('/api/recordings', { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ mime: type, room: room() }) });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) {
       state.state = 'failed';
       throw new Error(body.error?.message ?? `the server refused to record (HTTP ${res.status})`);
     }
     state.id = body.id;
-    session = compose(type, state);
+    session = compose(type, state, { 'x-upload-key': body.upload_key });
     showChip();
   }
 
   /** The canvas, the audio mix, the recorder and the upload of one recording. */
-  function compose(type, state) {
+  function compose(type, state, headers) {
     const canvas = Object.assign(document.createElement('canvas'), { width: WIDTH, height: HEIGHT });
     const g = canvas.getContext('2d');
     const audio = new AudioContext();
@@ -101,11 +109,11 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
         for (let chunk = nextToSend(upload); chunk; chunk = nextToSend(upload)) {
           await new Promise((r) => setTimeout(r, retryDelay(upload.failures)));
           try {
-            const res = await fetch(`/api/recordings/${state.id}/chunks/${chunk.seq}`, { method: 'PUT', headers: headers(), body: blobs.get(chunk.seq) });
+            const res = await fetch(`/api/recordings/${state.id}/chunks/${chunk.seq}`, { method: 'PUT', headers, body: blobs.get(chunk.seq) });
             const body = await res.json().catch(() => ({}));
             if (res.ok) update(serverHas(upload, body.next));
             else if (res.status === 409 && Number.isInteger(body.error?.next)) update(serverHas(upload, body.error.next));
-            else if (res.status >= 500 && res.status !== 507) update(sendFailed(upload));
+            else if (res.status >= 500 && res.status !== 507) update(sendFailed(upload)); // 503: the disk, for now
             else {
               update(refused(upload, body.error?.message ?? `HTTP ${res.status}`));
               onError(`Recording stopped: ${upload.error}`);
@@ -136,6 +144,7 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
     }, 500);
     return {
       state,
+      headers,
       async finish() {
         if (recorder.state !== 'inactive') recorder.stop();
         await stopped;
@@ -162,12 +171,13 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
     state.state = 'finishing';
     showChip(state);
     const upload = await current.finish();
-    if (upload.error || upload.stored === 0) {
+    if (upload.stored === 0) {
       state.state = 'failed';
       showChip(state);
       return null;
     }
-    const res = await fetch(`/api/recordings/${state.id}/finish`, { method: 'POST', headers: headers() });
+    // Stopped early by a refusal or not: what the server has becomes the recording.
+    const res = await fetch(`/api/recordings/${state.id}/finish`, { method: 'POST', headers: current.headers });
     const meta = await res.json().catch(() => ({}));
     state.state = res.ok ? 'finished' : 'failed';
     if (!res.ok) onError(`Recording could not be finished: ${meta.error?.message ?? res.status}`);
@@ -184,7 +194,7 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
     else if (state.state === 'finishing') chip.textContent = `Saving recording… ${state.stored}/${state.recorded}`;
     else if (state.state === 'failed') chip.textContent = `Recording failed${state.error ? `: ${state.error}` : ''}`;
     else if (state.state === 'finished') {
-      chip.textContent = 'Recording saved · ';
+      chip.textContent = state.error ? `Recording stopped early (${state.error}); saved what was uploaded · ` : 'Recording saved · ';
       const link = Object.assign(document.createElement('a'), { href: `/recording.html?id=${state.id}`, target: '_blank', textContent: 'Play it back' });
       link.dataset.testid = 'recording-link';
       chip.append(link);

@@ -39,10 +39,12 @@ export function nextToSend(upload) {
 
 /**
  * The server answered a chunk (or said where it is): it has every chunk before `next`.
- * A 409 `out_of_order` carries `next` too, so both go through here.
+ * A 409 `out_of_order` carries `next` too, so both go through here. A server that says it
+ * has less than it acknowledged before lost chunks we no longer hold: that is final.
  */
 export function serverHas(upload, next) {
-  return { ...upload, queue: upload.queue.filter((c) => c.seq >= next), stored: Math.max(upload.stored, next), failures: 0 };
+  if (next < upload.stored) return refused(upload, `the server lost chunks ${next}–${upload.stored - 1}`);
+  return { ...upload, queue: upload.queue.filter((c) => c.seq >= next), stored: next, failures: 0 };
 }
 
 /** A send failed for a reason that may pass (network, server restarting): wait and retry. */
@@ -55,7 +57,7 @@ export function retryDelay(failures) {
   return failures === 0 ? 0 : Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5));
 }
 
-/** The server refused for good (quota, too large, unknown): stop, keep what it has. */
+/** The server refused for good (quota, too large, unknown): stop sending; what it has stays. */
 export function refused(upload, error) {
   return { ...upload, error };
 }

@@ -301,6 +301,10 @@ pub struct RecordingsFileConfig {
     pub max_recording_mb: Option<u64>,
     /// What one user (join token identity, else client address) may keep, MiB.
     pub quota_mb: Option<u64>,
+    /// All recordings together, MiB.
+    pub max_total_mb: Option<u64>,
+    /// Seconds without a chunk after which a recording is finished as it is.
+    pub idle_seconds: Option<u64>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -615,6 +619,16 @@ fn recordings_config(
         limits.max_recording_bytes,
     )?;
     limits.quota_bytes = mib("quota_mb", file.quota_mb, limits.quota_bytes)?;
+    limits.max_total_bytes = mib("max_total_mb", file.max_total_mb, limits.max_total_bytes)?;
+    limits.idle_seconds = match file.idle_seconds {
+        Some(0) => {
+            return Err(ConfigError::Invalid(
+                "[recordings] idle_seconds must be at least 1".into(),
+            ))
+        }
+        Some(seconds) => seconds,
+        None => limits.idle_seconds,
+    };
     Ok(RecordingsConfig {
         dir: dir.or(file.dir).unwrap_or_else(|| "recordings".into()),
         limits,

@@ -46,7 +46,10 @@ async fn serve(State(metrics): State<Metrics>) -> Response {
     }
     (
         [
-            (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
             (header::CACHE_CONTROL, "no-store"),
         ],
         text,

@@ -70,6 +70,8 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         stun_urls: config.stun_urls.clone(),
         turn: turn.ice.clone(),
     };
+    let recordings = Recordings::open(&config.recordings, access.clone())?;
+    recordings.spawn_sweeper();
     let app = web::router(
         &config.public_dir,
         socket_io_layer,
@@ -79,17 +81,16 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             public_host: config.public_host.as_deref().map(Arc::from),
         },
     )
-    .merge(crate::sfu_signaling::routes(sfu.clone()))
-    .merge(recordings::routes(Recordings::open(
-        &config.recordings,
-        access.clone(),
-    )?))
-    .merge(metrics::routes(Metrics {
-        hub,
-        sfu,
-        turn: turn.server.as_ref().map(|relay| relay.metrics_source()),
-        started: SystemTime::now(),
-    }))
+    .merge(web::common_headers(
+        crate::sfu_signaling::routes(sfu.clone())
+            .merge(recordings::routes(recordings))
+            .merge(metrics::routes(Metrics {
+                hub,
+                sfu,
+                turn: turn.server.as_ref().map(|relay| relay.metrics_source()),
+                started: SystemTime::now(),
+            })),
+    ))
     .layer(middleware::from_fn_with_state(access, access::guard));
     if config.access.operator_token.is_none() {
         tracing::info!("operator endpoints (/api/rooms, /api/stats, /metrics) are off: set [access] operator_token to use them");

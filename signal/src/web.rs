@@ -66,13 +66,21 @@ pub fn router(public_dir: &Path, socket_io: SocketIoLayer, state: AppState) -> R
     for (url, file) in VENDOR_FILES {
         router = router.route_service(url, ServeFile::new(public_dir.join(file)));
     }
-    router
+    let router = router
         // The npm tree is an install detail, not content.
         .route(
             "/node_modules/{*rest}",
             get(|| async { StatusCode::NOT_FOUND }),
         )
-        .fallback_service(static_files)
+        .fallback_service(static_files);
+    common_headers(router).layer(socket_io).with_state(state)
+}
+
+/// What every HTTP answer of ours carries (the other modules' routes too): `nosniff`, so a
+/// browser never runs uploaded or served bytes as another type than we say (recordings are
+/// users' bytes on our origin); `no-cache` unless a route says otherwise; UTF-8 text.
+pub fn common_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -82,8 +90,6 @@ pub fn router(public_dir: &Path, socket_io: SocketIoLayer, state: AppState) -> R
             HeaderValue::from_static("no-cache"),
         ))
         .layer(middleware::map_response(utf8_text))
-        .layer(socket_io)
-        .with_state(state)
 }
 
 async fn ice_servers(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {

@@ -42,9 +42,10 @@ test('resuming after a reconnect: the server says where it is', () => {
   u = sendFailed(sendFailed(u));
   u = serverHas(u, 2);
   assert.deepEqual(u.queue.map((c) => c.seq), [2, 3]);
-  // A stale answer never brings back what the server has.
+  // A server that forgot acknowledged chunks cannot be repaired from here: stop.
   u = serverHas(u, 1);
-  assert.equal(u.stored, 2);
+  assert.match(u.error, /lost chunks 1–1/);
+  assert.equal(nextToSend(u), null);
 });
 
 test('backoff grows and stays bounded; a refusal stops sending', () => {

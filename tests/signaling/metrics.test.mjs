@@ -52,7 +52,7 @@ function parse(text) {
 async function scrape() {
   const res = await fetch(`${server.url}/metrics`, { headers: operatorHeaders });
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4');
+  assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
   return parse(await res.text());
 }
 

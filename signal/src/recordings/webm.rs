@@ -34,18 +34,22 @@ const CUE_TRACK_POSITIONS: u32 = 0xB7;
 const CUE_TRACK: u32 = 0xF7;
 const CUE_CLUSTER_POSITION: u32 = 0xF1;
 const VOID: u32 = 0xEC;
+/// Cluster children that describe where the cluster was: wrong once it moves, so dropped.
+const CLUSTER_POSITION: u32 = 0xA7;
+const PREV_SIZE: u32 = 0xAB;
+const CRC32: u32 = 0xBF;
 
 /// Elements that may follow a Cluster inside a Segment: where an unknown-size Cluster ends.
-const SEGMENT_CHILDREN: [u32; 9] = [
+/// (Void may also sit inside a Cluster, so it does not end one.)
+const SEGMENT_CHILDREN: [u32; 8] = [
     SEEK_HEAD,
     INFO,
     TRACKS,
     CLUSTER,
     CUES,
-    0x1941_A469,
-    0x1043_A770,
-    0x1254_C367,
-    VOID,
+    0x1941_A469, // Attachments
+    0x1043_A770, // Chapters
+    0x1254_C367, // Tags
 ];
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -91,6 +95,7 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
     let mut first_track: Option<u64> = None;
     let mut others: Vec<&[u8]> = Vec::new();
     let mut clusters: Vec<Cluster> = Vec::new();
+    let mut last = LastBlocks::new();
 
     r.pos = segment.data;
     while r.pos < segment_end {
@@ -104,13 +109,11 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
                 let end = known_end.ok_or(WebmError::Malformed(el.start))?;
                 let mut kept = Vec::new();
                 for child in children(input, el.data, end)? {
-                    match child.id {
-                        DURATION => {}
-                        TIMECODE_SCALE => {
-                            scale_ns = read_uint(&input[child.data..child.data + child.len()]);
-                            kept.extend_from_slice(&input[child.start..child.data + child.len()]);
-                        }
-                        _ => kept.extend_from_slice(&input[child.start..child.data + child.len()]),
+                    if child.id == TIMECODE_SCALE {
+                        scale_ns = read_uint(child.payload(input)).max(1);
+                    }
+                    if child.id != DURATION {
+                        kept.extend_from_slice(child.whole(input));
                     }
                 }
                 info = Some(kept);
@@ -124,7 +127,7 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
                     }
                     let (mut number, mut kind) = (None, None);
                     for field in children(input, entry.data, entry.data + entry.len())? {
-                        let value = &input[field.data..field.data + field.len()];
+                        let value = field.payload(input);
                         match field.id {
                             TRACK_NUMBER => number = Some(read_uint(value)),
                             TRACK_TYPE => kind = Some(read_uint(value)),
@@ -144,7 +147,7 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
                     Some(end) => end,
                     None => unknown_size_end(input, el.data, segment_end),
                 };
-                let cluster = read_cluster(input, el.data, end, video_track)?;
+                let cluster = read_cluster(input, el.data, end, video_track, &mut last)?;
                 clusters.push(cluster);
                 r.pos = end;
             }
@@ -160,19 +163,15 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
     }
     let tracks = tracks.ok_or(WebmError::NoTracks)?;
     let cue_track = video_track.or(first_track).ok_or(WebmError::NoTracks)?;
-    let last = clusters
-        .iter()
-        .filter_map(|c| c.last_block)
+    // Each track's last frame lasts about as long as the gap before it (at most a second).
+    let second = 1_000_000_000 / scale_ns;
+    let duration_ticks = last
+        .values()
+        .map(|&(time, gap)| time.saturating_add(gap.min(second)))
         .max()
         .ok_or(WebmError::NoFrames)?;
-    // The last frame lasts about as long as the gap before it.
-    let gap = clusters
-        .iter()
-        .filter_map(|c| c.last_gap)
-        .next_back()
-        .unwrap_or(0);
-    let duration_ticks = last + gap.min(1_000_000_000 / scale_ns.max(1));
-    let duration_ms = duration_ticks * scale_ns / 1_000_000;
+    let duration_ms = u64::try_from(u128::from(duration_ticks) * u128::from(scale_ns) / 1_000_000)
+        .unwrap_or(u64::MAX);
 
     // Layout inside the Segment: SeekHead, Info, Tracks, other top elements, Cues, Clusters.
     // Every position and size written below has a fixed width, so offsets are known before
@@ -184,7 +183,7 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
         DURATION,
         &(duration_ticks as f64).to_be_bytes(),
     );
-    put_master(&mut info_el, INFO, &info_body);
+    put_element(&mut info_el, INFO, &info_body);
 
     let seek_head_len = seek_head(&[(INFO, 0), (TRACKS, 0), (CUES, 0)]).len();
     let info_pos = seek_head_len as u64;
@@ -227,7 +226,7 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
     for cluster in &clusters {
         put_id(&mut out, CLUSTER);
         put_size8(&mut out, cluster.body.len() as u64);
-        out.extend_from_slice(cluster.body);
+        out.extend_from_slice(&cluster.body);
     }
     Ok(Seekable {
         bytes: out,
@@ -235,35 +234,37 @@ pub fn make_seekable(input: &[u8]) -> Result<Seekable, WebmError> {
     })
 }
 
-struct Cluster<'a> {
-    /// The children as they were (timecode, blocks), minus a cut-short tail.
-    body: &'a [u8],
+struct Cluster {
+    /// Its children (timecode, blocks) as they were, without a cut-short tail and without
+    /// what its move makes wrong (Position, PrevSize, CRC-32, Void).
+    body: Vec<u8>,
     /// Absolute time of its first video keyframe (or its first block without video).
     cue_time: Option<u64>,
-    last_block: Option<u64>,
-    last_gap: Option<u64>,
 }
 
-impl Cluster<'_> {
+impl Cluster {
     fn encoded_len(&self) -> usize {
         4 + 8 + self.body.len()
     }
 }
+
+/// Per track, the time of its latest block and the gap before it.
+type LastBlocks = std::collections::HashMap<u64, (u64, u64)>;
 
 fn read_cluster(
     input: &[u8],
     start: usize,
     end: usize,
     video_track: Option<u64>,
-) -> Result<Cluster<'_>, WebmError> {
-    let mut timecode = 0;
+    last: &mut LastBlocks,
+) -> Result<Cluster, WebmError> {
+    let mut timecode: u64 = 0;
     let mut cue_time = None;
-    let mut last_block: Option<u64> = None;
-    let mut last_gap = None;
-    let mut kept_end = start;
+    let mut body = Vec::with_capacity(end - start);
     for child in children_lenient(input, start, end) {
-        let payload = &input[child.data..child.data + child.len()];
+        let payload = child.payload(input);
         let block = match child.id {
+            CLUSTER_POSITION | PREV_SIZE | CRC32 | VOID => continue,
             TIMECODE => {
                 timecode = read_uint(payload);
                 None
@@ -272,39 +273,35 @@ fn read_cluster(
             BLOCK_GROUP => children(input, child.data, child.data + child.len())?
                 .into_iter()
                 .find(|c| c.id == BLOCK)
-                .map(|b| (&input[b.data..b.data + b.len()], false)),
+                .map(|b| (b.payload(input), false)),
             _ => None,
         };
-        if let Some((block, simple)) = block {
-            let mut br = Reader { buf: block, pos: 0 };
-            let track = br.vint().ok_or(WebmError::Malformed(child.data))?.0;
-            let rel = block
-                .get(br.pos..br.pos + 2)
-                .map(|b| i16::from_be_bytes([b[0], b[1]]))
-                .ok_or(WebmError::Malformed(child.data))?;
-            let flags = block.get(br.pos + 2).copied().unwrap_or(0);
-            let time = (timecode as i64 + i64::from(rel)).max(0) as u64;
-            let keyframe = simple && flags & 0x80 != 0;
-            if cue_time.is_none()
-                && (video_track.is_none() || (keyframe && Some(track) == video_track))
-            {
-                cue_time = Some(time);
-            }
-            if let Some(last) = last_block {
-                if time > last {
-                    last_gap = Some(time - last);
-                }
-            }
-            last_block = Some(last_block.map_or(time, |l| l.max(time)));
+        body.extend_from_slice(child.whole(input));
+        let Some((block, simple)) = block else {
+            continue;
+        };
+        let mut br = Reader { buf: block, pos: 0 };
+        let track = br.vint().ok_or(WebmError::Malformed(child.data))?.0;
+        let rel = block
+            .get(br.pos..br.pos + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+            .ok_or(WebmError::Malformed(child.data))?;
+        let flags = block.get(br.pos + 2).copied().unwrap_or(0);
+        let time = timecode.saturating_add_signed(i64::from(rel));
+        let keyframe = simple && flags & 0x80 != 0;
+        let cue_here = match video_track {
+            Some(video) => keyframe && track == video,
+            None => true,
+        };
+        if cue_time.is_none() && cue_here {
+            cue_time = Some(time);
         }
-        kept_end = child.data + child.len();
+        let entry = last.entry(track).or_insert((time, 0));
+        if time > entry.0 {
+            *entry = (time, time - entry.0);
+        }
     }
-    Ok(Cluster {
-        body: &input[start..kept_end],
-        cue_time,
-        last_block,
-        last_gap,
-    })
+    Ok(Cluster { body, cue_time })
 }
 
 fn seek_head(entries: &[(u32, u64)]) -> Vec<u8> {
@@ -315,10 +312,10 @@ fn seek_head(entries: &[(u32, u64)]) -> Vec<u8> {
         put_id(&mut id_bytes, id);
         put_element(&mut seek, SEEK_ID, &id_bytes);
         put_element(&mut seek, SEEK_POSITION, &pos.to_be_bytes());
-        put_master(&mut body, SEEK, &seek);
+        put_element(&mut body, SEEK, &seek);
     }
     let mut out = Vec::new();
-    put_master(&mut out, SEEK_HEAD, &body);
+    put_element(&mut out, SEEK_HEAD, &body);
     out
 }
 
@@ -330,11 +327,11 @@ fn cues(points: &[(u64, u64, u64)]) -> Vec<u8> {
         put_element(&mut positions, CUE_CLUSTER_POSITION, &pos.to_be_bytes());
         let mut point = Vec::new();
         put_element(&mut point, CUE_TIME, &time.to_be_bytes());
-        put_master(&mut point, CUE_TRACK_POSITIONS, &positions);
-        put_master(&mut body, CUE_POINT, &point);
+        put_element(&mut point, CUE_TRACK_POSITIONS, &positions);
+        put_element(&mut body, CUE_POINT, &point);
     }
     let mut out = Vec::new();
-    put_master(&mut out, CUES, &body);
+    put_element(&mut out, CUES, &body);
     out
 }
 
@@ -351,14 +348,11 @@ fn put_size8(out: &mut Vec<u8>, size: u64) {
     out.extend_from_slice(&bytes);
 }
 
+/// An element (a master too: its payload is its children) with an 8-byte size.
 fn put_element(out: &mut Vec<u8>, id: u32, payload: &[u8]) {
     put_id(out, id);
     put_size8(out, payload.len() as u64);
     out.extend_from_slice(payload);
-}
-
-fn put_master(out: &mut Vec<u8>, id: u32, body: &[u8]) {
-    put_element(out, id, body);
 }
 
 fn read_uint(bytes: &[u8]) -> u64 {
@@ -399,6 +393,16 @@ struct Element {
 impl Element {
     fn len(&self) -> usize {
         self.size.unwrap_or(0) as usize
+    }
+
+    /// Its payload (a known-size element that was checked to fit).
+    fn payload<'a>(&self, input: &'a [u8]) -> &'a [u8] {
+        &input[self.data..self.data + self.len()]
+    }
+
+    /// Header and payload.
+    fn whole<'a>(&self, input: &'a [u8]) -> &'a [u8] {
+        &input[self.start..self.data + self.len()]
     }
 
     /// The end of its payload; an unknown size runs to `limit`.
@@ -624,9 +628,10 @@ mod tests {
         let input = live_webm(5);
         let out = make_seekable(&input).unwrap();
         let (duration, points) = check(&out.bytes);
-        // Last audio block at 4 s + 980 ms, lasting 20 ms.
-        assert_eq!(duration, 5000.0);
-        assert_eq!(out.duration_ms, 5000);
+        // The last video frame at 4 s + 960 ms lasts 60 ms like those before it (the last
+        // audio block, at 4 s + 980 ms, ends at 5000).
+        assert_eq!(duration, 5020.0);
+        assert_eq!(out.duration_ms, 5020);
         let times: Vec<u64> = points.iter().map(|p| p.0).collect();
         assert_eq!(times, [0, 1000, 2000, 3000, 4000]);
         // Frames are kept byte for byte: the output holds every block of the input.
@@ -645,7 +650,36 @@ mod tests {
         let out = make_seekable(cut).unwrap();
         let (duration, points) = check(&out.bytes);
         assert_eq!(points.len(), 3);
-        assert!((2900.0..3000.0).contains(&duration), "{duration}");
+        assert!((2950.0..=3020.0).contains(&duration), "{duration}");
+    }
+
+    #[test]
+    fn void_and_position_elements_inside_clusters() {
+        // Void, CRC-32, Position and PrevSize after each cluster's timecode: a Void does not
+        // end an unknown-size cluster, and what would be wrong after the move is dropped.
+        let plain = live_webm(3);
+        let extras = [
+            el(VOID, &[0; 6]),
+            el(CRC32, &[1, 2, 3, 4]),
+            el(CLUSTER_POSITION, &[0x12]),
+            el(PREV_SIZE, &[0x34]),
+        ]
+        .concat();
+        let mut input = Vec::new();
+        let mut rest = &plain[..];
+        let timecode = |s: u32| el(TIMECODE, &(s * 1000).to_be_bytes());
+        for s in 0..3u32 {
+            let tc = timecode(s);
+            let at = rest.windows(tc.len()).position(|w| w == tc).unwrap() + tc.len();
+            input.extend_from_slice(&rest[..at]);
+            input.extend_from_slice(&extras);
+            rest = &rest[at..];
+        }
+        input.extend_from_slice(rest);
+        let out = make_seekable(&input).unwrap();
+        let (_, points) = check(&out.bytes);
+        assert_eq!(points.len(), 3, "three clusters, not more");
+        assert_eq!(out.bytes, make_seekable(&plain).unwrap().bytes);
     }
 
     #[test]
