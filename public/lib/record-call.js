@@ -65,6 +65,9 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
     const canvas = Object.assign(document.createElement('canvas'), { width: WIDTH, height: HEIGHT });
     const g = canvas.getContext('2d');
     const audio = new AudioContext();
+    // Created after an await of the click's handler: resume in case the autoplay policy
+    // started it suspended (it would record silence).
+    audio.resume().catch(() => {});
     const mix = audio.createMediaStreamDestination();
     const mixed = new Map(); // audio track id → source node
     const draw = () => {
@@ -155,6 +158,7 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
         audio.close().catch(() => {});
         // Every chunk must be on the server before it can finish the file.
         while (!allStored(upload) && !upload.error) {
+          showChip(state); // "Saving recording… stored/recorded" as it goes
           await pump();
           await new Promise((r) => setTimeout(r, 50));
         }

@@ -81,7 +81,11 @@ function checkFile(file, done) {
   const seek = spawnSync('ffmpeg', ['-v', 'error', '-ss', String(duration / 2), '-i', file, '-frames:v', '1', '-f', 'null', '-'], { encoding: 'utf8' });
   assert.equal(seek.status, 0);
   assert.equal(seek.stderr.trim(), '', 'seeks to the middle');
-  return { duration, codecs: probe.streams.map((s) => s.codec_name).join('+'), format: probe.format.format_name };
+  // The voices were mixed in: Chromium's fake microphone beeps, so the track is not silence.
+  const volume = spawnSync('ffmpeg', ['-hide_banner', '-nostats', '-i', file, '-vn', '-af', 'volumedetect', '-f', 'null', '-'], { encoding: 'utf8' });
+  const maxVolume = Number(volume.stderr.match(/max_volume: (-?[\d.]+) dB/)?.[1]);
+  assert.ok(maxVolume > -40, `the audio is not silent: max ${maxVolume} dB`);
+  return { duration, maxVolume, codecs: probe.streams.map((s) => s.codec_name).join('+'), format: probe.format.format_name };
 }
 
 /** The playback page loads the recording with its length and seeks in it. */
@@ -128,7 +132,7 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     const file = join(server.recordingsDir, `${done.id}.mp4`);
     assert.equal(statSync(file).size, done.bytes);
     const figures = checkFile(file, done);
-    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s`);
+    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s, audio max ${figures.maxVolume} dB`);
     mkdirSync(ARTIFACTS, { recursive: true });
     await a.screenshot({ path: join(ARTIFACTS, 'recording-saved.png') });
     await playBack(a, figures.duration);
@@ -147,7 +151,7 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     assert.equal(meta.bytes, done.bytes);
     assert.ok(Math.abs(meta.duration_ms / 1000 - done.seconds) <= 1, `the server's duration ${meta.duration_ms} ms`);
     const figures = checkFile(join(server.recordingsDir, `${done.id}.webm`), done);
-    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s`);
+    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s, audio max ${figures.maxVolume} dB`);
     await playBack(ann, figures.duration);
   });
 
