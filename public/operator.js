@@ -15,17 +15,16 @@ const $ = (id) => document.getElementById(id);
 
 let history = createOperatorHistory();
 let timer = 0;
-const hooks = { polls: 0, charts: () => slots.map(({ chart }) => {
-  const { labels, data } = operatorChartData(history, chart);
-  return { id: chart.id, labels, points: data[0].length };
-}) };
-window.__operator = hooks;
-
 const slots = OPERATOR_CHARTS.map((chart) => {
   const section = chartSection(chart.id, chart.title, chart.unit);
   $('charts').append(section);
   return { chart, section, plot: createChart(section.querySelector('.stats-plot'), { height: 150 }) };
 });
+const hooks = { polls: 0, charts: () => slots.map(({ chart }) => {
+  const { labels, data } = operatorChartData(history, chart);
+  return { id: chart.id, labels, points: data[0].length };
+}) };
+window.__operator = hooks;
 
 class Refused extends Error {}
 

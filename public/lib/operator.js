@@ -2,6 +2,8 @@
 // series of the server's totals and of every participant's figures (docs/metrics.md). Pure
 // functions, tested with `node --test`; operator.js polls and draws.
 
+import { duration } from './format.js';
+
 /** History kept, in seconds. */
 export const OPERATOR_WINDOW_SECONDS = 900;
 
@@ -113,10 +115,3 @@ export function participantRows(report) {
 }
 
 const kbps = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} Mbit/s` : `${Math.round(bps / 1000)} kbit/s`);
-
-function duration(seconds) {
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = seconds % 60;
-  return h ? `${h}:${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}` : `${m}:${String(s).padStart(2, '0')}`;
-}

@@ -8,6 +8,7 @@
 // {id, type, state: 'starting'|'recording'|'finishing'|'finished'|'failed', recorded, stored,
 // bytes, seconds, error}.
 
+import { duration } from './format.js';
 import { allStored, chunkRecorded, createUpload, nextToSend, pickType, refused, retryDelay, sendFailed, serverHas } from './recorder.js';
 
 const WIDTH = 1280;
@@ -193,8 +194,7 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
     if (!state) return;
     chip.hidden = false;
     chip.dataset.state = state.state;
-    const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
-    if (state.state === 'recording') chip.textContent = `● REC ${clock(state.seconds)}`;
+    if (state.state === 'recording') chip.textContent = `● REC ${duration(state.seconds)}`;
     else if (state.state === 'finishing') chip.textContent = `Saving recording… ${state.stored}/${state.recorded}`;
     else if (state.state === 'failed') chip.textContent = `Recording failed${state.error ? `: ${state.error}` : ''}`;
     else if (state.state === 'finished') {
