@@ -645,9 +645,12 @@ async function requestRestart() {
   if (!socket?.connected || !pc) return;
   recovery = recover(recovery, { type: 'restarted', now: Date.now() }).state;
   log('ice-restart', pc.iceConnectionState);
+  const session = pc;
   const reply = await emitWithAck(socket, 'restart', {}, 5000).catch((err) => ({ error: { code: 'timeout', message: err.message } }));
-  // A server without ICE restarts: a new session is the other way to a new path.
-  if (reply?.error) rejoin(`restart refused: ${reply.error.code}`);
+  // A server without ICE restarts: a new session is the other way to a new path. (Unless
+  // there is a new session already: the signaling connection dropped with the path, and
+  // the reconnect rejoined while this request waited for an answer that cannot come.)
+  if (reply?.error && pc === session) rejoin(`restart refused: ${reply.error.code}`);
 }
 
 // ------------------------------------------------------------------ call view

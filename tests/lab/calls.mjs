@@ -59,7 +59,7 @@ export function mediaStats(page) {
     const report = await pc.getStats();
     const byId = new Map();
     report.forEach((s) => byId.set(s.id, s));
-    const out = { connectionState: pc.connectionState, iceState: pc.iceConnectionState, video: [], audio: [], pair: null };
+    const out = { generation: window.__rtc.pcGeneration, connectionState: pc.connectionState, iceState: pc.iceConnectionState, video: [], audio: [], pair: null };
     report.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         out.video.push({
@@ -216,6 +216,24 @@ export const longestStall = (samples, from = 0) => longestStallSpan(samples, fro
 export function resumedAfter(samples, from) {
   const { end } = longestStallSpan(samples, from);
   return end === null ? null : end - from;
+}
+
+/**
+ * When every remote video on the page at the end, having stopped for at least `minMs` since
+ * `from`, was decoding again, in ms after `from`: 0 if none stopped, null if one has not come
+ * back. A video of a new session (a rejoin) counts from `from` until its first frames. Unlike
+ * `resumedAfter`, a page whose other videos kept playing still counts the one that stopped.
+ */
+export function everyStreamBackAfter(samples, from, minMs = 1000) {
+  let latest = 0;
+  for (const key of Object.keys(samples.at(-1)?.frames ?? {})) {
+    const stream = samples.map((s) => ({ t: s.t, frames: { [key]: s.frames[key] ?? 0 } }));
+    const { ms, end } = longestStallSpan(stream, from);
+    if (ms < minMs) continue;
+    if (end === null) return null;
+    latest = Math.max(latest, end - from);
+  }
+  return latest;
 }
 
 /** Sums the quality figures of every inbound video stream between two stats readings. */

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { sfuReceived, until } from '../lib/browser.mjs';
 import { Lab } from './lab.mjs';
-import { eventsSince, joinRoom, longestStall, longestTileStall, mediaStats, openPage, quality, resumedAfter, startSampler, startTileSampler, waitForMedia } from './calls.mjs';
+import { eventsSince, everyStreamBackAfter, joinRoom, longestStall, longestTileStall, mediaStats, openPage, quality, startSampler, startTileSampler, waitForMedia } from './calls.mjs';
 
 const HOMES = ['a', 'b', 'c'];
 const NAMES = { a: 'Ann', b: 'Bob', c: 'Cy' };
@@ -49,6 +49,20 @@ async function leaveAll(pages) {
     open.splice(open.indexOf(page), 1);
     await page.context().close().catch(() => {});
   }
+}
+
+/**
+ * Resolves (with its stats) when `page` decodes both other participants' videos again, a
+ * second of frames beyond `before` (a reading from before the outage; a new session counts
+ * from zero), and `also` holds.
+ */
+function decodingAgain(page, before, also = () => true) {
+  const framesBefore = Object.fromEntries(before.video.map((v) => [v.mid, v.framesDecoded]));
+  return until('both other videos decoding again', async () => {
+    const s = await mediaStats(page);
+    const base = (mid) => (s.generation === before.generation ? framesBefore[mid] ?? 0 : 0);
+    return s && also(s) && s.video.filter((v) => v.framesDecoded > base(v.mid) + 15).length >= 2 ? s : null;
+  }, 40_000, 250);
 }
 
 const pairText = (s) => `${s.pair.local.type}/${s.pair.local.relayProtocol ?? s.pair.local.protocol} ${s.pair.local.address} ⇄ ${s.pair.remote.type} ${s.pair.remote.address}`;
@@ -118,16 +132,14 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     const { pages } = await meet('renumber');
     const samplers = Object.fromEntries(await Promise.all(HOMES.map(async (h) => [h, await startSampler(pages[h])])));
     await sleep(2000);
+    const before = await mediaStats(pages.a);
     const t0 = Date.now();
     await lab.renumber('a');
-    await until('Ann decodes both others again', async () => {
-      const s = await mediaStats(pages.a);
-      return s?.video.filter((v) => v.framesDecoded > 0).length >= 2;
-    }, 40_000, 250);
-    await sleep(4000);
+    await decodingAgain(pages.a, before);
+    await sleep(2000);
     const samples = {};
     for (const h of HOMES) samples[h] = await samplers[h].stop();
-    figures.renumberVideoResumedMs = HOMES.map((h) => resumedAfter(samples[h], t0));
+    figures.renumberVideoResumedMs = HOMES.map((h) => everyStreamBackAfter(samples[h], t0));
     t.diagnostic(`video back after ${figures.renumberVideoResumedMs.join(' / ')} ms (Ann / Bob / Cy)`);
     t.diagnostic(`Ann: ${(await eventsSince(pages.a, t0, ['ice', 'ice-restart', 'rejoin', 'disconnect', 'connect', 'update'])).join(' ')}`);
     assert.ok(figures.renumberVideoResumedMs.every((ms) => ms !== null && ms <= 15_000), `video back within 15 s (${figures.renumberVideoResumedMs})`);
@@ -140,18 +152,16 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     assert.equal(stats.a.pair.local.protocol, 'udp', pairText(stats.a));
     const samplers = Object.fromEntries(await Promise.all(HOMES.map(async (h) => [h, await startSampler(pages[h])])));
     await sleep(2000);
+    const before = await mediaStats(pages.a);
     const t0 = Date.now();
     // TCP stays open, so the signaling connection survives: the page asks the server for an
     // ICE restart (`restart`), and the restart finds the relay over TCP.
     await lab.setRouter('a', { nat: 'cone', firewall: 'no-udp' });
-    const moved = await until('Ann moved to the relay over TCP', async () => {
-      const s = await mediaStats(pages.a);
-      return s?.pair?.local.relayProtocol === 'tcp' && s.video.filter((v) => v.framesDecoded > 0).length >= 2 ? s : null;
-    }, 40_000, 250);
-    await sleep(3000);
+    const moved = await decodingAgain(pages.a, before, (s) => s.pair?.local.relayProtocol === 'tcp');
+    await sleep(2000);
     const samples = {};
     for (const h of HOMES) samples[h] = await samplers[h].stop();
-    figures.udpCutVideoBackMs = HOMES.map((h) => resumedAfter(samples[h], t0));
+    figures.udpCutVideoBackMs = HOMES.map((h) => everyStreamBackAfter(samples[h], t0));
     const events = await eventsSince(pages.a, t0, ['ice', 'ice-restart', 'rejoin', 'disconnect', 'connect', 'update']);
     t.diagnostic(`${pairText(moved)}; video back after ${figures.udpCutVideoBackMs.join(' / ')} ms (Ann / Bob / Cy)`);
     t.diagnostic(`Ann: ${events.join(' ')}`);

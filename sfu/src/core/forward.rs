@@ -101,6 +101,37 @@ impl SfuCore {
         }
     }
 
+    /// The participant's media moved to another path: the packets sent on the old one while
+    /// it was dying are lost both ways, so every decoder on either side waits for a keyframe.
+    /// Asking now saves the browsers' own timeouts (NACKs first, a PLI seconds later).
+    pub(super) fn path_changed(&mut self, now: Instant, slot: ParticipantSlot) {
+        tracing::debug!(parent: &self.participants[slot.0].span, "media path changed: keyframes both ways");
+        let receiving: Vec<(PublicationSlot, u8)> = self.participants[slot.0]
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.kind == TrackKind::Video && s.is_open())
+            .filter_map(|(_, s)| Some((s.publication?, s.switch.current().or(s.switch.target())?)))
+            .collect();
+        let sending: Vec<(PublicationSlot, u8)> = self
+            .publications
+            .iter()
+            .filter(|(_, p)| p.owner == slot && p.kind == TrackKind::Video)
+            .flat_map(|(id, p)| {
+                p.publisher_layers
+                    .asked()
+                    .iter()
+                    .filter(|layer| usize::from(*layer) < p.layers.len())
+                    .map(move |layer| (PublicationSlot(id), layer))
+            })
+            .collect();
+        for (publication, layer) in receiving {
+            self.want_keyframe(now, publication, layer, Some(slot));
+        }
+        for (publication, layer) in sending {
+            self.want_keyframe(now, publication, layer, None);
+        }
+    }
+
     /// A subscriber's PLI/FIR on one of its m-lines.
     pub(super) fn keyframe_request_from_subscriber(
         &mut self,

@@ -452,6 +452,9 @@ impl SfuCore {
             if std::mem::take(&mut polled.connected) {
                 self.subscriber_connected(now, slot);
             }
+            if std::mem::take(&mut polled.path_changed) {
+                self.path_changed(now, slot);
+            }
             if let Some(quality) = polled.quality.take() {
                 let participant = &self.participants[slot.0];
                 tracing::info!(parent: &participant.span, ?quality, "connection quality");

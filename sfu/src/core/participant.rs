@@ -134,6 +134,8 @@ pub struct Polled {
     pub added: Vec<(Mid, TrackKind, Vec<Rid>)>,
     /// DTLS came up.
     pub connected: bool,
+    /// Media moved to another path (the nominated pair changed).
+    pub path_changed: bool,
     /// The connection quality changed (a statistics interval ended).
     pub quality: Option<Quality>,
 }
@@ -144,6 +146,7 @@ impl Polled {
             && self.keyframe_requests.is_empty()
             && self.added.is_empty()
             && !self.connected
+            && !self.path_changed
             && self.quality.is_none()
     }
 }
@@ -228,6 +231,12 @@ impl Participant {
                     // down the nominated path.
                     let stun = t.contents.first().is_some_and(|b| *b < 2);
                     if !stun {
+                        // Media now takes another path (an ICE restart onto the relay, a new
+                        // public address): what was sent on the old one while it was dying
+                        // is lost both ways.
+                        if self.sending_to.is_some_and(|old| old != t.destination) {
+                            polled.path_changed = true;
+                        }
                         self.sending_to = Some(t.destination);
                     }
                     sent += u32::from(is_rtp(&t.contents));

@@ -214,3 +214,24 @@ fn a_participant_whose_address_changes_keeps_working() {
     lab.run_for(secs(1));
     assert!(lab.video_frames_since(ada, t1) > 10 && lab.video_frames_since(bob, t1) > 10);
 }
+
+/// Media moving to another path (here a new public address; in a browser, an ICE restart
+/// onto the relay) loses what was in flight both ways: the core asks at once for keyframes
+/// of what the participant receives and of what it publishes, instead of leaving every
+/// decoder to wait for its browser's own keyframe request.
+#[test]
+fn a_new_path_asks_for_keyframes_both_ways() {
+    let (mut lab, ada, bob) = two_in_a_call();
+    lab.run_for(secs(3));
+    let t0 = lab.now;
+    lab.clients[ada].public = "203.0.113.99:7777".parse().unwrap();
+    lab.run_until("media both ways after the move", secs(20), |lab| {
+        lab.video_frames_since(ada, t0) > 10 && lab.video_frames_since(bob, t0) > 10
+    });
+    for (c, what) in [(bob, "what Ada receives"), (ada, "what Ada publishes")] {
+        assert!(
+            lab.clients[c].keyframe_requests.iter().any(|at| *at >= t0),
+            "a keyframe of {what} was asked for"
+        );
+    }
+}
