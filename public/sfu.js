@@ -38,6 +38,7 @@ import { ROOM_HINT, isValidRoom } from './lib/room.js';
 import { receivingMids } from './lib/sdp.js';
 import { createStatsPanel } from './lib/stats-panel.js';
 import { createCallRecorder } from './lib/record-call.js';
+import { recordingError, recordingNotice, recordingView } from './lib/room-recording.js';
 import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
@@ -371,6 +372,7 @@ function connectSocket() {
   socket.on('speakers', onSpeakers);
   socket.on('publish_layers', onPublishLayers);
   socket.on('video_state', onVideoState);
+  socket.on('recording', showRoomRecording);
   socket.on('sfu_error', onSfuError);
   socket.on('connect_error', (err) => {
     log('connect_error', err.message);
@@ -576,6 +578,7 @@ async function startMedia() {
   await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
   dispatch({ type: 'joined', id: reply.id });
   onParticipants(reply.participants);
+  showRoomRecording(reply.recording ?? null);
   log('joined', reply.id);
   scheduleQualities();
 }
@@ -685,6 +688,7 @@ function enterCall(room, name) {
   $('share').onclick = toggleShare;
   $('record').hidden = !window.MediaRecorder;
   $('record').onclick = toggleRecording;
+  $('record-room').onclick = toggleRoomRecording;
   statsPanel.start();
   layout();
 }
@@ -702,6 +706,32 @@ async function toggleRecording() {
   } catch (err) {
     showCallError(`Cannot record: ${err.message ?? err}`);
   }
+}
+
+// The server's recording of the room (lib/room-recording.js): everyone sees the chip.
+let roomRecording = null;
+function showRoomRecording(state) {
+  const notice = recordingNotice(roomRecording, state);
+  roomRecording = state;
+  hooks.roomRecording = state;
+  const view = recordingView(state);
+  const chip = $('room-rec');
+  chip.hidden = view.chipHidden;
+  chip.title = view.chipTitle;
+  const button = $('record-room');
+  button.setAttribute('aria-pressed', String(view.pressed));
+  button.title = view.buttonTitle;
+  if (notice) {
+    status(notice);
+    log('room-recording', notice);
+  }
+}
+
+async function toggleRoomRecording() {
+  const on = !roomRecording?.on;
+  const reply = await emitWithAck(socket, 'record', { on }, 10_000).catch((err) => ({ error: { message: err.message } }));
+  if (reply?.error) return showCallError(recordingError(reply.error));
+  showRoomRecording(reply.recording);
 }
 
 function showCallError(text) {
@@ -735,6 +765,8 @@ async function leave() {
   $('call').hidden = true;
   $('lobby').hidden = false;
   $('room-chip').hidden = true;
+  roomRecording = null;
+  $('room-rec').hidden = true;
   status('Left the room');
   log('left');
   await startPreview();

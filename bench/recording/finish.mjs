@@ -1,4 +1,4 @@
-// Finishing a browser recording: our WebM rewrite (signal/src/recordings/webm.rs, through the
+// Finishing a browser recording: our WebM rewrite (media-out/src/webm/seekable.rs, through the
 // real API: POST …/finish, which reads the uploaded file, writes it seekable and fsyncs it)
 // against ffmpeg remuxing the same file (`ffmpeg -c copy`, which also writes Duration and
 // Cues), in the same run; plus the server's CPU per uploaded MiB. The input is a live WebM as

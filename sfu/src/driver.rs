@@ -13,6 +13,7 @@ use std::{
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicUsize, Ordering},
+        mpsc::{SyncSender, TrySendError},
         Arc,
     },
     thread,
@@ -27,9 +28,9 @@ use tokio::{
 use udp_batch::MmsgBatch;
 
 use crate::{
-    api::{JoinAnswer, ParticipantEvent, SfuError},
+    api::{JoinAnswer, ParticipantEvent, SfuError, TrackKind},
     core::{Command, Output, Reply, SfuCore, TapOutput},
-    ids::ParticipantId,
+    ids::{ParticipantId, TapId},
     net::outbox::{Inbox, Outbox, BATCH},
 };
 
@@ -45,6 +46,14 @@ pub(crate) enum Request {
         command: Command,
         /// `None`: nobody waits for the reply.
         reply: Option<oneshot::Sender<Result<Reply, SfuError>>>,
+    },
+    /// A tap whose packets go to `sink` (bounded: a consumer that falls behind loses its
+    /// tap, the media thread never waits for it).
+    AttachTap {
+        publisher: ParticipantId,
+        kind: TrackKind,
+        sink: SyncSender<TapOutput>,
+        reply: oneshot::Sender<Result<TapId, SfuError>>,
     },
 }
 
@@ -101,6 +110,8 @@ struct Driver {
     shared: Arc<Shared>,
     /// Each participant's event channel to its signaling.
     events: HashMap<ParticipantId, mpsc::UnboundedSender<ParticipantEvent>>,
+    /// Each tap's consumer.
+    taps: HashMap<TapId, SyncSender<TapOutput>>,
     outbox: Outbox,
     inbox: Inbox,
     batch: MmsgBatch,
@@ -113,6 +124,7 @@ impl Driver {
             socket,
             shared,
             events: HashMap::new(),
+            taps: HashMap::new(),
             outbox: Outbox::default(),
             inbox: Inbox::default(),
             batch: MmsgBatch::new(BATCH),
@@ -146,6 +158,7 @@ impl Driver {
 
     /// Takes every output of the core; returns when it next wants a timeout.
     fn drain(&mut self) -> Instant {
+        let mut lost_taps = Vec::new();
         let wake = loop {
             match self.core.poll_output() {
                 Output::Transmit(t) => self.outbox.push(t.participant, t.contents, t.destination),
@@ -155,13 +168,34 @@ impl Driver {
                     }
                 }
                 Output::Tap(TapOutput::Packet(packet)) => {
-                    // No tap consumer is wired to the driver yet (recorder: a later issue).
-                    tracing::trace!(tap = ?packet.tap, "tap packet without a consumer");
+                    let tap = packet.tap;
+                    if let Some(sink) = self.taps.get(&tap) {
+                        match sink.try_send(TapOutput::Packet(packet)) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(_)) => {
+                                tracing::warn!(?tap, "tap consumer fell behind: tap detached");
+                                lost_taps.push(tap);
+                            }
+                            Err(TrySendError::Disconnected(_)) => lost_taps.push(tap),
+                        }
+                    }
                 }
-                Output::Tap(TapOutput::Ended(tap)) => tracing::debug!(?tap, "tap ended"),
+                Output::Tap(TapOutput::Ended(tap)) => {
+                    tracing::debug!(?tap, "tap ended");
+                    if let Some(sink) = self.taps.remove(&tap) {
+                        let _ = sink.try_send(TapOutput::Ended(tap));
+                    }
+                }
                 Output::Timeout(at) => break at,
             }
         };
+        // Dropping the sender without `Ended` tells the consumer it lost the tap.
+        for tap in lost_taps {
+            self.taps.remove(&tap);
+            let _ = self
+                .core
+                .handle_command(Instant::now(), Command::DetachTap { tap });
+        }
         if !self.outbox.is_empty() {
             let core = &mut self.core;
             self.outbox
@@ -231,9 +265,36 @@ impl Driver {
                     self.leave(now, id);
                 }
             }
+            Request::AttachTap {
+                publisher,
+                kind,
+                sink,
+                reply,
+            } => {
+                let attached = match self
+                    .core
+                    .handle_command(now, Command::AttachTap { publisher, kind })
+                {
+                    Ok(Reply::Tap(tap)) => {
+                        self.taps.insert(tap, sink);
+                        Ok(tap)
+                    }
+                    Ok(_) => Err(SfuError::Stopped),
+                    Err(error) => Err(error),
+                };
+                if let Err(Ok(tap)) = reply.send(attached) {
+                    // Nobody waits for this tap any more.
+                    self.taps.remove(&tap);
+                    let _ = self.core.handle_command(now, Command::DetachTap { tap });
+                }
+            }
             Request::Command { command, reply } => {
                 let leaving = match command {
                     Command::Leave { id } => Some(id),
+                    Command::DetachTap { tap } => {
+                        self.taps.remove(&tap);
+                        None
+                    }
                     _ => None,
                 };
                 let result = self.core.handle_command(now, command);

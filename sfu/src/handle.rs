@@ -7,7 +7,7 @@ use std::{
     future::Future,
     hash::{BuildHasher, Hasher},
     net::SocketAddr,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{atomic::Ordering, mpsc::SyncSender, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -16,10 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     api::{
         IceCandidate, JoinAnswer, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError, Source,
+        TrackKind,
     },
-    core::{Command, Reply, SfuCore},
+    core::{Command, Reply, SfuCore, TapOutput},
     driver::{self, Request, Shared},
-    ids::{IdGen, ParticipantId, Round},
+    ids::{IdGen, ParticipantId, Round, TapId},
     net,
     report::RoomsReport,
 };
@@ -195,6 +196,35 @@ impl Sfu {
         async move {
             let _ = reply.await;
         }
+    }
+
+    /// Attaches a tap to `publisher`'s camera or microphone track (`kind`): its packets,
+    /// from a keyframe on, go to `sink`, then [`TapOutput::Ended`] when the track ends. A
+    /// `sink` that is full loses the tap (its sender is dropped without `Ended`): the media
+    /// thread never waits for a consumer.
+    pub async fn attach_tap(
+        &self,
+        publisher: ParticipantId,
+        kind: TrackKind,
+        sink: SyncSender<TapOutput>,
+    ) -> Result<TapId, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.requests.send(Request::AttachTap {
+            publisher,
+            kind,
+            sink,
+            reply,
+        });
+        rx.await.unwrap_or(Err(SfuError::Stopped))
+    }
+
+    pub fn detach_tap(&self, tap: TapId) {
+        self.tell(Command::DetachTap { tap });
+    }
+
+    /// The tap's consumer wants a keyframe (it lost frames, or has none to start from).
+    pub fn tap_keyframe(&self, tap: TapId) {
+        self.tell(Command::TapKeyframe { tap });
     }
 
     /// Per-room, per-participant figures for `GET /api/rooms`.

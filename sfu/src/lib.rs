@@ -27,10 +27,12 @@ pub mod report;
 mod driver;
 mod handle;
 
+pub use crate::core::TapOutput;
 pub use api::{
     IceCandidate, JoinAnswer, MediaCodec, NetConfig, ParticipantEvent, ParticipantInfo,
     PublishLayers, Quality, SfuConfig, SfuError, Source, Speaker, TrackKind, UnknownCodec,
 };
 pub use handle::{JoinRequest, Joined, Sfu};
 pub use ids::{ParticipantId, PublicationId, Round, TapId};
+pub use media::{fanout::TapPacket, ingest::SenderClock};
 pub use report::{ParticipantReport, RoomReport, RoomsReport};

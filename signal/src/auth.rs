@@ -39,11 +39,17 @@ pub struct Grants {
     /// Send media (camera, microphone, screen) in SFU rooms. Without it a participant joins
     /// as a viewer (an offer that sends is refused).
     pub publish: bool,
+    /// Start and stop the server's recording of SFU rooms (not granted unless named: a
+    /// recording is made of everyone in the room).
+    pub record: bool,
 }
 
 impl Default for Grants {
     fn default() -> Self {
-        Grants { publish: true }
+        Grants {
+            publish: true,
+            record: false,
+        }
     }
 }
 

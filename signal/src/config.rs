@@ -146,6 +146,9 @@ pub struct TokenArgs {
     /// Join as a viewer: no camera, microphone or screen.
     #[arg(long)]
     pub no_publish: bool,
+    /// May start and stop the server's recording of the room.
+    #[arg(long)]
+    pub record: bool,
     /// The auth secret [default: `[access] auth_secret` of --config].
     #[arg(long, env = "SIGNAL_AUTH_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
@@ -204,6 +207,7 @@ impl TokenArgs {
             iat: Some(now),
             grants: crate::auth::Grants {
                 publish: !self.no_publish,
+                record: self.record,
             },
         };
         Ok(crate::auth::Authority::new(&secret).mint(&claims))

@@ -9,12 +9,12 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
+import { checkMediaFile } from '../lib/media-file.mjs';
 import { startServer } from '../lib/server.mjs';
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
@@ -64,28 +64,9 @@ async function record(page, seconds, t) {
   return done;
 }
 
-/** ffprobe's view and ffmpeg's full decode and seek of the server's file. */
+/** ffprobe's and ffmpeg's checks of the server's file, against what the page recorded. */
 function checkFile(file, done) {
-  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name:format=duration,format_name', '-of', 'json', file], { encoding: 'utf8' }));
-  const kinds = probe.streams.map((s) => s.codec_type).sort();
-  assert.deepEqual(kinds, ['audio', 'video'], JSON.stringify(probe));
-  const duration = Number(probe.format.duration);
-  assert.ok(Number.isFinite(duration), `a duration in the file: ${probe.format.duration}`);
-  assert.ok(Math.abs(duration - done.seconds) <= 1, `duration ${duration} s for ${done.seconds.toFixed(1)} s recorded`);
-  // The null output keeps the file's own time base (`-enc_time_base -1`): Chromium's MP4 gives
-  // every sample a 1-tick duration (time base 1/30000), from which ffmpeg guesses a frame
-  // rate for its output and then complains about its own rounding, not about the file.
-  const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-enc_time_base', '-1', '-f', 'null', '-'], { encoding: 'utf8' });
-  assert.equal(decode.status, 0);
-  assert.equal(decode.stderr.trim(), '', `decodes without an error: ${decode.stderr.slice(0, 600)}`);
-  const seek = spawnSync('ffmpeg', ['-v', 'error', '-ss', String(duration / 2), '-i', file, '-frames:v', '1', '-f', 'null', '-'], { encoding: 'utf8' });
-  assert.equal(seek.status, 0);
-  assert.equal(seek.stderr.trim(), '', 'seeks to the middle');
-  // The voices were mixed in: Chromium's fake microphone beeps, so the track is not silence.
-  const volume = spawnSync('ffmpeg', ['-hide_banner', '-nostats', '-i', file, '-vn', '-af', 'volumedetect', '-f', 'null', '-'], { encoding: 'utf8' });
-  const maxVolume = Number(volume.stderr.match(/max_volume: (-?[\d.]+) dB/)?.[1]);
-  assert.ok(maxVolume > -40, `the audio is not silent: max ${maxVolume} dB`);
-  return { duration, maxVolume, codecs: probe.streams.map((s) => s.codec_name).join('+'), format: probe.format.format_name };
+  return checkMediaFile(file, { seconds: done.seconds });
 }
 
 /** The playback page loads the recording with its length and seeks in it. */

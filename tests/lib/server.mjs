@@ -21,13 +21,15 @@ export const operatorHeaders = { authorization: `Bearer ${OPERATOR_TOKEN}` };
  * @param {string} [options.publicDir] the web root (default: the repository's public/)
  * @param {string[]} [options.args] extra flags
  * @param {string|null} [options.operatorToken] the operator token (default OPERATOR_TOKEN; null: none)
+ * @param {string} [options.recordingsDir] the recordings directory, the caller's (default: a
+ *   temporary one, removed on stop)
  * @returns {Promise<{url: string, port: number, proc: import('node:child_process').ChildProcess, recordingsDir: string, logs: () => string,
  *   operator: (path: string) => Promise<any>, stop: () => Promise<void>}>} `operator(path)` GETs an
  *   operator endpoint (e.g. /api/rooms) with the server's operator token and returns its JSON
  */
-export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', publicDir = path.join(repoRoot, 'public'), args = [], operatorToken = OPERATOR_TOKEN } = {}) {
+export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1:0', publicDir = path.join(repoRoot, 'public'), args = [], operatorToken = OPERATOR_TOKEN, recordingsDir: givenRecordingsDir } = {}) {
   const certDir = mkdtempSync(path.join(tmpdir(), 'signal-test-certs-'));
-  const recordingsDir = mkdtempSync(path.join(tmpdir(), 'signal-test-recordings-'));
+  const recordingsDir = givenRecordingsDir ?? mkdtempSync(path.join(tmpdir(), 'signal-test-recordings-'));
   const flags = ['--listen', listen, '--public-dir', publicDir, '--cert-dir', certDir, '--recordings-dir', recordingsDir, ...(operatorToken ? ['--operator-token', operatorToken] : []), ...args];
   if (!tls) flags.push('--plain-http');
   flags.push(...(turnConfig ? ['--turn-config', turnConfig] : ['--no-turn']));
@@ -71,7 +73,7 @@ export async function startServer({ tls = false, turnConfig, listen = '127.0.0.1
         clearTimeout(timer);
       }
       rmSync(certDir, { recursive: true, force: true });
-      rmSync(recordingsDir, { recursive: true, force: true });
+      if (!givenRecordingsDir) rmSync(recordingsDir, { recursive: true, force: true });
     },
   };
 }

@@ -112,6 +112,22 @@ describe('what a token allows', () => {
   });
 });
 
+describe('recording a room needs its grant', () => {
+  test('SFU: `record` refused without the grant, let through with it', async () => {
+    const { socket: plain } = await connect('v4', '/sfu', cliToken('--room', 'r-rec', '--identity', 'plain'));
+    assert.ok((await ack(plain, 'join', { room: 'r-rec', name: 'Plain', sdp: offer() })).id);
+    assert.equal((await ack(plain, 'record', { on: true })).error?.code, 'record_not_allowed');
+    assert.equal((await ack(plain, 'record', { on: false })).error?.code, 'record_not_allowed');
+    const { socket: host } = await connect('v4', '/sfu', cliToken('--room', 'r-rec', '--identity', 'host', '--record'));
+    const joined = await ack(host, 'join', { room: 'r-rec', name: 'Host', sdp: offer() });
+    assert.deepEqual(joined.recording, { on: false });
+    // Past the grant: refused only because no media ever connects here (a browser test
+    // records a real room: tests/browser/room-recording.test.mjs).
+    assert.equal((await ack(host, 'record', { on: true })).error?.code, 'nothing_to_record');
+    assert.deepEqual((await ack(host, 'record', { on: false })).recording, { on: false });
+  });
+});
+
 describe('TURN credentials need a token too', () => {
   test('/api/ice-servers', async () => {
     const none = await fetch(`${server.url}/api/ice-servers`);

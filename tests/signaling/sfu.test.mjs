@@ -177,6 +177,18 @@ describe('/sfu signaling', () => {
     assert.deepEqual(await ack(socket, 'share', { on: false }), { ok: true });
   });
 
+  test('record: refused before joining, for bad input, and in a room where nobody publishes', async () => {
+    const viewer = client();
+    assert.equal((await ack(viewer, 'record', { on: true })).error?.code, 'not_joined');
+    const joined = await ack(viewer, 'join', { room: 'r-rec-empty', name: 'Vee', sdp: offer(2, 'recvonly') });
+    assert.deepEqual(joined.recording, { on: false }, 'the join answer says whether the room is recorded');
+    for (const bad of [true, {}, { on: 'yes' }]) assert.equal((await ack(viewer, 'record', bad)).error?.code, 'invalid_record');
+    const refused = await ack(viewer, 'record', { on: true });
+    assert.equal(refused.error?.code, 'nothing_to_record');
+    assert.match(refused.error.message, /nobody in the room publishes/);
+    assert.deepEqual((await ack(viewer, 'record', { on: false })).recording, { on: false }, 'stopping what is not on is fine');
+  });
+
   test('a media port that cannot be bound stops the server with a clear message', async () => {
     const taken = createSocket('udp4');
     await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));

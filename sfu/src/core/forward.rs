@@ -15,7 +15,7 @@ use crate::{
     ids::{ParticipantSlot, PublicationSlot},
     media::{
         fanout::{fan_out, Deliver, Tap},
-        ingest::{ingest, Incoming, Refused},
+        ingest::{ingest, Incoming, Refused, SenderClock},
         sink::{Delivery, Sink},
     },
 };
@@ -35,9 +35,13 @@ impl SfuCore {
         else {
             return;
         };
+        let sender_report = packet.last_sender_info.map(|info| SenderClock {
+            ntp: info.ntp_time,
+            rtp_time: info.rtp_time.numer() as u32,
+        });
         let rtc = &self.participants[slot.0].rtc;
         let target = &mut self.publications[publication.0];
-        let incoming = match ingest(
+        let mut incoming = match ingest(
             target,
             layer,
             *packet.seq_no,
@@ -60,6 +64,7 @@ impl SfuCore {
             }
             Err(Refused::UnknownPayloadType(_) | Refused::UnknownLayer(_)) => return,
         };
+        incoming.sender_report = sender_report;
         let request_due = target
             .layers
             .get_mut(layer)

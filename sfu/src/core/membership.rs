@@ -263,6 +263,17 @@ impl SfuCore {
         Ok(id)
     }
 
+    pub(super) fn tap_keyframe(&mut self, now: Instant, id: TapId) {
+        let wanted = self
+            .taps
+            .iter()
+            .find(|(_, tap)| tap.id == id)
+            .and_then(|(_, tap)| Some((tap.publication, tap.layer()?)));
+        if let Some((publication, layer)) = wanted {
+            self.want_keyframe(now, publication, layer, None);
+        }
+    }
+
     pub(super) fn detach_tap(&mut self, id: TapId) {
         let Some(slot) = self
             .taps

@@ -123,6 +123,10 @@ pub enum Command {
     DetachTap {
         tap: TapId,
     },
+    /// The tap's consumer lost frames (or has none to start from): ask for a keyframe.
+    TapKeyframe {
+        tap: TapId,
+    },
     Report,
 }
 
@@ -259,6 +263,10 @@ impl SfuCore {
             }
             Command::AttachTap { publisher, kind } => {
                 self.attach_tap(now, publisher, kind).map(Reply::Tap)
+            }
+            Command::TapKeyframe { tap } => {
+                self.tap_keyframe(now, tap);
+                Ok(Reply::Done)
             }
             Command::DetachTap { tap } => {
                 self.detach_tap(tap);

@@ -2,15 +2,15 @@
 //! "deliver" means for each kind is the caller's ([`Deliver`]): the core writes to a
 //! subscriber's `Rtc` or queues a [`TapPacket`]; [`Tap`] is what a tap keeps.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
-use str0m::format::PayloadParams;
+use str0m::format::{Codec, PayloadParams};
 
 use crate::{
-    api::TrackKind,
+    api::{MediaCodec, TrackKind},
     ids::{PublicationSlot, TapId},
     media::{
-        ingest::Incoming,
+        ingest::{Incoming, SenderClock},
         layers::LayerMask,
         munger::{Held, LayerSwitch},
         sink::{Delivery, Sink, Sinks},
@@ -70,6 +70,25 @@ pub struct TapPacket {
     pub marker: bool,
     pub keyframe: bool,
     pub payload: Arc<[u8]>,
+    /// When the publisher's packet arrived.
+    pub arrived: Instant,
+    /// The publisher's latest sender report, its RTP time in this tap's timeline.
+    pub sender_report: Option<SenderClock>,
+}
+
+impl TapPacket {
+    /// The packet's codec (`None`: one the SFU does not name).
+    pub fn codec(&self) -> Option<MediaCodec> {
+        Some(match self.params.spec().codec {
+            Codec::Opus => MediaCodec::Opus,
+            Codec::Vp8 => MediaCodec::Vp8,
+            Codec::Vp9 => MediaCodec::Vp9,
+            Codec::H264 => MediaCodec::H264,
+            Codec::Av1 => MediaCodec::Av1,
+            Codec::H265 => MediaCodec::H265,
+            _ => return None,
+        })
+    }
 }
 
 impl Tap {
@@ -81,6 +100,11 @@ impl Tap {
             publication,
             switch: LayerSwitch::new(Some(layer)),
         }
+    }
+
+    /// The layer it takes.
+    pub(crate) fn layer(&self) -> Option<u8> {
+        self.switch.current().or(self.switch.target())
     }
 
     pub(crate) fn forward(&mut self, packet: &Incoming) -> Result<TapPacket, Delivery> {
@@ -98,6 +122,14 @@ impl Tap {
             marker: packet.marker,
             keyframe: packet.keyframe,
             payload: packet.payload.clone(),
+            arrived: packet.arrived,
+            sender_report: packet.sender_report.map(|report| SenderClock {
+                ntp: report.ntp,
+                // The tap's timeline is the publisher's shifted by a constant.
+                rtp_time: report
+                    .rtp_time
+                    .wrapping_add(mapped.rtp_time.wrapping_sub(packet.rtp_time)),
+            }),
         })
     }
 }
@@ -128,6 +160,7 @@ mod tests {
             ext: Default::default(),
             payload: Arc::from(&[1u8, 2, 3][..]),
             vp8: None,
+            sender_report: None,
         }
     }
 

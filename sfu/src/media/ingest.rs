@@ -2,7 +2,10 @@
 //! worked out once (codec, keyframe or not, the header extensions that survive a hop)
 //! instead of once per subscriber.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use str0m::{
     format::{Codec, PayloadParams},
@@ -45,6 +48,16 @@ pub struct Incoming {
     /// The VP8 payload descriptor of a simulcast stream (its ids are rewritten per
     /// subscriber when the subscriber switches layers).
     pub vp8: Option<Vp8Descriptor>,
+    /// The publisher's latest RTCP sender report on this stream (what a recording needs to
+    /// put audio and video on one timeline).
+    pub sender_report: Option<SenderClock>,
+}
+
+/// A sender report's time pair: RTP time `rtp_time` was wall-clock time `ntp` at the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClock {
+    pub ntp: SystemTime,
+    pub rtp_time: u32,
 }
 
 impl Incoming {
@@ -130,6 +143,7 @@ pub fn ingest(
         ext: end_to_end(&header.ext_vals),
         payload,
         vp8,
+        sender_report: None,
     })
 }
 

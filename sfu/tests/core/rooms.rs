@@ -234,6 +234,19 @@ fn a_tap_attaches_like_a_subscriber() {
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "in order, no gap"
     );
+    // The publisher's sender reports come along, their RTP time in the tap's timeline (a
+    // recording times frames by them): recent, so near the packets' own times.
+    lab.run_for(secs(2));
+    let reported: Vec<_> = lab
+        .taps
+        .iter()
+        .filter_map(|p| Some((p.rtp_time, p.sender_report?)))
+        .collect();
+    assert!(!reported.is_empty(), "sender reports reach the tap");
+    for (rtp_time, report) in reported {
+        let apart = rtp_time.wrapping_sub(report.rtp_time) as i32;
+        assert!(apart.abs() < 2 * 90_000, "{apart} ticks from the report");
+    }
     lab.command(Command::DetachTap { tap }).unwrap();
     let count = lab.taps.len();
     lab.run_for(secs(1));

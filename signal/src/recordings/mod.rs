@@ -4,7 +4,7 @@
 //! with HTTP Range requests (docs/recording.md).
 //!
 //! - [`catalog`]: the upload rules, sizes, quotas and idle expiry, without I/O;
-//! - [`webm`]: Duration, Cues and known sizes for a live WebM;
+//! - `media_out::webm::make_seekable`: Duration, Cues and known sizes for a live WebM;
 //! - this file: the HTTP API and the files (`<dir>/<id>.json` for the record, `<id>.part`
 //!   while recording, `<id>.webm|.mp4` when finished), and the sweeper that finishes
 //!   recordings their page abandoned.
@@ -16,7 +16,7 @@
 //! a recording needs one, for the room it names.
 
 pub mod catalog;
-pub mod webm;
+pub mod room;
 
 use std::{
     collections::HashMap,
@@ -319,7 +319,7 @@ fn put_in_place(part: &Path, done: &Path, webm: bool) -> std::io::Result<Option<
         return Ok(None);
     }
     let bytes = std::fs::read(part)?;
-    match webm::make_seekable(&bytes) {
+    match media_out::webm::make_seekable(&bytes) {
         Ok(seekable) => {
             let tmp = done.with_extension("webm.tmp");
             let mut file = std::fs::File::create(&tmp)?;

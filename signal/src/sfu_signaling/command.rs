@@ -31,6 +31,8 @@ pub enum SfuSignalError {
     InvalidLayer,
     #[error("share must be {{on: true}} or {{on: false}}")]
     InvalidShare,
+    #[error("record must be {{on: true}} or {{on: false}}")]
+    InvalidRecord,
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,
     #[error("unknown event")]
@@ -49,6 +51,12 @@ pub enum SfuSignalError {
     RoomNotAllowed,
     #[error("your token does not allow publishing: join with a receive-only offer")]
     PublishNotAllowed,
+    #[error("your token does not allow recording the room")]
+    RecordNotAllowed,
+    #[error("nobody in the room publishes media: nothing to record")]
+    NothingToRecord,
+    #[error("the server cannot store the recording")]
+    StorageFailed,
 }
 
 /// An `/sfu` error as sent to the client: the ack `{error: {...}}` and the `sfu_error`
@@ -66,6 +74,7 @@ impl SfuSignalError {
             SfuSignalError::InvalidCandidate => "invalid_candidate",
             SfuSignalError::InvalidLayer => "invalid_layer",
             SfuSignalError::InvalidShare => "invalid_share",
+            SfuSignalError::InvalidRecord => "invalid_record",
             SfuSignalError::PayloadTooLarge => "payload_too_large",
             SfuSignalError::UnknownEvent => "unknown_event",
             SfuSignalError::AlreadyJoined => "already_joined",
@@ -75,6 +84,9 @@ impl SfuSignalError {
             SfuSignalError::MediaError => "media_error",
             SfuSignalError::RoomNotAllowed => "room_not_allowed",
             SfuSignalError::PublishNotAllowed => "publish_not_allowed",
+            SfuSignalError::RecordNotAllowed => "record_not_allowed",
+            SfuSignalError::NothingToRecord => "nothing_to_record",
+            SfuSignalError::StorageFailed => "storage_failed",
         }
     }
 
@@ -113,6 +125,10 @@ pub enum SfuCommand {
     Share {
         on: bool,
     },
+    /// Start (`on`) or stop the server's recording of the room.
+    Record {
+        on: bool,
+    },
     Leave,
 }
 
@@ -129,6 +145,7 @@ pub fn permitted(claims: &Claims, command: &SfuCommand) -> Result<(), SfuSignalE
         SfuCommand::Share { on: true } if !claims.grants.publish => {
             Err(SfuSignalError::PublishNotAllowed)
         }
+        SfuCommand::Record { .. } if !claims.grants.record => Err(SfuSignalError::RecordNotAllowed),
         _ => Ok(()),
     }
 }
@@ -223,6 +240,14 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
                 .and_then(Value::as_bool)
                 .ok_or(SfuSignalError::InvalidShare)?;
             Ok(SfuCommand::Share { on })
+        }
+        "record" => {
+            let on = data
+                .as_object()
+                .and_then(|o| o.get("on"))
+                .and_then(Value::as_bool)
+                .ok_or(SfuSignalError::InvalidRecord)?;
+            Ok(SfuCommand::Record { on })
         }
         "leave" => Ok(SfuCommand::Leave),
         _ => Err(SfuSignalError::UnknownEvent),
@@ -349,7 +374,10 @@ mod tests {
             exp: 0,
             nbf: None,
             iat: None,
-            grants: Grants { publish },
+            grants: Grants {
+                publish,
+                record: false,
+            },
         };
         let sends = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
         let receives = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n";
@@ -404,6 +432,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn record_needs_its_grant_with_tokens() {
+        for on in [true, false] {
+            let Ok(SfuCommand::Record { on: got }) = parse_command("record", &json!({ "on": on }))
+            else {
+                panic!("record {on} refused")
+            };
+            assert_eq!(got, on);
+        }
+        for bad in [json!(null), json!({}), json!({"on": "yes"}), json!([true])] {
+            assert_eq!(
+                parse_command("record", &bad).unwrap_err(),
+                SfuSignalError::InvalidRecord,
+                "{bad}"
+            );
+        }
+        use crate::auth::{Claims, Grants};
+        let claims = |record| Claims {
+            sub: "a".into(),
+            room: "r".into(),
+            exp: 0,
+            nbf: None,
+            iat: None,
+            grants: Grants {
+                publish: true,
+                record,
+            },
+        };
+        for on in [true, false] {
+            assert_eq!(
+                permitted(&claims(false), &SfuCommand::Record { on }),
+                Err(SfuSignalError::RecordNotAllowed)
+            );
+            assert_eq!(permitted(&claims(true), &SfuCommand::Record { on }), Ok(()));
+        }
+        // A token that does not name the grant does not give it.
+        let minted: Claims = serde_json::from_value(
+            json!({"sub": "a", "room": "r", "exp": 1, "grants": {"publish": true}}),
+        )
+        .unwrap();
+        assert!(!minted.grants.record);
     }
 
     #[test]

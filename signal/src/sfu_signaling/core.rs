@@ -54,6 +54,9 @@ pub enum Reply<J> {
     Ack(Value),
     /// The ack waits for the media plane's answer to this join.
     Joining(ParticipantId, J),
+    /// Participant `.0` asks to start (`true`) or stop the room's recording: the caller
+    /// does it and acks.
+    Record(ParticipantId, bool),
 }
 
 #[derive(Debug)]
@@ -141,6 +144,10 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
                 transition(conn.state, Input::Share)?;
                 media.share(conn.id()?, on);
                 Ok(ok())
+            }
+            SfuCommand::Record { on } => {
+                transition(conn.state, Input::Record)?;
+                Ok(Reply::Record(conn.id()?, on))
             }
             SfuCommand::Restart => {
                 let next = transition(conn.state, Input::Restart)?;

@@ -19,7 +19,9 @@ use axum::{extract::State, routing::get, Json, Router};
 use sfu::{Sfu, SfuError};
 use socketioxide::SocketIo;
 
-pub use socketio::{attach, SfuHub, NAMESPACE};
+pub use socketio::{announcer, attach, SfuHub, NAMESPACE};
+
+use crate::recordings::room::RoomRecorder;
 
 /// Starts the media plane (binding its socket: an error stops the server) and serves `/sfu`
 /// on `io`.
@@ -29,7 +31,12 @@ pub fn start(
     access: Arc<crate::access::Access>,
 ) -> Result<Arc<Sfu>, SfuError> {
     let sfu = Sfu::new(config.sfu.clone())?;
-    attach(io, SfuHub::new(sfu.clone(), config.rate_limit), access);
+    let recorder = RoomRecorder::new(sfu.clone(), &config.recordings.dir, announcer(io));
+    attach(
+        io,
+        SfuHub::new(sfu.clone(), config.rate_limit, recorder),
+        access,
+    );
     Ok(sfu)
 }
 

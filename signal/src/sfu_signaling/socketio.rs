@@ -24,11 +24,12 @@ use socketioxide::{
 use tokio::sync::mpsc;
 
 use super::{
-    command::{ack_error, parse_command, parse_sdp, permitted, SfuSignalError},
+    command::{ack_error, parse_command, parse_sdp, permitted, SfuCommand, SfuSignalError},
     core::{MediaPlane, Reply, SfuSignalingCore},
 };
 use crate::access::{Access, ConnectRefused};
 use crate::auth::Claims;
+use crate::recordings::room::{Announce, RecordingState, RoomRecorder, RoomRecordingError};
 use crate::signaling::{
     command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
 };
@@ -40,6 +41,34 @@ pub const NAMESPACE: &str = "/sfu";
 pub struct SfuHub {
     sfu: Arc<Sfu>,
     core: Mutex<SfuSignalingCore<Sid>>,
+    recorder: Arc<RoomRecorder>,
+}
+
+/// What a joined socket is, kept in its extensions: the room (also its socket.io room, for
+/// what concerns everyone in it) and its name.
+#[derive(Debug, Clone)]
+struct Member {
+    room: RoomName,
+    name: String,
+}
+
+/// The socket.io room of an SFU room's members.
+fn room_key(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// Tells everyone in an SFU room whether the server records it.
+pub fn announcer(io: &SocketIo) -> Announce {
+    let io = io.clone();
+    Arc::new(move |room: &str, state: &RecordingState| {
+        let (Some(members), Ok(state)) = (io.of(NAMESPACE), serde_json::to_value(state)) else {
+            return;
+        };
+        let key = room_key(room);
+        tokio::spawn(async move {
+            let _ = members.to(key).emit("recording", &state).await;
+        });
+    })
 }
 
 /// The media plane as the core sees it: the SFU's sends.
@@ -82,10 +111,11 @@ impl MediaPlane for Plane<'_> {
 }
 
 impl SfuHub {
-    pub fn new(sfu: Arc<Sfu>, rate_limit: RateLimit) -> Arc<Self> {
+    pub fn new(sfu: Arc<Sfu>, rate_limit: RateLimit, recorder: Arc<RoomRecorder>) -> Arc<Self> {
         Arc::new(SfuHub {
             sfu,
             core: Mutex::new(SfuSignalingCore::new(rate_limit)),
+            recorder,
         })
     }
 
@@ -128,37 +158,100 @@ impl SfuHub {
                 return refuse(socket, &event, error, ack);
             }
         }
+        let joining = match &command {
+            SfuCommand::Join { room, name, .. } => Some(Member {
+                room: room.clone(),
+                name: name.clone(),
+            }),
+            _ => None,
+        };
+        let leaving = matches!(command, SfuCommand::Leave);
         let result = self
             .lock()
             .handle(socket.id, command, now, &mut Plane(&self.sfu));
         match result {
             Ok(Reply::Ack(reply)) => {
+                if leaving {
+                    self.left(socket);
+                }
                 let _ = ack.send(&reply);
             }
             Ok(Reply::Joining(_, request)) => {
-                tokio::spawn(self.clone().settle_join(socket.clone(), request, ack));
+                let member = joining.expect("a join is joining");
+                tokio::spawn(
+                    self.clone()
+                        .settle_join(socket.clone(), member, request, ack),
+                );
+            }
+            Ok(Reply::Record(_, on)) => {
+                let member = socket.extensions.get::<Member>();
+                let Some(member) = member else {
+                    return refuse(socket, &event, SfuSignalError::NotJoined, ack);
+                };
+                tokio::spawn(self.clone().record(socket.clone(), member, on, ack));
             }
             Err(error) => refuse(socket, &event, error, ack),
         }
     }
 
+    /// The socket is no longer in its room: room-wide events stop reaching it.
+    fn left(&self, socket: &SocketRef) {
+        if let Some(member) = socket.extensions.remove::<Member>() {
+            socket.leave(room_key(member.room.as_str()));
+        }
+    }
+
+    /// Starts or stops the recording of `member`'s room; everyone in it hears about it.
+    async fn record(self: Arc<Self>, socket: SocketRef, member: Member, on: bool, ack: AckSender) {
+        let room = member.room.as_str();
+        if !on {
+            self.recorder.stop(room, "stopped");
+            let _ = ack.send(&json!({ "ok": true, "recording": self.recorder.state(room) }));
+            return;
+        }
+        match self.recorder.start(room, &member.name).await {
+            Ok(state) => {
+                let _ = ack.send(&json!({ "ok": true, "recording": state }));
+            }
+            Err(error) => {
+                tracing::info!(%room, %error, "sfu: recording refused");
+                let error = match error {
+                    RoomRecordingError::NothingToRecord => SfuSignalError::NothingToRecord,
+                    RoomRecordingError::Storage(_) => SfuSignalError::StorageFailed,
+                };
+                refuse(&socket, "record", error, ack);
+            }
+        }
+    }
+
     /// Waits for the media plane's answer to a join and delivers it, unless the client
     /// left or went away meanwhile. Server offers (`update`) may only follow the answer.
-    async fn settle_join(self: Arc<Self>, socket: SocketRef, request: JoinRequest, ack: AckSender) {
+    async fn settle_join(
+        self: Arc<Self>,
+        socket: SocketRef,
+        member: Member,
+        request: JoinRequest,
+        ack: AckSender,
+    ) {
         let id = request.id;
         let result = request.joined().await;
         let settled = self.lock().join_settled(socket.id, id, result.is_ok());
         match (result, settled) {
             (Ok(joined), Ok(())) => {
+                let room = member.room.as_str();
+                socket.join(room_key(room));
                 let reply = json!({
                     "id": id,
                     "type": "answer",
                     "sdp": joined.answer,
                     "participants": joined.participants,
                     "capacity": self.sfu.room_capacity(),
+                    "recording": self.recorder.state(room),
                 });
                 let _ = ack.send(&reply);
                 self.sfu.ready(id);
+                self.recorder.joined(room, id, &member.name);
+                socket.extensions.insert(member);
                 tokio::spawn(pump(self, socket, id, joined.events));
             }
             // Left or disconnected while the join was on its way (which already left).
@@ -234,6 +327,7 @@ async fn pump(
                 );
             }
             ParticipantEvent::Failed => {
+                hub.left(&socket);
                 let left = hub.lock().media_failed(socket.id, id, &mut Plane(&hub.sfu));
                 if left {
                     tracing::info!(%id, "sfu: media connection failed; left");

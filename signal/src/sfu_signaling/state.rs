@@ -35,6 +35,8 @@ pub enum Input {
     Layer,
     /// The client starts or stops sharing its screen (`share`).
     Share,
+    /// The client starts or stops the room's recording (`record`).
+    Record,
     /// The client leaves (`leave`).
     Leave,
     /// The media plane accepted the join.
@@ -48,12 +50,13 @@ pub enum Input {
 }
 
 impl Input {
-    pub const ALL: [Input; 10] = [
+    pub const ALL: [Input; 11] = [
         Input::Join,
         Input::Candidate,
         Input::Restart,
         Input::Layer,
         Input::Share,
+        Input::Record,
         Input::Leave,
         Input::JoinAccepted,
         Input::JoinRefused,
@@ -84,6 +87,9 @@ pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignal
         // The screen goes on an m-line the server offers in an `update`: after the join.
         (Idle | Joining, Input::Share) => Err(SfuSignalError::NotJoined),
         (Joined, Input::Share) => Ok(Joined),
+
+        (Idle | Joining, Input::Record) => Err(SfuSignalError::NotJoined),
+        (Joined, Input::Record) => Ok(Joined),
 
         (Idle, Input::Leave) => Err(SfuSignalError::NotJoined),
         (Joining | Joined, Input::Leave) => Ok(Idle),
@@ -122,6 +128,8 @@ mod tests {
                 Input::Layer => Err(SfuSignalError::NotJoined),
                 Input::Share if state == Joined => Ok(Joined),
                 Input::Share => Err(SfuSignalError::NotJoined),
+                Input::Record if state == Joined => Ok(Joined),
+                Input::Record => Err(SfuSignalError::NotJoined),
                 Input::Leave if state == Idle => Err(SfuSignalError::NotJoined),
                 Input::Leave => Ok(Idle),
                 Input::JoinAccepted if state == Joining => Ok(Joined),
@@ -144,7 +152,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 30);
+        assert_eq!(checked, 33);
     }
 
     #[test]

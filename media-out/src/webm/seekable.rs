@@ -9,35 +9,7 @@
 
 use thiserror::Error;
 
-const EBML: u32 = 0x1A45_DFA3;
-const SEGMENT: u32 = 0x1853_8067;
-const SEEK_HEAD: u32 = 0x114D_9B74;
-const SEEK: u32 = 0x4DBB;
-const SEEK_ID: u32 = 0x53AB;
-const SEEK_POSITION: u32 = 0x53AC;
-const INFO: u32 = 0x1549_A966;
-const TIMECODE_SCALE: u32 = 0x2A_D7B1;
-const DURATION: u32 = 0x4489;
-const TRACKS: u32 = 0x1654_AE6B;
-const TRACK_ENTRY: u32 = 0xAE;
-const TRACK_NUMBER: u32 = 0xD7;
-const TRACK_TYPE: u32 = 0x83;
-const CLUSTER: u32 = 0x1F43_B675;
-const TIMECODE: u32 = 0xE7;
-const SIMPLE_BLOCK: u32 = 0xA3;
-const BLOCK_GROUP: u32 = 0xA0;
-const BLOCK: u32 = 0xA1;
-const CUES: u32 = 0x1C53_BB6B;
-const CUE_POINT: u32 = 0xBB;
-const CUE_TIME: u32 = 0xB3;
-const CUE_TRACK_POSITIONS: u32 = 0xB7;
-const CUE_TRACK: u32 = 0xF7;
-const CUE_CLUSTER_POSITION: u32 = 0xF1;
-const VOID: u32 = 0xEC;
-/// Cluster children that describe where the cluster was: wrong once it moves, so dropped.
-const CLUSTER_POSITION: u32 = 0xA7;
-const PREV_SIZE: u32 = 0xAB;
-const CRC32: u32 = 0xBF;
+use super::ebml::*;
 
 /// Elements that may follow a Cluster inside a Segment: where an unknown-size Cluster ends.
 /// (Void may also sit inside a Cluster, so it does not end one.)
@@ -335,26 +307,6 @@ fn cues(points: &[(u64, u64, u64)]) -> Vec<u8> {
     out
 }
 
-fn put_id(out: &mut Vec<u8>, id: u32) {
-    let bytes = id.to_be_bytes();
-    let skip = bytes.iter().position(|&b| b != 0).unwrap_or(3);
-    out.extend_from_slice(&bytes[skip..]);
-}
-
-/// A size as an 8-byte variable length integer: wider than needed, but fixed.
-fn put_size8(out: &mut Vec<u8>, size: u64) {
-    let mut bytes = size.to_be_bytes();
-    bytes[0] = 0x01;
-    out.extend_from_slice(&bytes);
-}
-
-/// An element (a master too: its payload is its children) with an 8-byte size.
-fn put_element(out: &mut Vec<u8>, id: u32, payload: &[u8]) {
-    put_id(out, id);
-    put_size8(out, payload.len() as u64);
-    out.extend_from_slice(payload);
-}
-
 fn read_uint(bytes: &[u8]) -> u64 {
     bytes
         .iter()
@@ -498,7 +450,7 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An element with a minimal-width size, as libwebm writes them.
@@ -576,7 +528,7 @@ mod tests {
 
     /// Walks the output as a player would: known sizes everywhere, SeekHead → Info, Tracks
     /// and Cues, each cue → a Cluster.
-    fn check(out: &[u8]) -> (f64, Vec<(u64, u64)>) {
+    pub(crate) fn check(out: &[u8]) -> (f64, Vec<(u64, u64)>) {
         let mut r = Reader { buf: out, pos: 0 };
         let header = r.element().unwrap();
         r.pos = header.end(out.len());

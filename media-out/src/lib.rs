@@ -1,0 +1,16 @@
+//! Media leaving the calls, sans-IO: what the SFU forwards to a tap becomes files.
+//!
+//! - [`codec`]: RTP payload descriptors stripped (VP8, VP9, Opus), keyframe sizes.
+//! - [`assembler`]: one stream's packets back into whole frames, in order, holes waited for
+//!   and given up on.
+//! - [`recording`]: a participant's audio and video on one timeline (RTCP sender reports),
+//!   written as a live WebM.
+//! - [`webm`]: the live WebM writer, and the rewrite that makes a live WebM seekable.
+//!
+//! No I/O and no clock inside: time is passed in, bytes come out; the drivers (in `signal`)
+//! own the files.
+
+pub mod assembler;
+pub mod codec;
+pub mod recording;
+pub mod webm;

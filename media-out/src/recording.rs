@@ -1,0 +1,609 @@
+//! One participant's recording (sans-IO): the RTP of its microphone and camera in, the bytes
+//! of a live WebM out, audio and video on one timeline from the senders' reports.
+//!
+//! Timing. A browser stamps audio and video with unrelated RTP clocks; its RTCP sender
+//! reports tie each to its own wall clock (NTP). Every frame's time is that wall-clock time,
+//! so the two tracks stay in sync however late either arrives. Until both tracks have a
+//! report (Chromium sends the first within a second or two) the frames wait, for at most
+//! `sync_wait`; a track still without a report is then timed by arrival. Time 0 is the first
+//! video keyframe (audio before it is dropped). A track's times never go back.
+//!
+//! Output: bytes to append to the file, and whether a video keyframe is wanted (at the start
+//! and after a hole). Frames of the two tracks are written in time order: one waits for the
+//! other for up to `interleave_wait`, then goes on alone (a muted camera sends nothing).
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant, SystemTime},
+};
+
+use crate::{
+    assembler::{AssemblerStats, Frame, FrameAssembler, Packet},
+    codec::Codec,
+    webm::{AudioTrack, VideoCodec, VideoTrack, WebmWriter},
+};
+
+/// A sender report's time pair: `rtp_time` (in the stream's own RTP timeline) was `ntp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderReport {
+    pub ntp: SystemTime,
+    pub rtp_time: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RecordingConfig {
+    /// How long a hole is waited for (retransmissions).
+    pub hold: Duration,
+    /// How long frames wait for both tracks' first sender reports.
+    pub sync_wait: Duration,
+    /// How long one track's frames wait for the other's before being written alone.
+    pub interleave_wait: Duration,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            hold: Duration::from_millis(500),
+            sync_wait: Duration::from_secs(3),
+            interleave_wait: Duration::from_millis(800),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// What the recording has done, for its manifest.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecordingSummary {
+    /// Wall-clock time of time 0 (`None`: nothing written yet).
+    pub started: Option<SystemTime>,
+    /// The last frame written, in ms after time 0.
+    pub duration_ms: u64,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub video_size: Option<(u16, u16)>,
+    pub video: AssemblerStats,
+    pub audio: AssemblerStats,
+    /// Frames timed by arrival because their track had no sender report in time.
+    pub timed_by_arrival: u64,
+    /// The least time (ms) from a frame's capture (its sender report's clock) to its arrival,
+    /// per track: the path's delay where sender and server clocks agree, and their
+    /// difference where not. Audio and video far apart here point at a sender's reports.
+    pub audio_transit_ms: Option<i64>,
+    pub video_transit_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Track {
+    codec: Codec,
+    assembler: FrameAssembler,
+    report: Option<SenderReport>,
+    /// Frames assembled, not written yet.
+    queue: VecDeque<Frame>,
+    last_ms: u64,
+}
+
+impl Track {
+    fn new(codec: Codec, config: &RecordingConfig) -> Self {
+        Track {
+            codec,
+            assembler: FrameAssembler::new(codec, config.hold),
+            report: None,
+            queue: VecDeque::new(),
+            last_ms: 0,
+        }
+    }
+
+    /// The wall-clock time of an (extended) RTP time, from the latest sender report.
+    fn wall(&self, rtp_time: u64) -> Option<SystemTime> {
+        let report = self.report?;
+        // How far the frame is from the report, in RTP ticks (either way, across a wrap).
+        let ticks = -i64::from(report.rtp_time.wrapping_sub(rtp_time as u32) as i32);
+        let nanos = ticks as i128 * 1_000_000_000 / i128::from(self.codec.clock_rate());
+        Some(if nanos >= 0 {
+            report.ntp + Duration::from_nanos(nanos as u64)
+        } else {
+            report.ntp - Duration::from_nanos(nanos.unsigned_abs() as u64)
+        })
+    }
+}
+
+/// One participant's recording: feed it packets and time, take bytes.
+#[derive(Debug)]
+pub struct ParticipantRecording {
+    config: RecordingConfig,
+    video: Option<Track>,
+    audio: Option<Track>,
+    /// Instant ↔ wall clock, for frames timed by arrival.
+    anchor: (Instant, SystemTime),
+    writer: Option<WebmWriter>,
+    origin: Option<SystemTime>,
+    out: Vec<u8>,
+    summary: RecordingSummary,
+}
+
+impl ParticipantRecording {
+    /// `video`/`audio`: the codecs of the tracks to record (`None`: no such track, or one we
+    /// cannot write). `anchor` ties the monotonic clock to the wall clock.
+    pub fn new(
+        config: RecordingConfig,
+        video: Option<Codec>,
+        audio: Option<Codec>,
+        anchor: (Instant, SystemTime),
+    ) -> Self {
+        ParticipantRecording {
+            video: video
+                .filter(|c| c.is_video())
+                .map(|c| Track::new(c, &config)),
+            audio: audio
+                .filter(|c| !c.is_video())
+                .map(|c| Track::new(c, &config)),
+            config,
+            anchor,
+            writer: None,
+            origin: None,
+            out: Vec::new(),
+            summary: RecordingSummary::default(),
+        }
+    }
+
+    pub fn push(&mut self, kind: TrackKind, packet: Packet, report: Option<SenderReport>) {
+        let track = match kind {
+            TrackKind::Audio => self.audio.as_mut(),
+            TrackKind::Video => self.video.as_mut(),
+        };
+        if let Some(track) = track {
+            if report.is_some() {
+                track.report = report;
+            }
+            track.assembler.push(packet);
+        }
+    }
+
+    /// Moves what is due by `now` into the output.
+    pub fn poll(&mut self, now: Instant) {
+        for track in [self.video.as_mut(), self.audio.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            while let Some(frame) = track.assembler.pop(now) {
+                track.queue.push_back(frame);
+            }
+        }
+        if self.writer.is_none() && !self.start(now) {
+            return;
+        }
+        self.write(now, false);
+    }
+
+    /// The recording ends: everything held is written.
+    pub fn finish(&mut self) {
+        for track in [self.video.as_mut(), self.audio.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let frames = track.assembler.drain();
+            track.queue.extend(frames);
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        if self.writer.is_some() || self.start(far) {
+            self.write(far, true);
+        }
+    }
+
+    /// Bytes to append to the file since the last call.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether the publisher should be asked for a keyframe: none yet to start from, or a
+    /// hole was given up on.
+    pub fn take_keyframe_wanted(&mut self) -> bool {
+        let Some(video) = self.video.as_mut() else {
+            return false;
+        };
+        video.assembler.take_keyframe_wanted()
+    }
+
+    /// When `poll` should be called without a new packet.
+    pub fn deadline(&self) -> Option<Instant> {
+        let tracks = [self.video.as_ref(), self.audio.as_ref()];
+        let assemblers = tracks
+            .iter()
+            .flatten()
+            .filter_map(|t| t.assembler.deadline());
+        let queued = tracks
+            .iter()
+            .flatten()
+            .filter_map(|t| t.queue.front())
+            .map(|f| f.arrived + self.config.interleave_wait.max(self.config.sync_wait));
+        assemblers.chain(queued).min()
+    }
+
+    pub fn summary(&self) -> RecordingSummary {
+        let mut summary = self.summary.clone();
+        summary.video = self
+            .video
+            .as_ref()
+            .map(|t| t.assembler.stats())
+            .unwrap_or_default();
+        summary.audio = self
+            .audio
+            .as_ref()
+            .map(|t| t.assembler.stats())
+            .unwrap_or_default();
+        summary
+    }
+
+    /// Writes the header once the start is known: a keyframe first (if there is video), and
+    /// both tracks' reports (or `sync_wait` passed).
+    fn start(&mut self, now: Instant) -> bool {
+        let first_arrival = [self.video.as_ref(), self.audio.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.queue.front().map(|f| f.arrived))
+            .min();
+        let Some(first_arrival) = first_arrival else {
+            return false;
+        };
+        let waited = now >= first_arrival + self.config.sync_wait;
+        let reports = [self.video.as_ref(), self.audio.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|t| t.report.is_some());
+        let origin_frame = match &self.video {
+            Some(video) => match video.queue.front() {
+                Some(frame) => frame,
+                // Audio alone until the camera's first keyframe: wait, up to `sync_wait`.
+                None if !waited => return false,
+                None => match self.audio.as_ref().and_then(|a| a.queue.front()) {
+                    Some(frame) => frame,
+                    None => return false,
+                },
+            },
+            None => match self.audio.as_ref().and_then(|a| a.queue.front()) {
+                Some(frame) => frame,
+                None => return false,
+            },
+        };
+        if !reports && !waited {
+            return false;
+        }
+        let from_video = self.video.as_ref().is_some_and(|v| !v.queue.is_empty());
+        let origin_track = if from_video { &self.video } else { &self.audio };
+        let origin = Self::wall_of(origin_track, &self.anchor, origin_frame);
+        self.origin = Some(origin);
+        let video = self.video.as_ref().and_then(|v| {
+            let (width, height) = v.queue.front()?.size?;
+            Some(VideoTrack {
+                codec: if v.codec == Codec::Vp9 {
+                    VideoCodec::Vp9
+                } else {
+                    VideoCodec::Vp8
+                },
+                width,
+                height,
+            })
+        });
+        self.summary.video_size = video.map(|v| (v.width, v.height));
+        let audio = self.audio.as_ref().map(|_| AudioTrack { channels: 2 });
+        let writer = WebmWriter::new(video, audio);
+        self.out.extend(writer.header(origin));
+        self.writer = Some(writer);
+        self.summary.started = Some(origin);
+        // No keyframe came in time: the file is audio only.
+        if video.is_none() {
+            self.video = None;
+        }
+        true
+    }
+
+    /// Writes queued frames in time order; `all`: the end, nothing more will come.
+    fn write(&mut self, now: Instant, all: bool) {
+        let (Some(writer), Some(origin)) = (self.writer.as_mut(), self.origin) else {
+            return;
+        };
+        loop {
+            let head = |t: &Option<Track>| t.as_ref().and_then(|t| t.queue.front()).cloned();
+            let (video, audio) = (head(&self.video), head(&self.audio));
+            let video_time = video
+                .as_ref()
+                .map(|f| Self::wall_of(&self.video, &self.anchor, f));
+            let audio_time = audio
+                .as_ref()
+                .map(|f| Self::wall_of(&self.audio, &self.anchor, f));
+            let kind = match (video_time, audio_time) {
+                (Some(v), Some(a)) => {
+                    if v <= a {
+                        TrackKind::Video
+                    } else {
+                        TrackKind::Audio
+                    }
+                }
+                // One track alone: the other may still come with earlier frames, unless it
+                // does not exist, this is the end, or it has been quiet too long.
+                (Some(_), None) => {
+                    let alone = self.audio.is_none()
+                        || all
+                        || now
+                            >= video.as_ref().expect("some").arrived + self.config.interleave_wait;
+                    if !alone {
+                        return;
+                    }
+                    TrackKind::Video
+                }
+                (None, Some(_)) => {
+                    let alone = self.video.is_none()
+                        || all
+                        || now
+                            >= audio.as_ref().expect("some").arrived + self.config.interleave_wait;
+                    if !alone {
+                        return;
+                    }
+                    TrackKind::Audio
+                }
+                (None, None) => return,
+            };
+            let (track, time) = match kind {
+                TrackKind::Video => (self.video.as_mut().expect("video"), video_time),
+                TrackKind::Audio => (self.audio.as_mut().expect("audio"), audio_time),
+            };
+            let frame = track.queue.pop_front().expect("a head");
+            if track.report.is_none() {
+                self.summary.timed_by_arrival += 1;
+            } else if let Some(time) = time {
+                let arrived =
+                    self.anchor.1 + frame.arrived.saturating_duration_since(self.anchor.0);
+                let transit = match arrived.duration_since(time) {
+                    Ok(late) => late.as_millis() as i64,
+                    Err(early) => -(early.duration().as_millis() as i64),
+                };
+                let least = match kind {
+                    TrackKind::Video => &mut self.summary.video_transit_ms,
+                    TrackKind::Audio => &mut self.summary.audio_transit_ms,
+                };
+                *least = Some(least.map_or(transit, |l| l.min(transit)));
+            }
+            let Ok(since) = time.expect("timed").duration_since(origin) else {
+                continue; // before time 0: audio before the first keyframe
+            };
+            let ms = (since.as_millis() as u64).max(track.last_ms);
+            track.last_ms = ms;
+            self.summary.duration_ms = self.summary.duration_ms.max(ms);
+            match kind {
+                TrackKind::Video => {
+                    writer.video_frame(&mut self.out, ms, frame.keyframe, &frame.data);
+                    self.summary.video_frames += 1;
+                }
+                TrackKind::Audio => {
+                    writer.audio_frame(&mut self.out, ms, &frame.data);
+                    self.summary.audio_frames += 1;
+                }
+            }
+        }
+    }
+
+    /// A frame's wall-clock time: from its track's sender report, else by arrival.
+    fn wall_of(track: &Option<Track>, anchor: &(Instant, SystemTime), frame: &Frame) -> SystemTime {
+        track
+            .as_ref()
+            .and_then(|t| t.wall(frame.rtp_time))
+            .unwrap_or_else(|| anchor.1 + frame.arrived.saturating_duration_since(anchor.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VP8_KEY: [u8; 10] = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+
+    /// (track, ms, keyframe) of every SimpleBlock, in file order.
+    fn blocks(file: &[u8]) -> Vec<(u8, u64, bool)> {
+        let vint = |at: &mut usize, keep_marker: bool| -> u64 {
+            let first = file[*at];
+            let len = first.leading_zeros() as usize + 1;
+            let mut value = u64::from(if keep_marker {
+                first
+            } else {
+                first & (0xFFu16 >> len) as u8
+            });
+            for i in 1..len {
+                value = value << 8 | u64::from(file[*at + i]);
+            }
+            *at += len;
+            value
+        };
+        let (mut at, mut cluster, mut out) = (0, 0, Vec::new());
+        while at < file.len() {
+            let id = vint(&mut at, true);
+            let size = vint(&mut at, false);
+            match id {
+                0x1853_8067 | 0x1F43_B675 => {} // Segment, Cluster: their children follow
+                0xE7 => {
+                    cluster = file[at..at + size as usize]
+                        .iter()
+                        .fold(0u64, |v, b| v << 8 | u64::from(*b));
+                    at += size as usize;
+                }
+                0xA3 => {
+                    let track = file[at] & 0x7F;
+                    let relative = i16::from_be_bytes([file[at + 1], file[at + 2]]);
+                    out.push((
+                        track,
+                        (cluster as i64 + i64::from(relative)) as u64,
+                        file[at + 3] & 0x80 != 0,
+                    ));
+                    at += size as usize;
+                }
+                _ => at += size as usize,
+            }
+        }
+        out
+    }
+
+    /// A browser's capture: `ms` after capture start, each track's RTP time from its own
+    /// random base; its wall clock is `wall0` at capture start.
+    struct Sender {
+        t0: Instant,
+        wall0: SystemTime,
+        video_seq: u64,
+        audio_seq: u64,
+    }
+
+    const VIDEO_BASE: u32 = 4_000_000_000; // wraps after 3.3 h… and soon after 0 here
+    const AUDIO_BASE: u32 = 1_234;
+
+    impl Sender {
+        fn video(&mut self, ms: u64, delay_ms: u64) -> (Packet, SenderReport) {
+            self.video_seq += 1;
+            let key = ms % 2000 == 0;
+            let mut payload = vec![0x10];
+            payload.extend_from_slice(if key { &VP8_KEY } else { &[0x01, 0xAA, 0xBB] });
+            let packet = Packet {
+                seq: self.video_seq,
+                rtp_time: VIDEO_BASE.wrapping_add((ms * 90) as u32),
+                marker: true,
+                payload: payload.into(),
+                arrived: self.t0 + Duration::from_millis(ms + delay_ms),
+            };
+            (
+                packet,
+                SenderReport {
+                    ntp: self.wall0,
+                    rtp_time: VIDEO_BASE,
+                },
+            )
+        }
+
+        fn audio(&mut self, ms: u64, delay_ms: u64) -> (Packet, SenderReport) {
+            self.audio_seq += 1;
+            let packet = Packet {
+                seq: self.audio_seq,
+                rtp_time: AUDIO_BASE.wrapping_add((ms * 48) as u32),
+                marker: false,
+                payload: vec![0xFC, 0x01].into(),
+                arrived: self.t0 + Duration::from_millis(ms + delay_ms),
+            };
+            (
+                packet,
+                SenderReport {
+                    ntp: self.wall0,
+                    rtp_time: AUDIO_BASE,
+                },
+            )
+        }
+    }
+
+    /// Runs `seconds` of capture through a recording; audio arrives `audio_late_ms` after
+    /// video; reports from `reports_from_ms` on (never if `None`).
+    fn record(
+        seconds: u64,
+        audio_late_ms: u64,
+        reports_from_ms: Option<u64>,
+    ) -> (Vec<u8>, RecordingSummary) {
+        let t0 = Instant::now();
+        // The server's wall clock is 7 s off the sender's: only the reports can align them.
+        let server_wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut sender = Sender {
+            t0,
+            wall0: server_wall - Duration::from_secs(7),
+            video_seq: 0,
+            audio_seq: 0,
+        };
+        let mut recording = ParticipantRecording::new(
+            RecordingConfig::default(),
+            Some(Codec::Vp8),
+            Some(Codec::Opus),
+            (t0, server_wall),
+        );
+        let mut file = Vec::new();
+        for ms in (0..seconds * 1000).step_by(20) {
+            let reported = |at: u64| reports_from_ms.is_some_and(|from| at >= from);
+            if ms % 100 == 0 {
+                let (packet, report) = sender.video(ms, 10);
+                recording.push(TrackKind::Video, packet, reported(ms).then_some(report));
+            }
+            let (packet, report) = sender.audio(ms, 10 + audio_late_ms);
+            recording.push(TrackKind::Audio, packet, reported(ms).then_some(report));
+            recording.poll(t0 + Duration::from_millis(ms + 10 + audio_late_ms));
+            file.extend(recording.take_bytes());
+        }
+        recording.finish();
+        file.extend(recording.take_bytes());
+        (file, recording.summary())
+    }
+
+    #[test]
+    fn audio_and_video_share_the_senders_timeline_however_late_either_arrives() {
+        let (file, summary) = record(6, 240, Some(0));
+        let blocks = blocks(&file);
+        let video: Vec<u64> = blocks.iter().filter(|b| b.0 == 1).map(|b| b.1).collect();
+        let audio: Vec<u64> = blocks.iter().filter(|b| b.0 == 2).map(|b| b.1).collect();
+        assert_eq!(video.len(), 60);
+        assert!(
+            video
+                .iter()
+                .enumerate()
+                .all(|(i, ms)| *ms == i as u64 * 100),
+            "{video:?}"
+        );
+        // Captured together → the same time in the file, although audio came 240 ms later.
+        assert_eq!(audio.len(), 300);
+        assert!(
+            audio.iter().enumerate().all(|(i, ms)| *ms == i as u64 * 20),
+            "{audio:?}"
+        );
+        assert!(
+            blocks[0].2 && blocks[0].0 == 1,
+            "the file starts with a video keyframe"
+        );
+        let times: Vec<u64> = blocks.iter().map(|b| b.1).collect();
+        assert!(
+            times.windows(2).all(|w| w[1] >= w[0]),
+            "written in time order"
+        );
+        assert_eq!(summary.duration_ms, 5_980);
+        assert_eq!(summary.timed_by_arrival, 0);
+        assert_eq!(summary.video_size, Some((320, 240)));
+        assert_eq!(
+            summary.started,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 7))
+        );
+        let seekable = crate::webm::make_seekable(&file).unwrap();
+        assert_eq!(seekable.duration_ms, 6_000);
+    }
+
+    #[test]
+    fn reports_that_come_late_are_waited_for() {
+        // The first reports 1.5 s in: nothing is written before; then the same timeline.
+        let (file, summary) = record(4, 240, Some(1_500));
+        let audio: Vec<u64> = blocks(&file)
+            .iter()
+            .filter(|b| b.0 == 2)
+            .map(|b| b.1)
+            .collect();
+        assert_eq!(audio.first(), Some(&0));
+        assert!(audio.iter().enumerate().all(|(i, ms)| *ms == i as u64 * 20));
+        assert_eq!(summary.timed_by_arrival, 0);
+    }
+
+    #[test]
+    fn without_reports_frames_are_timed_by_arrival_after_the_wait() {
+        let (file, summary) = record(5, 240, None);
+        let blocks = blocks(&file);
+        let audio: Vec<u64> = blocks.iter().filter(|b| b.0 == 2).map(|b| b.1).collect();
+        // By arrival, audio captured with the keyframe is 240 ms late: what the reports fix.
+        assert_eq!(audio[0], 240);
+        assert!(audio
+            .iter()
+            .enumerate()
+            .all(|(i, ms)| *ms == 240 + i as u64 * 20));
+        assert!(summary.timed_by_arrival > 0);
+        assert_eq!(summary.video_frames, 50);
+    }
+}

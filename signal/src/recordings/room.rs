@@ -1,0 +1,744 @@
+//! Recording SFU rooms on the server (docs/recording.md, "Rooms recorded by the server").
+//!
+//! A participant allowed to starts or stops the recording of its room; everyone in the room
+//! sees that it is on. Each publishing participant gets its own file: the SFU hands its
+//! camera and microphone packets to taps (as it would to a subscriber, from a keyframe on),
+//! and `media_out` makes them a WebM without transcoding. Files and a `manifest.json` go to
+//! `<recordings dir>/rooms/<room>/<start>-<id>/`.
+//!
+//! Each recorded participant has a thread of its own (a blocking-pool thread): it drains
+//! its taps' bounded queue, writes and fsyncs at least every `SYNC_EVERY`. The SFU's media
+//! thread never waits for it: a queue that fills up loses its taps, and the recording stops
+//! with `fell_behind`. A write that fails (a full disk) stops the room's recording with
+//! `storage_failed`; the call goes on.
+
+use std::{
+    collections::HashMap,
+    fs::{self, File},
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{sync_channel, Receiver, RecvTimeoutError},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use media_out::{
+    assembler::Packet,
+    codec::Codec,
+    recording::{
+        ParticipantRecording, RecordingConfig, RecordingSummary, SenderReport,
+        TrackKind as MediaKind,
+    },
+};
+use serde::Serialize;
+use sfu::{MediaCodec, ParticipantId, Sfu, SfuError, TapId, TapOutput, TapPacket, TrackKind};
+
+/// Tap packets queued for one participant's thread: ~10 s of a 1.5 Mbit/s camera and its
+/// microphone. A thread that cannot keep up with that has lost its disk.
+const TAP_QUEUE: usize = 2048;
+/// How often a recording's file is fsynced: with the frames' own wait (holes, the other
+/// track) at most ~2 s of media is lost if the server dies.
+const SYNC_EVERY: Duration = Duration::from_millis(700);
+/// A joiner's tracks may not be published yet when its join is answered: tried again once.
+const ATTACH_RETRY: Duration = Duration::from_millis(1500);
+/// How long the first packets wait for the other track's, to learn both codecs.
+const CODEC_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a room is being recorded, as every participant is told (`recording` event).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordingState {
+    pub on: bool,
+    /// Who started it (its display name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Why it stopped: `stopped`, `room_empty`, `storage_failed`, `fell_behind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl RecordingState {
+    fn off(reason: &'static str) -> Self {
+        RecordingState {
+            on: false,
+            by: None,
+            since: None,
+            reason: Some(reason),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomRecordingError {
+    #[error("nobody in the room publishes media")]
+    NothingToRecord,
+    #[error("cannot create the recording's directory: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+/// Tells a room's participants that its recording started or stopped.
+pub type Announce = Arc<dyn Fn(&str, &RecordingState) + Send + Sync>;
+
+pub struct RoomRecorder {
+    sfu: Arc<Sfu>,
+    dir: PathBuf,
+    announce: Announce,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+struct Session {
+    id: String,
+    dir: PathBuf,
+    state: RecordingState,
+    /// Set to stop every participant's thread.
+    stop: Arc<AtomicBool>,
+    manifest: Arc<Mutex<Manifest>>,
+    /// Participants being recorded (their threads run).
+    recording: Vec<ParticipantId>,
+}
+
+/// `manifest.json`: what a recording session holds, for players and offline tools.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub room: String,
+    pub session: String,
+    pub started_by: String,
+    /// Unix ms.
+    pub started: u64,
+    pub stopped: Option<u64>,
+    pub stop_reason: Option<&'static str>,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestFile {
+    pub participant: ParticipantId,
+    pub name: String,
+    pub file: String,
+    pub video: Option<&'static str>,
+    pub audio: Option<&'static str>,
+    /// Wall-clock time (sender's clock, Unix ms) of the file's time 0: files of one session
+    /// line up by it.
+    pub starts_at: Option<u64>,
+    pub duration_ms: u64,
+    pub width: Option<u16>,
+    pub height: Option<u16>,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    /// Video holes not repaired in time (frames dropped until the next keyframe).
+    pub video_holes: u64,
+    /// Least capture-to-arrival time per track (see `media_out::recording::RecordingSummary`).
+    pub audio_transit_ms: Option<i64>,
+    pub video_transit_ms: Option<i64>,
+    pub finished: bool,
+    pub error: Option<String>,
+    /// A track not written, and why.
+    pub skipped: Option<String>,
+}
+
+impl RoomRecorder {
+    pub fn new(sfu: Arc<Sfu>, recordings_dir: &Path, announce: Announce) -> Arc<Self> {
+        Arc::new(RoomRecorder {
+            sfu,
+            dir: recordings_dir.join("rooms"),
+            announce,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The room's recording state (for a joiner's answer).
+    pub fn state(&self, room: &str) -> RecordingState {
+        self.sessions()
+            .get(room)
+            .map(|s| s.state.clone())
+            .unwrap_or(RecordingState {
+                on: false,
+                by: None,
+                since: None,
+                reason: None,
+            })
+    }
+
+    /// Starts recording `room` (already on: nothing changes).
+    pub async fn start(
+        self: &Arc<Self>,
+        room: &str,
+        by: &str,
+    ) -> Result<RecordingState, RoomRecordingError> {
+        if let Some(session) = self.sessions().get(room) {
+            return Ok(session.state.clone());
+        }
+        let report = self.sfu.report().await;
+        let publishers: Vec<(ParticipantId, String)> = report
+            .rooms
+            .iter()
+            .filter(|r| r.room == room)
+            .flat_map(|r| r.participants.iter())
+            .filter(|p| !p.publishing.is_empty())
+            .map(|p| (p.id, p.name.clone()))
+            .collect();
+        if publishers.is_empty() {
+            return Err(RoomRecordingError::NothingToRecord);
+        }
+        let now = SystemTime::now();
+        let id = session_id(now);
+        let dir = self.dir.join(safe_component(room)).join(&id);
+        fs::create_dir_all(&dir)?;
+        let state = RecordingState {
+            on: true,
+            by: Some(by.to_owned()),
+            since: Some(unix_ms(now)),
+            reason: None,
+        };
+        let manifest = Manifest {
+            room: room.to_owned(),
+            session: id.clone(),
+            started_by: by.to_owned(),
+            started: unix_ms(now),
+            stopped: None,
+            stop_reason: None,
+            files: Vec::new(),
+        };
+        write_manifest(&dir, &manifest)?;
+        {
+            let mut sessions = self.sessions();
+            if let Some(session) = sessions.get(room) {
+                // Started by someone else meanwhile.
+                let _ = fs::remove_dir_all(&dir);
+                return Ok(session.state.clone());
+            }
+            sessions.insert(
+                room.to_owned(),
+                Session {
+                    id,
+                    dir,
+                    state: state.clone(),
+                    stop: Arc::new(AtomicBool::new(false)),
+                    manifest: Arc::new(Mutex::new(manifest)),
+                    recording: Vec::new(),
+                },
+            );
+        }
+        tracing::info!(%room, %by, "room recording started");
+        (self.announce)(room, &state);
+        for (participant, name) in publishers {
+            let recorder = self.clone();
+            tokio::spawn(recorder.record_participant(room.to_owned(), participant, name, false));
+        }
+        Ok(state)
+    }
+
+    /// Stops recording `room` (not on: nothing happens).
+    pub fn stop(&self, room: &str, reason: &'static str) {
+        let Some(session) = self.sessions().remove(room) else {
+            return;
+        };
+        session.stop.store(true, Ordering::Relaxed);
+        {
+            let mut manifest = session.manifest.lock().unwrap_or_else(|p| p.into_inner());
+            manifest.stopped = Some(unix_ms(SystemTime::now()));
+            manifest.stop_reason = Some(reason);
+            if let Err(error) = write_manifest(&session.dir, &manifest) {
+                tracing::warn!(%error, "room recording manifest");
+            }
+        }
+        tracing::info!(%room, reason, "room recording stopped");
+        (self.announce)(room, &RecordingState::off(reason));
+    }
+
+    /// A participant joined `room`: recorded too if the room is.
+    pub fn joined(self: &Arc<Self>, room: &str, participant: ParticipantId, name: &str) {
+        if !self.sessions().contains_key(room) {
+            return;
+        }
+        let (recorder, room, name) = (self.clone(), room.to_owned(), name.to_owned());
+        tokio::spawn(async move {
+            recorder
+                .record_participant(room, participant, name, true)
+                .await
+        });
+    }
+
+    /// Attaches taps to `participant`'s camera and microphone and records them until its
+    /// taps end or the room's recording stops.
+    async fn record_participant(
+        self: Arc<Self>,
+        room: String,
+        participant: ParticipantId,
+        name: String,
+        retry: bool,
+    ) {
+        let (sink, queue) = sync_channel(TAP_QUEUE);
+        let mut taps = Vec::new();
+        for attempt in 0..if retry { 2 } else { 1 } {
+            if attempt > 0 {
+                tokio::time::sleep(ATTACH_RETRY).await;
+            }
+            for kind in [TrackKind::Video, TrackKind::Audio] {
+                if taps.iter().any(|(_, k)| *k == kind) {
+                    continue;
+                }
+                match self.sfu.attach_tap(participant, kind, sink.clone()).await {
+                    Ok(tap) => taps.push((tap, kind)),
+                    Err(SfuError::NotPublishing(_)) => {}
+                    Err(error) => tracing::debug!(%participant, %error, "no tap"),
+                }
+            }
+            if taps.len() == 2 {
+                break;
+            }
+        }
+        drop(sink);
+        let job = {
+            let mut sessions = self.sessions();
+            let session = match sessions.get_mut(&room) {
+                Some(session) if !taps.is_empty() && !session.recording.contains(&participant) => {
+                    session
+                }
+                _ => {
+                    for (tap, _) in taps {
+                        self.sfu.detach_tap(tap);
+                    }
+                    return;
+                }
+            };
+            session.recording.push(participant);
+            let file = format!("{}-{}.webm", safe_component(&name), participant);
+            Job {
+                sfu: self.sfu.clone(),
+                path: session.dir.join(&file),
+                file,
+                participant,
+                name,
+                taps,
+                queue,
+                stop: session.stop.clone(),
+                manifest: session.manifest.clone(),
+                dir: session.dir.clone(),
+                session: session.id.clone(),
+            }
+        };
+        let session = job.session.clone();
+        let outcome = tokio::task::spawn_blocking(move || job.run()).await;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => Some(reason),
+            Err(_) => Some("storage_failed"),
+        };
+        self.participant_done(&room, &session, participant, failure);
+    }
+
+    fn participant_done(
+        &self,
+        room: &str,
+        session_id: &str,
+        participant: ParticipantId,
+        failure: Option<&'static str>,
+    ) {
+        let empty = {
+            let mut sessions = self.sessions();
+            let Some(session) = sessions.get_mut(room).filter(|s| s.id == session_id) else {
+                return;
+            };
+            session.recording.retain(|p| *p != participant);
+            session.recording.is_empty()
+        };
+        if let Some(reason) = failure {
+            self.stop(room, reason);
+        } else if empty {
+            self.stop(room, "room_empty");
+        }
+    }
+}
+
+/// One participant's recording thread.
+struct Job {
+    sfu: Arc<Sfu>,
+    path: PathBuf,
+    file: String,
+    participant: ParticipantId,
+    name: String,
+    taps: Vec<(TapId, TrackKind)>,
+    queue: Receiver<TapOutput>,
+    stop: Arc<AtomicBool>,
+    manifest: Arc<Mutex<Manifest>>,
+    dir: PathBuf,
+    session: String,
+}
+
+/// The recording of one participant while its codecs are being learnt.
+enum Stage {
+    /// Each track's codec once its first packet came (`Some(None)`: one we cannot write).
+    Learning {
+        first: Option<Instant>,
+        held: Vec<TapPacket>,
+        video: Option<Option<Codec>>,
+        audio: Option<Option<Codec>>,
+    },
+    Recording(Box<ParticipantRecording>),
+}
+
+impl Job {
+    /// Records until the taps end (the participant left) or the room's recording stops.
+    /// `Err`: why the room's recording must stop.
+    fn run(self) -> Result<(), &'static str> {
+        let span = tracing::info_span!("room_recording", participant = %self.participant);
+        let _span = span.enter();
+        let mut entry = ManifestFile {
+            participant: self.participant,
+            name: self.name.clone(),
+            file: self.file.clone(),
+            video: None,
+            audio: None,
+            starts_at: None,
+            duration_ms: 0,
+            width: None,
+            height: None,
+            video_frames: 0,
+            audio_frames: 0,
+            video_holes: 0,
+            audio_transit_ms: None,
+            video_transit_ms: None,
+            finished: false,
+            error: None,
+            skipped: None,
+        };
+        self.update_manifest(&entry);
+        let result = self.record(&mut entry);
+        if let Err(reason) = result {
+            entry.error = Some(reason.to_owned());
+        }
+        for (tap, _) in &self.taps {
+            self.sfu.detach_tap(*tap);
+        }
+        self.update_manifest(&entry);
+        result
+    }
+
+    fn record(&self, entry: &mut ManifestFile) -> Result<(), &'static str> {
+        let mut file = File::create_new(&self.path).map_err(|error| {
+            tracing::warn!(%error, path = %self.path.display(), "cannot create the recording");
+            "storage_failed"
+        })?;
+        let mut stage = Stage::Learning {
+            first: None,
+            held: Vec::new(),
+            video: None,
+            audio: None,
+        };
+        let mut ended = 0;
+        let mut last_sync = Instant::now();
+        let mut lost_tap = false;
+        loop {
+            let wait = match &stage {
+                Stage::Recording(r) => r
+                    .deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now())),
+                Stage::Learning { .. } => None,
+            }
+            .unwrap_or(SYNC_EVERY)
+            .min(SYNC_EVERY);
+            match self.queue.recv_timeout(wait) {
+                Ok(TapOutput::Packet(packet)) => match &mut stage {
+                    Stage::Learning {
+                        first,
+                        held,
+                        video,
+                        audio,
+                    } => {
+                        let codec = media_codec(&packet);
+                        match packet.kind {
+                            TrackKind::Video if video.is_none() => {
+                                if codec.is_none() {
+                                    entry.skipped = Some(format!(
+                                        "video in {}: not recorded (WebM takes VP8 and VP9)",
+                                        packet
+                                            .codec()
+                                            .map_or("an unknown codec".into(), |c| c.to_string())
+                                    ));
+                                }
+                                *video = Some(codec);
+                            }
+                            TrackKind::Audio if audio.is_none() => *audio = Some(codec),
+                            _ => {}
+                        }
+                        first.get_or_insert(packet.arrived);
+                        held.push(packet);
+                    }
+                    Stage::Recording(recording) => feed(recording, &self.taps, packet),
+                },
+                Ok(TapOutput::Ended(_)) => ended += 1,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Every sender is gone: the taps ended (counted), or the SFU took them
+                    // from a queue that was full.
+                    lost_tap = ended < self.taps.len();
+                    break;
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) || ended >= self.taps.len() {
+                break;
+            }
+            let now = Instant::now();
+            if let Stage::Learning {
+                first: Some(first),
+                held,
+                video,
+                audio,
+            } = &mut stage
+            {
+                let all_known = self.taps.iter().all(|(_, kind)| match kind {
+                    TrackKind::Video => video.is_some(),
+                    TrackKind::Audio => audio.is_some(),
+                });
+                if all_known || now >= *first + CODEC_WAIT {
+                    let anchor = (Instant::now(), SystemTime::now());
+                    let (video, audio) = (video.flatten(), audio.flatten());
+                    let mut recording =
+                        ParticipantRecording::new(RecordingConfig::default(), video, audio, anchor);
+                    entry.video = video.map(codec_name);
+                    entry.audio = audio.map(codec_name);
+                    for packet in held.drain(..) {
+                        feed(&mut recording, &self.taps, packet);
+                    }
+                    stage = Stage::Recording(Box::new(recording));
+                }
+            }
+            if let Stage::Recording(recording) = &mut stage {
+                recording.poll(now);
+                if recording.take_keyframe_wanted() {
+                    if let Some((tap, _)) = self.taps.iter().find(|(_, k)| *k == TrackKind::Video) {
+                        self.sfu.tap_keyframe(*tap);
+                    }
+                }
+                write(&mut file, &recording.take_bytes())?;
+                if now >= last_sync + SYNC_EVERY {
+                    file.sync_data().map_err(storage)?;
+                    last_sync = now;
+                    summarize(entry, &recording.summary());
+                    self.update_manifest(entry);
+                }
+            }
+        }
+        if let Stage::Recording(mut recording) = stage {
+            recording.finish();
+            write(&mut file, &recording.take_bytes())?;
+            summarize(entry, &recording.summary());
+        }
+        file.sync_all().map_err(storage)?;
+        drop(file);
+        if lost_tap {
+            tracing::warn!("the recording fell behind the media: stopped");
+            return Err("fell_behind");
+        }
+        self.make_seekable()?;
+        entry.finished = true;
+        Ok(())
+    }
+
+    /// Rewrites the finished file with Duration and Cues (the live file stays if that fails).
+    fn make_seekable(&self) -> Result<(), &'static str> {
+        let bytes = fs::read(&self.path).map_err(storage)?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let seekable = match media_out::webm::make_seekable(&bytes) {
+            Ok(seekable) => seekable,
+            Err(error) => {
+                tracing::warn!(%error, "recording left as written");
+                return Ok(());
+            }
+        };
+        let tmp = self.path.with_extension("webm.tmp");
+        let mut out = File::create(&tmp).map_err(storage)?;
+        out.write_all(&seekable.bytes).map_err(storage)?;
+        out.sync_all().map_err(storage)?;
+        fs::rename(&tmp, &self.path).map_err(storage)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(storage)
+    }
+
+    fn update_manifest(&self, entry: &ManifestFile) {
+        let mut manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        match manifest
+            .files
+            .iter_mut()
+            .find(|f| f.participant == entry.participant)
+        {
+            Some(file) => *file = entry.clone(),
+            None => manifest.files.push(entry.clone()),
+        }
+        if let Err(error) = write_manifest(&self.dir, &manifest) {
+            tracing::warn!(%error, "room recording manifest");
+        }
+    }
+}
+
+fn feed(recording: &mut ParticipantRecording, taps: &[(TapId, TrackKind)], packet: TapPacket) {
+    let Some((_, kind)) = taps.iter().find(|(tap, _)| *tap == packet.tap) else {
+        return;
+    };
+    let kind = match kind {
+        TrackKind::Audio => MediaKind::Audio,
+        TrackKind::Video => MediaKind::Video,
+    };
+    let report = packet.sender_report.map(|r| SenderReport {
+        ntp: r.ntp,
+        rtp_time: r.rtp_time,
+    });
+    recording.push(
+        kind,
+        Packet {
+            seq: packet.seq,
+            rtp_time: packet.rtp_time,
+            marker: packet.marker,
+            payload: packet.payload,
+            arrived: packet.arrived,
+        },
+        report,
+    );
+}
+
+/// The codec of a tap's packets, if a WebM can hold it.
+fn media_codec(packet: &TapPacket) -> Option<Codec> {
+    match packet.codec()? {
+        MediaCodec::Opus => Some(Codec::Opus),
+        MediaCodec::Vp8 => Some(Codec::Vp8),
+        MediaCodec::Vp9 => Some(Codec::Vp9),
+        MediaCodec::H264 | MediaCodec::Av1 | MediaCodec::H265 => None,
+    }
+}
+
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Opus => "opus",
+        Codec::Vp8 => "vp8",
+        Codec::Vp9 => "vp9",
+    }
+}
+
+fn summarize(entry: &mut ManifestFile, summary: &RecordingSummary) {
+    entry.starts_at = summary.started.map(unix_ms);
+    entry.duration_ms = summary.duration_ms;
+    entry.width = summary.video_size.map(|s| s.0);
+    entry.height = summary.video_size.map(|s| s.1);
+    entry.video_frames = summary.video_frames;
+    entry.audio_frames = summary.audio_frames;
+    entry.video_holes = summary.video.holes;
+    entry.audio_transit_ms = summary.audio_transit_ms;
+    entry.video_transit_ms = summary.video_transit_ms;
+}
+
+fn write(file: &mut File, bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    file.write_all(bytes).map_err(storage)
+}
+
+fn storage(error: std::io::Error) -> &'static str {
+    tracing::warn!(%error, "room recording: storage failed");
+    "storage_failed"
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
+    let tmp = dir.join("manifest.json.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join("manifest.json"))
+}
+
+/// A name as a path component: letters, digits, `-` and `_` kept, the rest `_`, at most 40
+/// characters, never empty (no `..`, no `/`, whatever a participant calls itself).
+pub fn safe_component(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() {
+        "_".into()
+    } else {
+        safe
+    }
+}
+
+/// `20261128T093000Z-<6 hex>`: sorts by time, unique.
+fn session_id(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let mut random = [0u8; 3];
+    getrandom::fill(&mut random).expect("the OS random number generator is available");
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_leave_the_directory() {
+        assert_eq!(safe_component(".."), "__");
+        assert_eq!(safe_component("../../etc/passwd"), "______etc_passwd");
+        assert_eq!(safe_component("Zoë & Bob"), "Zo____Bob");
+        assert_eq!(safe_component(""), "_");
+        assert_eq!(safe_component(&"x".repeat(100)).len(), 40);
+        assert_eq!(safe_component("room-1_a"), "room-1_a");
+    }
+
+    #[test]
+    fn session_ids_sort_by_time() {
+        let id = session_id(UNIX_EPOCH + Duration::from_secs(1_795_858_200));
+        assert!(id.starts_with("20261128T093000Z-"), "{id}");
+        assert_eq!(id.len(), "20261128T093000Z-".len() + 6);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
