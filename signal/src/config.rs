@@ -309,6 +309,8 @@ pub struct RecordingsFileConfig {
     pub max_total_mb: Option<u64>,
     /// Seconds without a chunk after which a recording is finished as it is.
     pub idle_seconds: Option<u64>,
+    /// A room recording starts a new file per participant after this many seconds.
+    pub room_file_seconds: Option<u64>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -633,8 +635,18 @@ fn recordings_config(
         Some(seconds) => seconds,
         None => limits.idle_seconds,
     };
+    let room_file = match file.room_file_seconds {
+        Some(0) => {
+            return Err(ConfigError::Invalid(
+                "[recordings] room_file_seconds must be at least 1".into(),
+            ))
+        }
+        Some(seconds) => std::time::Duration::from_secs(seconds),
+        None => crate::recordings::room::DEFAULT_FILE_LENGTH,
+    };
     Ok(RecordingsConfig {
         dir: dir.or(file.dir).unwrap_or_else(|| "recordings".into()),
+        room_file,
         limits,
     })
 }

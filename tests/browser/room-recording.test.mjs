@@ -170,6 +170,84 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
     }
   });
 
+  it('a long recording goes on in a new file per participant, each cut at a keyframe', async (t) => {
+    const config = join(media, 'rotate.toml');
+    writeFileSync(config, '[recordings]\nroom_file_seconds = 4\n');
+    const rotating = await startServer({ args: ['--config', config] });
+    try {
+      const url = `${rotating.url}${PAGE}`;
+      const ann = await joinSfuRoom(annBrowser, url, { room: 'long', name: 'Ann' });
+      const bob = await joinSfuRoom(bobBrowser, url, { room: 'long', name: 'Bob' });
+      await sleep(2000);
+      await ann.getByTestId('record-room').click();
+      await until('recording', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
+      const started = Date.now();
+      await sleep(11_000);
+      await ann.getByTestId('record-room').click();
+      const seconds = (Date.now() - started) / 1000;
+      const dir = join(rotating.recordingsDir, 'rooms', 'long');
+      const manifest = await until('every file finished', async () => {
+        const [session] = readdirSync(dir);
+        const m = JSON.parse(readFileSync(join(dir, session, 'manifest.json'), 'utf8'));
+        return m.stop_reason && m.files.length >= 4 && m.files.every((f) => f.finished) ? { ...m, path: join(dir, session) } : null;
+      }, WAIT_MS);
+      for (const who of ['Ann', 'Bob']) {
+        const parts = manifest.files.filter((f) => f.name === who).sort((a, b) => a.part - b.part);
+        t.diagnostic(`${who}: ${parts.map((p) => `${p.file} ${p.duration_ms} ms`).join(', ')}`);
+        assert.ok(parts.length >= 2, `${who}: ${parts.length} files`);
+        assert.deepEqual(parts.map((p) => p.part), parts.map((_, i) => i + 1));
+        for (const part of parts) {
+          const path = join(manifest.path, part.file);
+          checkMediaFile(path, { seconds: part.duration_ms / 1000, tolerance: 0.5 });
+          const first = execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=flags', '-of', 'csv=p=0', '-read_intervals', '%+#1', path], { encoding: 'utf8' }).trim();
+          assert.match(first, /^K/, `${part.file} starts on a keyframe`);
+        }
+        const total = parts.reduce((sum, p) => sum + p.duration_ms, 0) / 1000;
+        assert.ok(Math.abs(total - seconds) <= 1.5, `${who}: ${total} s in files of ${seconds} s recorded`);
+        const starts = parts.map((p) => p.starts_at);
+        assert.ok(starts.every((at, i) => i === 0 || at > starts[i - 1]), 'one after the other');
+      }
+      for (const page of [ann, bob]) await page.context().close();
+    } finally {
+      await rotating.stop();
+    }
+  });
+
+  it('the server killed mid-recording: each file plays up to the last 2 s', async (t) => {
+    const doomed = await startServer();
+    try {
+      const url = `${doomed.url}${PAGE}`;
+      const ann = await joinSfuRoom(annBrowser, url, { room: 'killed', name: 'Ann' });
+      const bob = await joinSfuRoom(bobBrowser, url, { room: 'killed', name: 'Bob' });
+      await sleep(2000);
+      await ann.getByTestId('record-room').click();
+      await until('recording', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
+      const started = Date.now();
+      await sleep(8000);
+      doomed.proc.kill('SIGKILL');
+      const seconds = (Date.now() - started) / 1000;
+      const [session] = (() => {
+        const dir = join(doomed.recordingsDir, 'rooms', 'killed');
+        return readdirSync(dir).map((name) => join(dir, name));
+      })();
+      const files = readdirSync(session).filter((f) => f.endsWith('.webm'));
+      assert.equal(files.length, 2, `${files}`);
+      for (const file of files) {
+        const path = join(session, file);
+        // A live file: no Duration; its length is its last packet's time.
+        const last = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', path], { encoding: 'utf8' })
+          .trim().split('\n').map(Number).filter(Number.isFinite).reduce((a, b) => Math.max(a, b), 0);
+        const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 'null', '-'], { encoding: 'utf8' });
+        t.diagnostic(`${file}: ${last.toFixed(2)} s kept of ${seconds.toFixed(2)} s recorded when killed`);
+        assert.equal(decode.stderr.trim(), '', `decodes up to where it stops: ${decode.stderr.slice(0, 400)}`);
+        assert.ok(last >= seconds - 2, `${file}: ${last} s of ${seconds} s`);
+      }
+      for (const page of [ann, bob]) await page.context().close();
+    } finally {
+      await doomed.stop();
+    }
+  });
+
   it('the pages had no errors', () => {
     assert.deepEqual(pageErrors, []);
   });

@@ -46,6 +46,10 @@ const SYNC_EVERY: Duration = Duration::from_millis(700);
 const ATTACH_RETRY: Duration = Duration::from_millis(1500);
 /// How long the first packets wait for the other track's, to learn both codecs.
 const CODEC_WAIT: Duration = Duration::from_secs(2);
+/// A participant's file is closed and the next one started after an hour by default
+/// (`[recordings] room_file_seconds`): files a player and the seekable rewrite (which reads
+/// the whole file) handle easily.
+pub const DEFAULT_FILE_LENGTH: Duration = Duration::from_secs(3600);
 
 /// Whether a room is being recorded, as every participant is told (`recording` event).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -87,6 +91,8 @@ pub type Announce = Arc<dyn Fn(&str, &RecordingState) + Send + Sync>;
 pub struct RoomRecorder {
     sfu: Arc<Sfu>,
     dir: PathBuf,
+    /// How long a participant's file gets before the next one starts.
+    file_length: Duration,
     announce: Announce,
     sessions: Mutex<HashMap<String, Session>>,
 }
@@ -120,6 +126,8 @@ pub struct ManifestFile {
     pub participant: ParticipantId,
     pub name: String,
     pub file: String,
+    /// 1 for a participant's first file; long recordings go on in more.
+    pub part: u32,
     pub video: Option<&'static str>,
     pub audio: Option<&'static str>,
     /// Wall-clock time (sender's clock, Unix ms) of the file's time 0: files of one session
@@ -142,10 +150,18 @@ pub struct ManifestFile {
 }
 
 impl RoomRecorder {
-    pub fn new(sfu: Arc<Sfu>, recordings_dir: &Path, announce: Announce) -> Arc<Self> {
+    /// Recordings go to `<recordings_dir>/rooms/`; a participant's file is closed and the
+    /// next one started (at a keyframe) after `file_length`.
+    pub fn new(
+        sfu: Arc<Sfu>,
+        recordings_dir: &Path,
+        file_length: Duration,
+        announce: Announce,
+    ) -> Arc<Self> {
         Arc::new(RoomRecorder {
             sfu,
             dir: recordings_dir.join("rooms"),
+            file_length,
             announce,
             sessions: Mutex::new(HashMap::new()),
         })
@@ -312,11 +328,8 @@ impl RoomRecorder {
                 }
             };
             session.recording.push(participant);
-            let file = format!("{}-{}.webm", safe_component(&name), participant);
             Job {
                 sfu: self.sfu.clone(),
-                path: session.dir.join(&file),
-                file,
                 participant,
                 name,
                 taps,
@@ -325,6 +338,7 @@ impl RoomRecorder {
                 manifest: session.manifest.clone(),
                 dir: session.dir.clone(),
                 session: session.id.clone(),
+                file_length: self.file_length,
             }
         };
         let session = job.session.clone();
@@ -363,8 +377,6 @@ impl RoomRecorder {
 /// One participant's recording thread.
 struct Job {
     sfu: Arc<Sfu>,
-    path: PathBuf,
-    file: String,
     participant: ParticipantId,
     name: String,
     taps: Vec<(TapId, TrackKind)>,
@@ -373,9 +385,11 @@ struct Job {
     manifest: Arc<Mutex<Manifest>>,
     dir: PathBuf,
     session: String,
+    /// How long a file gets before the next one starts.
+    file_length: Duration,
 }
 
-/// The recording of one participant while its codecs are being learnt.
+/// The recording of one participant: its codecs being learnt, then its files one by one.
 enum Stage {
     /// Each track's codec once its first packet came (`Some(None)`: one we cannot write).
     Learning {
@@ -384,7 +398,19 @@ enum Stage {
         video: Option<Option<Codec>>,
         audio: Option<Option<Codec>>,
     },
-    Recording(Box<ParticipantRecording>),
+    Recording(Box<Segment>),
+}
+
+/// One file of a participant's recording.
+struct Segment {
+    path: PathBuf,
+    file: File,
+    recording: ParticipantRecording,
+    entry: ManifestFile,
+    codecs: (Option<Codec>, Option<Codec>),
+    last_sync: Instant,
+    /// Long enough: a keyframe was asked for, the next file starts on it.
+    rotating: bool,
 }
 
 impl Job {
@@ -393,42 +419,14 @@ impl Job {
     fn run(self) -> Result<(), &'static str> {
         let span = tracing::info_span!("room_recording", participant = %self.participant);
         let _span = span.enter();
-        let mut entry = ManifestFile {
-            participant: self.participant,
-            name: self.name.clone(),
-            file: self.file.clone(),
-            video: None,
-            audio: None,
-            starts_at: None,
-            duration_ms: 0,
-            width: None,
-            height: None,
-            video_frames: 0,
-            audio_frames: 0,
-            video_holes: 0,
-            audio_transit_ms: None,
-            video_transit_ms: None,
-            finished: false,
-            error: None,
-            skipped: None,
-        };
-        self.update_manifest(&entry);
-        let result = self.record(&mut entry);
-        if let Err(reason) = result {
-            entry.error = Some(reason.to_owned());
-        }
+        let result = self.record();
         for (tap, _) in &self.taps {
             self.sfu.detach_tap(*tap);
         }
-        self.update_manifest(&entry);
         result
     }
 
-    fn record(&self, entry: &mut ManifestFile) -> Result<(), &'static str> {
-        let mut file = File::create_new(&self.path).map_err(|error| {
-            tracing::warn!(%error, path = %self.path.display(), "cannot create the recording");
-            "storage_failed"
-        })?;
+    fn record(&self) -> Result<(), &'static str> {
         let mut stage = Stage::Learning {
             first: None,
             held: Vec::new(),
@@ -436,11 +434,11 @@ impl Job {
             audio: None,
         };
         let mut ended = 0;
-        let mut last_sync = Instant::now();
         let mut lost_tap = false;
         loop {
             let wait = match &stage {
-                Stage::Recording(r) => r
+                Stage::Recording(segment) => segment
+                    .recording
                     .deadline()
                     .map(|d| d.saturating_duration_since(Instant::now())),
                 Stage::Learning { .. } => None,
@@ -457,24 +455,21 @@ impl Job {
                     } => {
                         let codec = media_codec(&packet);
                         match packet.kind {
-                            TrackKind::Video if video.is_none() => {
-                                if codec.is_none() {
-                                    entry.skipped = Some(format!(
-                                        "video in {}: not recorded (WebM takes VP8 and VP9)",
-                                        packet
-                                            .codec()
-                                            .map_or("an unknown codec".into(), |c| c.to_string())
-                                    ));
-                                }
-                                *video = Some(codec);
-                            }
+                            TrackKind::Video if video.is_none() => *video = Some(codec),
                             TrackKind::Audio if audio.is_none() => *audio = Some(codec),
                             _ => {}
                         }
                         first.get_or_insert(packet.arrived);
                         held.push(packet);
                     }
-                    Stage::Recording(recording) => feed(recording, &self.taps, packet),
+                    Stage::Recording(segment) => {
+                        if self.starts_next_file(segment, &packet) {
+                            let next = self.open(segment.entry.part + 1, segment.codecs, None)?;
+                            let done = std::mem::replace(segment, Box::new(next));
+                            self.close(*done)?;
+                        }
+                        feed(&mut segment.recording, &self.taps, packet);
+                    }
                 },
                 Ok(TapOutput::Ended(_)) => ended += 1,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -501,80 +496,160 @@ impl Job {
                     TrackKind::Audio => audio.is_some(),
                 });
                 if all_known || now >= *first + CODEC_WAIT {
-                    let anchor = (Instant::now(), SystemTime::now());
-                    let (video, audio) = (video.flatten(), audio.flatten());
-                    let mut recording =
-                        ParticipantRecording::new(RecordingConfig::default(), video, audio, anchor);
-                    entry.video = video.map(codec_name);
-                    entry.audio = audio.map(codec_name);
+                    let skipped = video.filter(Option::is_none).map(|_| {
+                        let codec = held
+                            .iter()
+                            .find(|p| p.kind == TrackKind::Video)
+                            .and_then(TapPacket::codec);
+                        format!(
+                            "video in {}: not recorded (WebM takes VP8 and VP9)",
+                            codec.map_or("an unknown codec".into(), |c| c.to_string())
+                        )
+                    });
+                    let codecs = (video.flatten(), audio.flatten());
+                    let mut segment = self.open(1, codecs, skipped)?;
                     for packet in held.drain(..) {
-                        feed(&mut recording, &self.taps, packet);
+                        feed(&mut segment.recording, &self.taps, packet);
                     }
-                    stage = Stage::Recording(Box::new(recording));
+                    stage = Stage::Recording(Box::new(segment));
                 }
             }
-            if let Stage::Recording(recording) = &mut stage {
-                recording.poll(now);
-                if recording.take_keyframe_wanted() {
-                    if let Some((tap, _)) = self.taps.iter().find(|(_, k)| *k == TrackKind::Video) {
-                        self.sfu.tap_keyframe(*tap);
-                    }
-                }
-                write(&mut file, &recording.take_bytes())?;
-                if now >= last_sync + SYNC_EVERY {
-                    file.sync_data().map_err(storage)?;
-                    last_sync = now;
-                    summarize(entry, &recording.summary());
-                    self.update_manifest(entry);
-                }
+            if let Stage::Recording(segment) = &mut stage {
+                self.keep_up(segment, now)?;
             }
         }
-        if let Stage::Recording(mut recording) = stage {
-            recording.finish();
-            write(&mut file, &recording.take_bytes())?;
-            summarize(entry, &recording.summary());
+        if let Stage::Recording(segment) = stage {
+            if lost_tap {
+                // What was written stays; the file is left live (not rewritten).
+                let mut segment = *segment;
+                segment.entry.error = Some("fell_behind".into());
+                self.update_manifest(&segment.entry);
+            } else {
+                self.close(*segment)?;
+            }
         }
-        file.sync_all().map_err(storage)?;
-        drop(file);
         if lost_tap {
             tracing::warn!("the recording fell behind the media: stopped");
             return Err("fell_behind");
         }
-        self.make_seekable()?;
-        entry.finished = true;
         Ok(())
     }
 
-    /// Rewrites the finished file with Duration and Cues (the live file stays if that fails).
-    fn make_seekable(&self) -> Result<(), &'static str> {
-        let bytes = fs::read(&self.path).map_err(storage)?;
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let seekable = match media_out::webm::make_seekable(&bytes) {
-            Ok(seekable) => seekable,
-            Err(error) => {
-                tracing::warn!(%error, "recording left as written");
-                return Ok(());
+    /// Writes what is due, asks for keyframes, fsyncs now and then, and asks for the keyframe
+    /// the next file will start on once this one is long enough.
+    fn keep_up(&self, segment: &mut Segment, now: Instant) -> Result<(), &'static str> {
+        segment.recording.poll(now);
+        let mut keyframe = segment.recording.take_keyframe_wanted();
+        write(&mut segment.file, &segment.recording.take_bytes())?;
+        if now >= segment.last_sync + SYNC_EVERY {
+            segment.file.sync_data().map_err(storage)?;
+            segment.last_sync = now;
+            let summary = segment.recording.summary();
+            summarize(&mut segment.entry, &summary);
+            self.update_manifest(&segment.entry);
+            if !segment.rotating
+                && Duration::from_millis(summary.duration_ms) >= self.file_length
+                && segment.codecs.0.is_some()
+            {
+                segment.rotating = true;
+                keyframe = true;
             }
+        }
+        if keyframe {
+            if let Some((tap, _)) = self.taps.iter().find(|(_, k)| *k == TrackKind::Video) {
+                self.sfu.tap_keyframe(*tap);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `packet` starts the next file: the keyframe asked for once the file was long
+    /// enough (or, without video, any packet then).
+    fn starts_next_file(&self, segment: &Segment, packet: &TapPacket) -> bool {
+        if segment.codecs.0.is_none() {
+            return Duration::from_millis(segment.entry.duration_ms) >= self.file_length;
+        }
+        segment.rotating && packet.kind == TrackKind::Video && packet.keyframe
+    }
+
+    /// Starts file number `part`.
+    fn open(
+        &self,
+        part: u32,
+        codecs: (Option<Codec>, Option<Codec>),
+        skipped: Option<String>,
+    ) -> Result<Segment, &'static str> {
+        let name = match part {
+            1 => format!("{}-{}.webm", safe_component(&self.name), self.participant),
+            n => format!(
+                "{}-{}-{n}.webm",
+                safe_component(&self.name),
+                self.participant
+            ),
         };
-        let tmp = self.path.with_extension("webm.tmp");
-        let mut out = File::create(&tmp).map_err(storage)?;
-        out.write_all(&seekable.bytes).map_err(storage)?;
-        out.sync_all().map_err(storage)?;
-        fs::rename(&tmp, &self.path).map_err(storage)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(storage)
+        let path = self.dir.join(&name);
+        let file = File::create_new(&path).map_err(|error| {
+            tracing::warn!(%error, path = %path.display(), "cannot create the recording");
+            "storage_failed"
+        })?;
+        let entry = ManifestFile {
+            participant: self.participant,
+            name: self.name.clone(),
+            file: name,
+            part,
+            video: codecs.0.map(codec_name),
+            audio: codecs.1.map(codec_name),
+            starts_at: None,
+            duration_ms: 0,
+            width: None,
+            height: None,
+            video_frames: 0,
+            audio_frames: 0,
+            video_holes: 0,
+            audio_transit_ms: None,
+            video_transit_ms: None,
+            finished: false,
+            error: None,
+            skipped,
+        };
+        self.update_manifest(&entry);
+        let anchor = (Instant::now(), SystemTime::now());
+        Ok(Segment {
+            path,
+            file,
+            recording: ParticipantRecording::new(
+                RecordingConfig::default(),
+                codecs.0,
+                codecs.1,
+                anchor,
+            ),
+            entry,
+            codecs,
+            last_sync: Instant::now(),
+            rotating: false,
+        })
+    }
+
+    /// Writes what the file still holds, makes it seekable and says so in the manifest.
+    fn close(&self, mut segment: Segment) -> Result<(), &'static str> {
+        let result = (|| {
+            segment.recording.finish();
+            write(&mut segment.file, &segment.recording.take_bytes())?;
+            summarize(&mut segment.entry, &segment.recording.summary());
+            segment.file.sync_all().map_err(storage)?;
+            make_seekable(&segment.path, &self.dir)
+        })();
+        match result {
+            Ok(()) => segment.entry.finished = true,
+            Err(reason) => segment.entry.error = Some(reason.into()),
+        }
+        self.update_manifest(&segment.entry);
+        result
     }
 
     fn update_manifest(&self, entry: &ManifestFile) {
         let mut manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        match manifest
-            .files
-            .iter_mut()
-            .find(|f| f.participant == entry.participant)
-        {
+        match manifest.files.iter_mut().find(|f| f.file == entry.file) {
             Some(file) => *file = entry.clone(),
             None => manifest.files.push(entry.clone()),
         }
@@ -582,6 +657,27 @@ impl Job {
             tracing::warn!(%error, "room recording manifest");
         }
     }
+}
+
+/// Rewrites a finished file with Duration and Cues (the live file stays if that fails).
+fn make_seekable(path: &Path, dir: &Path) -> Result<(), &'static str> {
+    let bytes = fs::read(path).map_err(storage)?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let seekable = match media_out::webm::make_seekable(&bytes) {
+        Ok(seekable) => seekable,
+        Err(error) => {
+            tracing::warn!(%error, "recording left as written");
+            return Ok(());
+        }
+    };
+    let tmp = path.with_extension("webm.tmp");
+    let mut out = File::create(&tmp).map_err(storage)?;
+    out.write_all(&seekable.bytes).map_err(storage)?;
+    out.sync_all().map_err(storage)?;
+    fs::rename(&tmp, path).map_err(storage)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(storage)
 }
 
 fn feed(recording: &mut ParticipantRecording, taps: &[(TapId, TrackKind)], packet: TapPacket) {

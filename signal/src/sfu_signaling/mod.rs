@@ -31,7 +31,12 @@ pub fn start(
     access: Arc<crate::access::Access>,
 ) -> Result<Arc<Sfu>, SfuError> {
     let sfu = Sfu::new(config.sfu.clone())?;
-    let recorder = RoomRecorder::new(sfu.clone(), &config.recordings.dir, announcer(io));
+    let recorder = RoomRecorder::new(
+        sfu.clone(),
+        &config.recordings.dir,
+        config.recordings.room_file,
+        announcer(io),
+    );
     attach(
         io,
         SfuHub::new(sfu.clone(), config.rate_limit, recorder),
