@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::codec::{depacketize, keyframe_size, Codec};
+use crate::codec::{append_frame_data, depacketize, keyframe_size, Codec};
 
 /// A buffer this deep is a stream we cannot follow any more (a long hole, a flood): skip to
 /// what is there.
@@ -225,13 +225,9 @@ impl FrameAssembler {
         let (rtp_time, arrived) = (first.rtp_time, first.arrived);
         let mut data = Vec::new();
         for packet in packets.values() {
-            match depacketize(self.codec, &packet.payload) {
-                Ok(fragment) if fragment.upper_spatial_layer => {}
-                Ok(fragment) => data.extend_from_slice(fragment.data),
-                Err(_) => {
-                    self.stats.malformed += 1;
-                    return None;
-                }
+            if append_frame_data(self.codec, &packet.payload, &mut data).is_err() {
+                self.stats.malformed += 1;
+                return None;
             }
         }
         debug_assert!(packets.keys().next() == Some(&from));

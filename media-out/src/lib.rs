@@ -6,11 +6,13 @@
 //! - [`recording`]: a participant's audio and video on one timeline (RTCP sender reports),
 //!   written as a live WebM.
 //! - [`webm`]: the live WebM writer, and the rewrite that makes a live WebM seekable.
+//! - [`mp4`]: a fragmented MP4 writer, for H.264 (which WebM does not take) with Opus.
 //!
 //! No I/O and no clock inside: time is passed in, bytes come out; the drivers (in `signal`)
 //! own the files.
 
 pub mod assembler;
 pub mod codec;
+pub mod mp4;
 pub mod recording;
 pub mod webm;

@@ -19,9 +19,64 @@ use std::{
 
 use crate::{
     assembler::{AssemblerStats, Frame, FrameAssembler, Packet},
-    codec::Codec,
+    codec::{h264_parameter_sets, Codec},
+    mp4::{Fmp4Writer, H264Track},
     webm::{AudioTrack, VideoCodec, VideoTrack, WebmWriter},
 };
+
+/// What a recording is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// VP8 or VP9 with Opus.
+    Webm,
+    /// H.264 with Opus (fragmented).
+    Mp4,
+}
+
+impl Container {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Container::Webm => "webm",
+            Container::Mp4 => "mp4",
+        }
+    }
+}
+
+/// The writer of the recording's container.
+#[derive(Debug)]
+enum Muxer {
+    Webm(WebmWriter),
+    Mp4(Box<Fmp4Writer>),
+}
+
+impl Muxer {
+    fn header(&mut self, date: SystemTime) -> Vec<u8> {
+        match self {
+            Muxer::Webm(webm) => webm.header(date),
+            Muxer::Mp4(mp4) => mp4.init(),
+        }
+    }
+
+    fn video(&mut self, out: &mut Vec<u8>, ms: u64, keyframe: bool, frame: &[u8]) {
+        match self {
+            Muxer::Webm(webm) => webm.video_frame(out, ms, keyframe, frame),
+            Muxer::Mp4(mp4) => mp4.video_frame(out, ms, keyframe, frame),
+        }
+    }
+
+    fn audio(&mut self, out: &mut Vec<u8>, ms: u64, frame: &[u8]) {
+        match self {
+            Muxer::Webm(webm) => webm.audio_frame(out, ms, frame),
+            Muxer::Mp4(mp4) => mp4.audio_frame(out, ms, frame),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Muxer::Mp4(mp4) = self {
+            mp4.finish(out);
+        }
+    }
+}
 
 /// A sender report's time pair: `rtp_time` (in the stream's own RTP timeline) was `ntp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +175,8 @@ pub struct ParticipantRecording {
     audio: Option<Track>,
     /// Instant ↔ wall clock, for frames timed by arrival.
     anchor: (Instant, SystemTime),
-    writer: Option<WebmWriter>,
+    container: Container,
+    muxer: Option<Muxer>,
     origin: Option<SystemTime>,
     out: Vec<u8>,
     summary: RecordingSummary,
@@ -144,7 +200,12 @@ impl ParticipantRecording {
                 .map(|c| Track::new(c, &config)),
             config,
             anchor,
-            writer: None,
+            container: if video == Some(Codec::H264) {
+                Container::Mp4
+            } else {
+                Container::Webm
+            },
+            muxer: None,
             origin: None,
             out: Vec::new(),
             summary: RecordingSummary::default(),
@@ -174,7 +235,7 @@ impl ParticipantRecording {
                 track.queue.push_back(frame);
             }
         }
-        if self.writer.is_none() && !self.start(now) {
+        if self.muxer.is_none() && !self.start(now) {
             return;
         }
         self.write(now, false);
@@ -190,8 +251,25 @@ impl ParticipantRecording {
             track.queue.extend(frames);
         }
         let far = Instant::now() + Duration::from_secs(3600);
-        if self.writer.is_some() || self.start(far) {
+        if self.muxer.is_some() || self.start(far) {
             self.write(far, true);
+        }
+        if let Some(muxer) = self.muxer.as_mut() {
+            muxer.finish(&mut self.out);
+        }
+    }
+
+    /// The container the recording is written in, by its video codec: MP4 for H.264, WebM
+    /// otherwise.
+    pub fn container(&self) -> Container {
+        self.container
+    }
+
+    /// For MP4, once finished: where in the file to write what, to give it its duration.
+    pub fn duration_patch(&self) -> Option<(u64, [u8; 8])> {
+        match &self.muxer {
+            Some(Muxer::Mp4(mp4)) => Some(mp4.duration_patch()),
+            _ => None,
         }
     }
 
@@ -277,26 +355,50 @@ impl ParticipantRecording {
         let origin_track = if from_video { &self.video } else { &self.audio };
         let origin = Self::wall_of(origin_track, &self.anchor, origin_frame);
         self.origin = Some(origin);
-        let video = self.video.as_ref().and_then(|v| {
-            let (width, height) = v.queue.front()?.size?;
-            Some(VideoTrack {
-                codec: if v.codec == Codec::Vp9 {
-                    VideoCodec::Vp9
-                } else {
-                    VideoCodec::Vp8
-                },
-                width,
-                height,
-            })
-        });
-        self.summary.video_size = video.map(|v| (v.width, v.height));
-        let audio = self.audio.as_ref().map(|_| AudioTrack { channels: 2 });
-        let writer = WebmWriter::new(video, audio);
-        self.out.extend(writer.header(origin));
-        self.writer = Some(writer);
+        let first = self
+            .video
+            .as_ref()
+            .and_then(|v| Some((v.codec, v.queue.front()?)));
+        let size = first.and_then(|(_, frame)| frame.size);
+        self.summary.video_size = size;
+        let audio = self.audio.is_some();
+        let codec = self.video.as_ref().map(|v| v.codec);
+        let (mut muxer, has_video) = match self.container {
+            Container::Mp4 => {
+                let track = first.zip(size).and_then(|((_, frame), (width, height))| {
+                    let (sps, pps) = h264_parameter_sets(&frame.data)?;
+                    Some(H264Track {
+                        sps: sps.to_vec(),
+                        pps: pps.to_vec(),
+                        width,
+                        height,
+                    })
+                });
+                let has_video = track.is_some();
+                (
+                    Muxer::Mp4(Box::new(Fmp4Writer::new(track, audio.then_some(2)))),
+                    has_video,
+                )
+            }
+            Container::Webm => {
+                let video = size.map(|(width, height)| VideoTrack {
+                    codec: if codec == Some(Codec::Vp9) {
+                        VideoCodec::Vp9
+                    } else {
+                        VideoCodec::Vp8
+                    },
+                    width,
+                    height,
+                });
+                let webm = WebmWriter::new(video, audio.then_some(AudioTrack { channels: 2 }));
+                (Muxer::Webm(webm), video.is_some())
+            }
+        };
+        self.out.extend(muxer.header(origin));
+        self.muxer = Some(muxer);
         self.summary.started = Some(origin);
         // No keyframe came in time: the file is audio only.
-        if video.is_none() {
+        if !has_video {
             self.video = None;
         }
         true
@@ -304,7 +406,7 @@ impl ParticipantRecording {
 
     /// Writes queued frames in time order; `all`: the end, nothing more will come.
     fn write(&mut self, now: Instant, all: bool) {
-        let (Some(writer), Some(origin)) = (self.writer.as_mut(), self.origin) else {
+        let (Some(muxer), Some(origin)) = (self.muxer.as_mut(), self.origin) else {
             return;
         };
         loop {
@@ -376,11 +478,11 @@ impl ParticipantRecording {
             self.summary.duration_ms = self.summary.duration_ms.max(ms);
             match kind {
                 TrackKind::Video => {
-                    writer.video_frame(&mut self.out, ms, frame.keyframe, &frame.data);
+                    muxer.video(&mut self.out, ms, frame.keyframe, &frame.data);
                     self.summary.video_frames += 1;
                 }
                 TrackKind::Audio => {
-                    writer.audio_frame(&mut self.out, ms, &frame.data);
+                    muxer.audio(&mut self.out, ms, &frame.data);
                     self.summary.audio_frames += 1;
                 }
             }
@@ -590,6 +692,84 @@ mod tests {
         assert_eq!(audio.first(), Some(&0));
         assert!(audio.iter().enumerate().all(|(i, ms)| *ms == i as u64 * 20));
         assert_eq!(summary.timed_by_arrival, 0);
+    }
+
+    #[test]
+    fn h264_goes_into_a_fragmented_mp4_from_its_first_keyframe() {
+        use crate::codec::tests::{hex, PPS, SPS_320X240};
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut recording = ParticipantRecording::new(
+            RecordingConfig::default(),
+            Some(Codec::H264),
+            Some(Codec::Opus),
+            (t0, wall),
+        );
+        assert_eq!(recording.container(), Container::Mp4);
+        let report = |rtp_time| {
+            Some(SenderReport {
+                ntp: wall,
+                rtp_time,
+            })
+        };
+        let (mut seq, mut audio_seq) = (0, 0);
+        for i in 0..30u64 {
+            let ms = i * 100;
+            let at = t0 + Duration::from_millis(ms);
+            let mut payloads = Vec::new();
+            if i % 10 == 0 {
+                // STAP-A with the parameter sets, then the IDR slice.
+                let mut stap = vec![0x78];
+                for nal in [hex(SPS_320X240), hex(PPS)] {
+                    stap.extend((nal.len() as u16).to_be_bytes());
+                    stap.extend(nal);
+                }
+                payloads.push(stap);
+                payloads.push(vec![0x65, 0x88, 0x80, 0x40]);
+            } else {
+                payloads.push(vec![0x41, 0x9a, 0x02, 0x10]);
+            }
+            let last = payloads.len() - 1;
+            for (n, payload) in payloads.into_iter().enumerate() {
+                seq += 1;
+                let packet = Packet {
+                    seq,
+                    rtp_time: (ms * 90) as u32,
+                    marker: n == last,
+                    payload: payload.into(),
+                    arrived: at,
+                };
+                recording.push(TrackKind::Video, packet, report(0));
+            }
+            for k in 0..5 {
+                audio_seq += 1;
+                let audio_ms = ms + k * 20;
+                let packet = Packet {
+                    seq: audio_seq,
+                    rtp_time: (audio_ms * 48) as u32,
+                    marker: false,
+                    payload: vec![0xFC, 1].into(),
+                    arrived: at,
+                };
+                recording.push(TrackKind::Audio, packet, report(0));
+            }
+            recording.poll(at);
+        }
+        recording.finish();
+        let file = recording.take_bytes();
+        assert_eq!(&file[4..8], b"ftyp");
+        let fragments = file.windows(4).filter(|w| *w == b"moof").count();
+        assert_eq!(fragments, 3, "a fragment per keyframe (0, 1, 2 s)");
+        let summary = recording.summary();
+        assert_eq!(
+            (summary.video_frames, summary.video_size),
+            (30, Some((320, 240)))
+        );
+        assert_eq!(summary.audio_frames, 150);
+        let (_, duration) = recording
+            .duration_patch()
+            .expect("an MP4 has a duration to patch");
+        assert_eq!(u64::from_be_bytes(duration), 3000);
     }
 
     #[test]

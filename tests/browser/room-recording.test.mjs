@@ -170,6 +170,44 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
     }
   });
 
+  it('H.264 publishers are recorded as fragmented MP4, without transcoding', async (t) => {
+    const config = join(media, 'h264.toml');
+    writeFileSync(config, '[sfu]\ncodecs = ["opus", "h264"]\n');
+    const h264 = await startServer({ args: ['--config', config] });
+    try {
+      const url = `${h264.url}${PAGE}`;
+      const ann = await joinSfuRoom(annBrowser, url, { room: 'avc', name: 'Ann' });
+      const bob = await joinSfuRoom(bobBrowser, url, { room: 'avc', name: 'Bob' });
+      await sleep(2000);
+      await ann.getByTestId('record-room').click();
+      await until('recording', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
+      const started = Date.now();
+      await sleep(8000);
+      await ann.getByTestId('record-room').click();
+      const seconds = (Date.now() - started) / 1000;
+      const dir = join(h264.recordingsDir, 'rooms', 'avc');
+      const manifest = await until('both files finished', async () => {
+        const [session] = readdirSync(dir);
+        const m = JSON.parse(readFileSync(join(dir, session, 'manifest.json'), 'utf8'));
+        return m.files.length === 2 && m.files.every((f) => f.finished) ? { ...m, path: join(dir, session) } : null;
+      }, WAIT_MS);
+      for (const file of manifest.files) {
+        assert.deepEqual([file.video, file.audio], ['h264', 'opus'], JSON.stringify(file));
+        assert.match(file.file, /\.mp4$/);
+        const figures = checkMediaFile(join(manifest.path, file.file), { seconds, tolerance: 1.5 });
+        t.diagnostic(`${file.name}: ${figures.format}, ${figures.codecs}, ${figures.width}x${figures.height}, ${figures.duration} s of ${seconds.toFixed(1)} s`);
+        assert.equal(figures.codecs, 'h264+opus');
+        assert.equal(`${figures.width}x${figures.height}`, '320x240');
+      }
+      const annFile = manifest.files.find((f) => f.name === 'Ann');
+      const sync = flashBeepOffsets(join(manifest.path, annFile.file));
+      t.diagnostic(`beep − flash in Ann's MP4: ${JSON.stringify(sync.offsets)} ms`);
+      for (const page of [ann, bob]) await page.context().close();
+    } finally {
+      await h264.stop();
+    }
+  });
+
   it('a long recording goes on in a new file per participant, each cut at a keyframe', async (t) => {
     const config = join(media, 'rotate.toml');
     writeFileSync(config, '[recordings]\nroom_file_seconds = 4\n');

@@ -15,7 +15,7 @@
 use std::{
     collections::HashMap,
     fs::{self, File},
-    io::Write,
+    io::{Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -502,7 +502,7 @@ impl Job {
                             .find(|p| p.kind == TrackKind::Video)
                             .and_then(TapPacket::codec);
                         format!(
-                            "video in {}: not recorded (WebM takes VP8 and VP9)",
+                            "video in {}: not recorded (VP8, VP9 and H.264 are)",
                             codec.map_or("an unknown codec".into(), |c| c.to_string())
                         )
                     });
@@ -579,13 +579,14 @@ impl Job {
         codecs: (Option<Codec>, Option<Codec>),
         skipped: Option<String>,
     ) -> Result<Segment, &'static str> {
+        let anchor = (Instant::now(), SystemTime::now());
+        let recording =
+            ParticipantRecording::new(RecordingConfig::default(), codecs.0, codecs.1, anchor);
+        let extension = recording.container().extension();
+        let stem = format!("{}-{}", safe_component(&self.name), self.participant);
         let name = match part {
-            1 => format!("{}-{}.webm", safe_component(&self.name), self.participant),
-            n => format!(
-                "{}-{}-{n}.webm",
-                safe_component(&self.name),
-                self.participant
-            ),
+            1 => format!("{stem}.{extension}"),
+            n => format!("{stem}-{n}.{extension}"),
         };
         let path = self.dir.join(&name);
         let file = File::create_new(&path).map_err(|error| {
@@ -613,16 +614,10 @@ impl Job {
             skipped,
         };
         self.update_manifest(&entry);
-        let anchor = (Instant::now(), SystemTime::now());
         Ok(Segment {
             path,
             file,
-            recording: ParticipantRecording::new(
-                RecordingConfig::default(),
-                codecs.0,
-                codecs.1,
-                anchor,
-            ),
+            recording,
             entry,
             codecs,
             last_sync: Instant::now(),
@@ -636,8 +631,20 @@ impl Job {
             segment.recording.finish();
             write(&mut segment.file, &segment.recording.take_bytes())?;
             summarize(&mut segment.entry, &segment.recording.summary());
+            // MP4: the duration into the init segment; WebM: rewritten seekable.
+            let patch = segment.recording.duration_patch();
+            if let Some((offset, bytes)) = patch {
+                segment
+                    .file
+                    .seek(SeekFrom::Start(offset))
+                    .map_err(storage)?;
+                segment.file.write_all(&bytes).map_err(storage)?;
+            }
             segment.file.sync_all().map_err(storage)?;
-            make_seekable(&segment.path, &self.dir)
+            match patch {
+                Some(_) => Ok(()),
+                None => make_seekable(&segment.path, &self.dir),
+            }
         })();
         match result {
             Ok(()) => segment.entry.finished = true,
@@ -705,13 +712,14 @@ fn feed(recording: &mut ParticipantRecording, taps: &[(TapId, TrackKind)], packe
     );
 }
 
-/// The codec of a tap's packets, if a WebM can hold it.
+/// The codec of a tap's packets, if we write it (WebM: VP8, VP9, Opus; MP4: H.264, Opus).
 fn media_codec(packet: &TapPacket) -> Option<Codec> {
     match packet.codec()? {
         MediaCodec::Opus => Some(Codec::Opus),
         MediaCodec::Vp8 => Some(Codec::Vp8),
         MediaCodec::Vp9 => Some(Codec::Vp9),
-        MediaCodec::H264 | MediaCodec::Av1 | MediaCodec::H265 => None,
+        MediaCodec::H264 => Some(Codec::H264),
+        MediaCodec::Av1 | MediaCodec::H265 => None,
     }
 }
 
@@ -720,6 +728,7 @@ fn codec_name(codec: Codec) -> &'static str {
         Codec::Opus => "opus",
         Codec::Vp8 => "vp8",
         Codec::Vp9 => "vp9",
+        Codec::H264 => "h264",
     }
 }
 
