@@ -82,6 +82,12 @@ impl TrackState {
         });
     }
 
+    /// The samples ready for a fragment, and the time of the first; the held one stays.
+    fn take_ready(&mut self) -> Option<(u64, Vec<Sample>)> {
+        let start = self.start.take()?;
+        Some((start, std::mem::take(&mut self.samples)))
+    }
+
     /// The end: the held sample gets the duration of the one before it.
     fn flush(&mut self, default_duration: u32) {
         if let Some(held) = self.held.take() {
@@ -219,32 +225,16 @@ impl Fmp4Writer {
 
     /// Writes the ready samples of both tracks as one `moof` + `mdat`.
     fn fragment(&mut self, out: &mut Vec<u8>) {
-        let parts: Vec<(u32, TrackState)> = [
-            (VIDEO_TRACK, std::mem::take(&mut self.video_state)),
-            (AUDIO_TRACK, std::mem::take(&mut self.audio_state)),
+        let ready: Vec<(u32, u64, Vec<Sample>)> = [
+            (VIDEO_TRACK, &mut self.video_state),
+            (AUDIO_TRACK, &mut self.audio_state),
         ]
         .into_iter()
+        .filter_map(|(track, state)| {
+            let (start, samples) = state.take_ready()?;
+            Some((track, start, samples))
+        })
         .collect();
-        // What stays: each track's held sample and where it ends.
-        let mut ready = Vec::new();
-        for (track, mut state) in parts {
-            let samples = std::mem::take(&mut state.samples);
-            let start = state.start.take();
-            let keep = TrackState {
-                samples: Vec::new(),
-                start: None,
-                held: state.held.take(),
-                last_duration: state.last_duration,
-                end: state.end,
-            };
-            match track {
-                VIDEO_TRACK => self.video_state = keep,
-                _ => self.audio_state = keep,
-            }
-            if let (false, Some(start)) = (samples.is_empty(), start) {
-                ready.push((track, start, samples));
-            }
-        }
         if ready.is_empty() {
             return;
         }
@@ -399,9 +389,15 @@ fn minf(media_header: Vec<u8>, sample_entry: Vec<u8>) -> Vec<u8> {
     boxed(b"minf", &body)
 }
 
+/// What every sample entry starts with: 6 reserved bytes and the data reference index.
+fn sample_entry_start() -> Vec<u8> {
+    let mut entry = vec![0u8; 6];
+    entry.extend(1u16.to_be_bytes());
+    entry
+}
+
 fn video_trak(video: &H264Track) -> Vec<u8> {
-    let mut avc1 = vec![0u8; 6];
-    avc1.extend(1u16.to_be_bytes()); // data reference index
+    let mut avc1 = sample_entry_start();
     avc1.extend([0u8; 16]);
     avc1.extend(video.width.to_be_bytes());
     avc1.extend(video.height.to_be_bytes());
@@ -440,8 +436,7 @@ fn video_trak(video: &H264Track) -> Vec<u8> {
 }
 
 fn audio_trak(channels: u8) -> Vec<u8> {
-    let mut entry = vec![0u8; 6];
-    entry.extend(1u16.to_be_bytes()); // data reference index
+    let mut entry = sample_entry_start();
     entry.extend([0u8; 8]);
     entry.extend(u16::from(channels).to_be_bytes());
     entry.extend(16u16.to_be_bytes()); // sample size

@@ -418,37 +418,21 @@ impl ParticipantRecording {
             let audio_time = audio
                 .as_ref()
                 .map(|f| Self::wall_of(&self.audio, &self.anchor, f));
+            // One track alone: the other may still come with earlier frames, unless it does not
+            // exist, this is the end, or the waiting frame has waited long enough.
+            let alone = |other: &Option<Track>, frame: &Option<Frame>| {
+                other.is_none()
+                    || all
+                    || frame
+                        .as_ref()
+                        .is_some_and(|f| now >= f.arrived + self.config.interleave_wait)
+            };
             let kind = match (video_time, audio_time) {
-                (Some(v), Some(a)) => {
-                    if v <= a {
-                        TrackKind::Video
-                    } else {
-                        TrackKind::Audio
-                    }
-                }
-                // One track alone: the other may still come with earlier frames, unless it
-                // does not exist, this is the end, or it has been quiet too long.
-                (Some(_), None) => {
-                    let alone = self.audio.is_none()
-                        || all
-                        || now
-                            >= video.as_ref().expect("some").arrived + self.config.interleave_wait;
-                    if !alone {
-                        return;
-                    }
-                    TrackKind::Video
-                }
-                (None, Some(_)) => {
-                    let alone = self.video.is_none()
-                        || all
-                        || now
-                            >= audio.as_ref().expect("some").arrived + self.config.interleave_wait;
-                    if !alone {
-                        return;
-                    }
-                    TrackKind::Audio
-                }
-                (None, None) => return,
+                (Some(v), Some(a)) if v <= a => TrackKind::Video,
+                (Some(_), Some(_)) => TrackKind::Audio,
+                (Some(_), None) if alone(&self.audio, &video) => TrackKind::Video,
+                (None, Some(_)) if alone(&self.video, &audio) => TrackKind::Audio,
+                _ => return,
             };
             let (track, time) = match kind {
                 TrackKind::Video => (self.video.as_mut().expect("video"), video_time),

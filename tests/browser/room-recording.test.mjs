@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,83 +53,108 @@ after(async () => {
 
 const chipShown = (page) => page.getByTestId('room-recording').isVisible();
 
-/** The room's recording sessions on the server: their directories and manifests. */
-function sessions(room) {
-  const dir = join(server.recordingsDir, 'rooms', room);
-  let names = [];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.map((name) => {
-    const path = join(dir, name);
-    return { path, manifest: JSON.parse(readFileSync(join(path, 'manifest.json'), 'utf8')) };
+/** Ann and Bob join `room` on `target` (a started server) and see each other. */
+async function meet(target, room) {
+  const url = `${target.url}${PAGE}`;
+  const ann = await joinSfuRoom(annBrowser, url, { room, name: 'Ann' });
+  const bob = await joinSfuRoom(bobBrowser, url, { room, name: 'Bob' });
+  for (const page of [ann, bob]) page.on('pageerror', (e) => pageErrors.push(`${page.label}: ${e.message}`));
+  await sleep(2000);
+  return {
+    ann,
+    bob,
+    leave: async () => {
+      for (const page of [ann, bob]) await page.context().close();
+    },
+  };
+}
+
+/** Ann starts the room's recording with the page's button; resolves (the time) once Bob's page says so. */
+async function startRecording({ ann, bob }) {
+  await ann.getByTestId('record-room').click();
+  await until('the recording on', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
+  return Date.now();
+}
+
+/** The room's recording session on `target` once `done(manifest)` holds: its manifest, `path` its directory. */
+function finishedSession(target, room, done) {
+  const dir = join(target.recordingsDir, 'rooms', room);
+  return until('the recording session done', async () => {
+    const [session] = existsSync(dir) ? readdirSync(dir) : [];
+    if (!session) return null;
+    const manifest = JSON.parse(readFileSync(join(dir, session, 'manifest.json'), 'utf8'));
+    return done(manifest) ? { ...manifest, path: join(dir, session) } : null;
+  }, WAIT_MS);
+}
+
+const allFinished = (count) => (manifest) => manifest.files.length >= count && manifest.files.every((f) => f.finished);
+
+/** Starts a MediaRecorder on `page`'s own camera and microphone: what its browser captured. */
+function startReference(page) {
+  return page.evaluate(() => {
+    const reference = (window.__reference = { recorder: null, chunks: [] });
+    reference.recorder = new MediaRecorder(document.getElementById('local-video').srcObject, { mimeType: 'video/webm;codecs=vp8,opus' });
+    reference.recorder.ondataavailable = (e) => reference.chunks.push(e.data);
+    reference.recorder.start(1000);
   });
 }
 
-describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
-  it('one seekable WebM per participant, audio on video as captured, everyone told', async (t) => {
-    const url = `${server.url}${PAGE}`;
-    const ann = await joinSfuRoom(annBrowser, url, { room: 'rec', name: 'Ann' });
-    const bob = await joinSfuRoom(bobBrowser, url, { room: 'rec', name: 'Bob' });
-    for (const page of [ann, bob]) page.on('pageerror', (e) => pageErrors.push(`${page.label}: ${e.message}`));
-    await sleep(2000);
-    assert.equal(await chipShown(bob), false, 'no chip before the recording');
-    await ann.evaluate(() => {
-      const reference = (window.__reference = { recorder: null, chunks: [] });
-      reference.recorder = new MediaRecorder(document.getElementById('local-video').srcObject, { mimeType: 'video/webm;codecs=vp8,opus' });
-      reference.recorder.ondataavailable = (e) => reference.chunks.push(e.data);
-      reference.recorder.start(1000);
+/** Stops the reference recording and writes it to `file`. */
+async function saveReference(page, file) {
+  const reference = await page.evaluate(async () => {
+    const { recorder, chunks } = window.__reference;
+    await new Promise((done) => {
+      recorder.onstop = done;
+      recorder.stop();
     });
-    await ann.getByTestId('record-room').click();
+    const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  });
+  writeFileSync(file, Buffer.from(reference, 'base64'));
+}
+
+describe('SFU rooms recorded by the server', { timeout: 240_000 }, () => {
+  it('one seekable WebM per participant, audio on video as captured, everyone told', async (t) => {
+    const room = await meet(server, 'rec');
+    const { ann, bob } = room;
+    assert.equal(await chipShown(bob), false, 'no chip before the recording');
+    await startReference(ann);
+    const started = await startRecording(room);
     await until('both pages show the REC chip', async () => (await chipShown(ann)) && (await chipShown(bob)), WAIT_MS);
-    const started = Date.now();
     const state = await bob.evaluate(() => window.__rtc.roomRecording);
     assert.equal(state.by, 'Ann', JSON.stringify(state));
     assert.equal(await ann.getByTestId('record-room').getAttribute('aria-pressed'), 'true');
     await sleep(10_000);
     await ann.getByTestId('record-room').click();
     const seconds = (Date.now() - started) / 1000;
-    const reference = await ann.evaluate(async () => {
-      const { recorder, chunks } = window.__reference;
-      await new Promise((done) => {
-        recorder.onstop = done;
-        recorder.stop();
-      });
-      const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
-      let text = '';
-      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-      return btoa(text);
-    });
-    writeFileSync(join(media, 'reference.webm'), Buffer.from(reference, 'base64'));
+    await saveReference(ann, join(media, 'reference.webm'));
     await until('the chips go', async () => !(await chipShown(ann)) && !(await chipShown(bob)), WAIT_MS);
     const stopped = await bob.evaluate(() => window.__rtc.roomRecording);
     assert.equal(stopped.reason, 'stopped');
 
-    const session = await until('the files are finished', async () => {
-      const [one] = sessions('rec');
-      return one?.manifest.files.length === 2 && one.manifest.files.every((f) => f.finished) ? one : null;
-    }, WAIT_MS);
-    const { manifest } = session;
+    const manifest = await finishedSession(server, 'rec', allFinished(2));
+    assert.equal(manifest.files.length, 2);
     assert.equal(manifest.started_by, 'Ann');
     assert.equal(manifest.stop_reason, 'stopped');
     t.diagnostic(`manifest: ${JSON.stringify(manifest.files.map(({ name, video, audio, duration_ms, width, height, video_frames, audio_frames, video_holes, audio_transit_ms, video_transit_ms }) => ({ name, video, audio, duration_ms, width, height, video_frames, audio_frames, video_holes, audio_transit_ms, video_transit_ms })))}`);
     for (const file of manifest.files) {
       assert.deepEqual([file.video, file.audio], ['vp8', 'opus'], JSON.stringify(file));
       // The file starts at the first keyframe after the start (asked for at once).
-      const figures = checkMediaFile(join(session.path, file.file), { seconds, tolerance: 1.5 });
+      const figures = checkMediaFile(join(manifest.path, file.file), { seconds, tolerance: 1.5 });
       t.diagnostic(`${file.name}: ${figures.format}, ${figures.codecs}, ${figures.width}x${figures.height}, ${figures.duration} s of ${seconds.toFixed(1)} s`);
       assert.equal(`${figures.width}x${figures.height}`, '320x240');
     }
     const annFile = manifest.files.find((f) => f.name === 'Ann');
-    const ours = flashBeepOffsets(join(session.path, annFile.file));
+    const ours = flashBeepOffsets(join(manifest.path, annFile.file));
     const captured = flashBeepOffsets(join(media, 'reference.webm'));
     t.diagnostic(`beep − flash in Ann's file on the server: ${JSON.stringify(ours.offsets)} ms; in her browser's own recording: ${JSON.stringify(captured.offsets)} ms`);
     assert.ok(ours.offsets.length >= 8 && captured.offsets.length >= 8, `flashes and beeps found: ${JSON.stringify({ ours, captured })}`);
     const apart = median(ours.offsets) - median(captured.offsets);
     t.diagnostic(`audio against video: ${apart} ms from what the browser captured (medians ${median(ours.offsets)} / ${median(captured.offsets)} ms)`);
     assert.ok(Math.abs(apart) <= MAX_AV_OFFSET_MS, `audio ${apart} ms off video, against the capture`);
+    await room.leave();
   });
 
   it('a full disk stops the recording with a reason, never the call', async (t) => {
@@ -139,10 +164,8 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir]);
     const small = await startServer({ recordingsDir: dir });
     try {
-      const url = `${small.url}${PAGE}`;
-      const ann = await joinSfuRoom(annBrowser, url, { room: 'full', name: 'Ann' });
-      const bob = await joinSfuRoom(bobBrowser, url, { room: 'full', name: 'Bob' });
-      await sleep(2000);
+      const room = await meet(small, 'full');
+      const { ann, bob } = room;
       await ann.getByTestId('record-room').click();
       const stopped = await until('the recording stops for lack of space', async () => {
         const state = await bob.evaluate(() => window.__rtc.roomRecording);
@@ -162,7 +185,7 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
       const after = await decoded();
       t.diagnostic(`stopped: ${JSON.stringify(stopped)}; Bob decoded ${after - before} frames of Ann's video in the 2 s after`);
       assert.ok(after - before >= 15, `the call goes on: ${after - before} frames in 2 s`);
-      for (const page of [ann, bob]) await page.context().close();
+      await room.leave();
     } finally {
       await small.stop();
       spawnSync('umount', [dir]);
@@ -175,22 +198,12 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
     writeFileSync(config, '[sfu]\ncodecs = ["opus", "h264"]\n');
     const h264 = await startServer({ args: ['--config', config] });
     try {
-      const url = `${h264.url}${PAGE}`;
-      const ann = await joinSfuRoom(annBrowser, url, { room: 'avc', name: 'Ann' });
-      const bob = await joinSfuRoom(bobBrowser, url, { room: 'avc', name: 'Bob' });
-      await sleep(2000);
-      await ann.getByTestId('record-room').click();
-      await until('recording', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
-      const started = Date.now();
+      const room = await meet(h264, 'avc');
+      const started = await startRecording(room);
       await sleep(8000);
-      await ann.getByTestId('record-room').click();
+      await room.ann.getByTestId('record-room').click();
       const seconds = (Date.now() - started) / 1000;
-      const dir = join(h264.recordingsDir, 'rooms', 'avc');
-      const manifest = await until('both files finished', async () => {
-        const [session] = readdirSync(dir);
-        const m = JSON.parse(readFileSync(join(dir, session, 'manifest.json'), 'utf8'));
-        return m.files.length === 2 && m.files.every((f) => f.finished) ? { ...m, path: join(dir, session) } : null;
-      }, WAIT_MS);
+      const manifest = await finishedSession(h264, 'avc', allFinished(2));
       for (const file of manifest.files) {
         assert.deepEqual([file.video, file.audio], ['h264', 'opus'], JSON.stringify(file));
         assert.match(file.file, /\.mp4$/);
@@ -200,9 +213,8 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
         assert.equal(`${figures.width}x${figures.height}`, '320x240');
       }
       const annFile = manifest.files.find((f) => f.name === 'Ann');
-      const sync = flashBeepOffsets(join(manifest.path, annFile.file));
-      t.diagnostic(`beep − flash in Ann's MP4: ${JSON.stringify(sync.offsets)} ms`);
-      for (const page of [ann, bob]) await page.context().close();
+      t.diagnostic(`beep − flash in Ann's MP4: ${JSON.stringify(flashBeepOffsets(join(manifest.path, annFile.file)).offsets)} ms`);
+      await room.leave();
     } finally {
       await h264.stop();
     }
@@ -213,22 +225,12 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
     writeFileSync(config, '[recordings]\nroom_file_seconds = 4\n');
     const rotating = await startServer({ args: ['--config', config] });
     try {
-      const url = `${rotating.url}${PAGE}`;
-      const ann = await joinSfuRoom(annBrowser, url, { room: 'long', name: 'Ann' });
-      const bob = await joinSfuRoom(bobBrowser, url, { room: 'long', name: 'Bob' });
-      await sleep(2000);
-      await ann.getByTestId('record-room').click();
-      await until('recording', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
-      const started = Date.now();
+      const room = await meet(rotating, 'long');
+      const started = await startRecording(room);
       await sleep(11_000);
-      await ann.getByTestId('record-room').click();
+      await room.ann.getByTestId('record-room').click();
       const seconds = (Date.now() - started) / 1000;
-      const dir = join(rotating.recordingsDir, 'rooms', 'long');
-      const manifest = await until('every file finished', async () => {
-        const [session] = readdirSync(dir);
-        const m = JSON.parse(readFileSync(join(dir, session, 'manifest.json'), 'utf8'));
-        return m.stop_reason && m.files.length >= 4 && m.files.every((f) => f.finished) ? { ...m, path: join(dir, session) } : null;
-      }, WAIT_MS);
+      const manifest = await finishedSession(rotating, 'long', (m) => m.stop_reason && allFinished(4)(m));
       for (const who of ['Ann', 'Bob']) {
         const parts = manifest.files.filter((f) => f.name === who).sort((a, b) => a.part - b.part);
         t.diagnostic(`${who}: ${parts.map((p) => `${p.file} ${p.duration_ms} ms`).join(', ')}`);
@@ -245,7 +247,7 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
         const starts = parts.map((p) => p.starts_at);
         assert.ok(starts.every((at, i) => i === 0 || at > starts[i - 1]), 'one after the other');
       }
-      for (const page of [ann, bob]) await page.context().close();
+      await room.leave();
     } finally {
       await rotating.stop();
     }
@@ -254,20 +256,13 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
   it('the server killed mid-recording: each file plays up to the last 2 s', async (t) => {
     const doomed = await startServer();
     try {
-      const url = `${doomed.url}${PAGE}`;
-      const ann = await joinSfuRoom(annBrowser, url, { room: 'killed', name: 'Ann' });
-      const bob = await joinSfuRoom(bobBrowser, url, { room: 'killed', name: 'Bob' });
-      await sleep(2000);
-      await ann.getByTestId('record-room').click();
-      await until('recording', async () => (await bob.evaluate(() => window.__rtc.roomRecording))?.on, WAIT_MS);
-      const started = Date.now();
+      const room = await meet(doomed, 'killed');
+      const started = await startRecording(room);
       await sleep(8000);
       doomed.proc.kill('SIGKILL');
       const seconds = (Date.now() - started) / 1000;
-      const [session] = (() => {
-        const dir = join(doomed.recordingsDir, 'rooms', 'killed');
-        return readdirSync(dir).map((name) => join(dir, name));
-      })();
+      const dir = join(doomed.recordingsDir, 'rooms', 'killed');
+      const [session] = readdirSync(dir).map((name) => join(dir, name));
       const files = readdirSync(session).filter((f) => f.endsWith('.webm'));
       assert.equal(files.length, 2, `${files}`);
       for (const file of files) {
@@ -280,7 +275,7 @@ describe('SFU rooms recorded by the server', { timeout: 180_000 }, () => {
         assert.equal(decode.stderr.trim(), '', `decodes up to where it stops: ${decode.stderr.slice(0, 400)}`);
         assert.ok(last >= seconds - 2, `${file}: ${last} s of ${seconds} s`);
       }
-      for (const page of [ann, bob]) await page.context().close();
+      await room.leave();
     } finally {
       await doomed.stop();
     }

@@ -106,6 +106,8 @@ struct Session {
     manifest: Arc<Mutex<Manifest>>,
     /// Participants being recorded (their threads run).
     recording: Vec<ParticipantId>,
+    /// Participants whose taps are being attached: the session is not empty while any are.
+    attaching: usize,
 }
 
 /// `manifest.json`: what a recording session holds, for players and offline tools.
@@ -207,6 +209,7 @@ impl RoomRecorder {
         }
         let now = SystemTime::now();
         let id = session_id(now);
+        let session_id = id.clone();
         let dir = self.dir.join(safe_component(room)).join(&id);
         fs::create_dir_all(&dir)?;
         let state = RecordingState {
@@ -235,12 +238,13 @@ impl RoomRecorder {
             sessions.insert(
                 room.to_owned(),
                 Session {
-                    id,
+                    id: session_id,
                     dir,
                     state: state.clone(),
                     stop: Arc::new(AtomicBool::new(false)),
                     manifest: Arc::new(Mutex::new(manifest)),
                     recording: Vec::new(),
+                    attaching: publishers.len(),
                 },
             );
         }
@@ -248,7 +252,9 @@ impl RoomRecorder {
         (self.announce)(room, &state);
         for (participant, name) in publishers {
             let recorder = self.clone();
-            tokio::spawn(recorder.record_participant(room.to_owned(), participant, name, false));
+            let attach =
+                recorder.record_participant(room.to_owned(), id.clone(), participant, name, false);
+            tokio::spawn(attach);
         }
         Ok(state)
     }
@@ -273,15 +279,22 @@ impl RoomRecorder {
 
     /// A participant joined `room`: recorded too if the room is.
     pub fn joined(self: &Arc<Self>, room: &str, participant: ParticipantId, name: &str) {
-        if !self.sessions().contains_key(room) {
-            return;
-        }
-        let (recorder, room, name) = (self.clone(), room.to_owned(), name.to_owned());
-        tokio::spawn(async move {
-            recorder
-                .record_participant(room, participant, name, true)
-                .await
-        });
+        let session = match self.sessions().get_mut(room) {
+            Some(session) => {
+                session.attaching += 1;
+                session.id.clone()
+            }
+            None => return,
+        };
+        let recorder = self.clone();
+        let attach = recorder.record_participant(
+            room.to_owned(),
+            session,
+            participant,
+            name.to_owned(),
+            true,
+        );
+        tokio::spawn(attach);
     }
 
     /// Attaches taps to `participant`'s camera and microphone and records them until its
@@ -289,6 +302,7 @@ impl RoomRecorder {
     async fn record_participant(
         self: Arc<Self>,
         room: String,
+        session_id: String,
         participant: ParticipantId,
         name: String,
         retry: bool,
@@ -314,31 +328,46 @@ impl RoomRecorder {
             }
         }
         drop(sink);
-        let job = {
+        // Ok: the job to run; Err: nothing to record of this participant (it publishes
+        // nothing, or left), and whether the session has nobody left either.
+        let next = {
             let mut sessions = self.sessions();
-            let session = match sessions.get_mut(&room) {
+            let mut session = sessions.get_mut(&room).filter(|s| s.id == session_id);
+            if let Some(session) = session.as_mut() {
+                session.attaching = session.attaching.saturating_sub(1);
+            }
+            match session {
                 Some(session) if !taps.is_empty() && !session.recording.contains(&participant) => {
-                    session
+                    session.recording.push(participant);
+                    Ok(Job {
+                        sfu: self.sfu.clone(),
+                        participant,
+                        name,
+                        taps,
+                        queue,
+                        stop: session.stop.clone(),
+                        manifest: session.manifest.clone(),
+                        dir: session.dir.clone(),
+                        session: session.id.clone(),
+                        file_length: self.file_length,
+                    })
                 }
-                _ => {
-                    for (tap, _) in taps {
-                        self.sfu.detach_tap(tap);
-                    }
-                    return;
+                session => Err((
+                    taps,
+                    session.is_some_and(|s| s.recording.is_empty() && s.attaching == 0),
+                )),
+            }
+        };
+        let job = match next {
+            Ok(job) => job,
+            Err((taps, nobody)) => {
+                for (tap, _) in taps {
+                    self.sfu.detach_tap(tap);
                 }
-            };
-            session.recording.push(participant);
-            Job {
-                sfu: self.sfu.clone(),
-                participant,
-                name,
-                taps,
-                queue,
-                stop: session.stop.clone(),
-                manifest: session.manifest.clone(),
-                dir: session.dir.clone(),
-                session: session.id.clone(),
-                file_length: self.file_length,
+                if nobody {
+                    self.stop(&room, "room_empty");
+                }
+                return;
             }
         };
         let session = job.session.clone();
