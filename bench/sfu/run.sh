@@ -8,6 +8,9 @@
 #                                    # before/after in the same run: each of the RUNS starts the
 #                                    # old and this tree's server in turn (alternating which goes
 #                                    # first) under the same load; medians of both and new/old
+#   RECORD=1 bench/sfu/run.sh        # forwarding alone against forwarding while the server
+#                                    # records every room, the same way (old = alone, new =
+#                                    # recording)
 #
 # Each run starts a fresh server (in a loopback-only network namespace when run as root with
 # `unshare`), runs `sfu-load run --baseline` (the SFU, then a plain-UDP fan-out with the same
@@ -43,7 +46,7 @@ CERTS=$(mktemp -d)
 trap 'rm -rf "$CERTS"' EXIT
 start_server() { # $1 = log name, $2 = binary (default: this tree's release build)
   "${2:-target/release/signal}" --listen 127.0.0.1:0 --public-dir public --cert-dir "$CERTS" --plain-http --no-turn \
-    --sfu-room-capacity 1000 >"$OUT/server-$1.log" 2>&1 &
+    --sfu-room-capacity 1000 --recordings-dir "$CERTS/recordings" >"$OUT/server-$1.log" 2>&1 &
   SPID=$!
   PORT=
   for _ in $(seq 1 100); do
@@ -59,6 +62,7 @@ start_server() { # $1 = log name, $2 = binary (default: this tree's release buil
   echo "shape: rooms=$ROOMS publishers=$PUBLISHERS subscribers=$SUBSCRIBERS kbps=$KBPS warmup=$WARMUP duration=$DURATION runs=$RUNS"
   git rev-parse --short HEAD 2>/dev/null | sed 's/^/commit: /' || true
   if [ -n "${OLD_SIGNAL:-}" ]; then echo "old server: $OLD_SIGNAL"; fi
+  if [ -n "${RECORD:-}" ]; then echo "old: forwarding alone; new: forwarding while recording every room"; fi
 } >"$OUT/meta.txt"
 
 if [ "$MODE" = churn ]; then
@@ -79,7 +83,15 @@ load() { # $1 = output file, then extra sfu-load flags
 }
 
 for i in $(seq 1 "$RUNS"); do
-  if [ -z "${OLD_SIGNAL:-}" ]; then
+  if [ -n "${RECORD:-}" ]; then
+    if [ $((i % 2)) = 1 ]; then order="old new"; else order="new old"; fi
+    for which in $order; do
+      start_server "$i-$which"
+      echo "run $i: $which, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+      if [ "$which" = new ]; then load "$OUT/run-$i-$which.json" --record; else load "$OUT/run-$i-$which.json"; fi
+    done
+    rm -rf "$CERTS/recordings"
+  elif [ -z "${OLD_SIGNAL:-}" ]; then
     start_server "$i"
     load "$OUT/run-$i.json" --baseline
   else
@@ -121,6 +133,7 @@ if old:
                "old": {k: med(old, "sfu", k) for k in keys},
                "new": {k: med(new, "sfu", k) for k in keys},
                "cpu_us_per_packet_each_run": {"old": each(old, "sfu", cpu), "new": each(new, "sfu", cpu)},
+               "server_cpu_pct_each_run": {"old": each(old, "sfu", "server_cpu_pct"), "new": each(new, "sfu", "server_cpu_pct")},
                "new_over_old_cpu_per_packet": med(new, "sfu", cpu) / med(old, "sfu", cpu)}
 else:
     runs = load("run-*.json")

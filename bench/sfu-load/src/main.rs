@@ -84,6 +84,10 @@ enum Cmd {
         /// Also run the plain-UDP fan-out baseline with the same shape.
         #[arg(long)]
         baseline: bool,
+        /// Have the server record every room (`record {on: true}` from its first publisher)
+        /// before measuring.
+        #[arg(long)]
+        record: bool,
     },
     Churn {
         #[arg(long)]
@@ -116,7 +120,8 @@ fn main() -> Result<()> {
                 pid,
                 shape,
                 baseline,
-            } => run(&server, pid, &shape, baseline).await,
+                record,
+            } => run(&server, pid, &shape, baseline, record).await,
             Cmd::Churn {
                 server,
                 pid,
@@ -248,7 +253,7 @@ impl Figures {
             "latency_p50_ms": self.p50_ms,
             "latency_p99_ms": self.p99_ms,
             "server_cpu_us_per_forwarded_packet": (self.cpu_us_per_pkt * 100.0).round() / 100.0,
-            "server_cpu_pct": self.cpu_pct.round(),
+            "server_cpu_pct": (self.cpu_pct * 10.0).round() / 10.0,
             "server_rss_mib": (self.rss_mib * 10.0).round() / 10.0,
         })
     }
@@ -314,7 +319,7 @@ where
     })
 }
 
-async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool) -> Result<()> {
+async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool) -> Result<()> {
     let per_stream = u64::from(shape.publishers - 1 + shape.subscribers);
     eprintln!(
         "sfu-load: {} room(s) × ({} publishers + {} subscribers), {} kbit/s VP8 @ {} fps + Opus 20 ms; {} subscriber video streams expected",
@@ -347,6 +352,17 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool) -> Result<()
         clients.len(),
         t0.elapsed().as_secs_f64()
     );
+    if record {
+        // The first participant of each room is a publisher.
+        let per_room = (shape.publishers + shape.subscribers) as usize;
+        for c in clients.iter().step_by(per_room.max(1)) {
+            let reply = c.sio.request("record", json!({"on": true})).await?;
+            if reply["recording"]["on"] != json!(true) {
+                anyhow::bail!("record refused: {reply}");
+            }
+        }
+        eprintln!("sfu-load: the server records every room");
+    }
     let server_owned = server.to_owned();
     let sfu = measure(pid, shape, &stats, per_stream, || {
         let server = server_owned.clone();
@@ -366,7 +382,8 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool) -> Result<()
         c.leave().await;
     }
     let mut out = json!({"shape": {"rooms": shape.rooms, "publishers": shape.publishers, "subscribers": shape.subscribers,
-        "video_kbps": shape.video_kbps, "fps": shape.fps, "duration_s": shape.duration, "expected_video_streams": expected_streams},
+        "video_kbps": shape.video_kbps, "fps": shape.fps, "duration_s": shape.duration, "expected_video_streams": expected_streams,
+        "recording": record},
         "sfu": sfu.json()});
     if baseline {
         let b = run_baseline(shape, per_stream).await?;
