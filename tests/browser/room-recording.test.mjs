@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -268,8 +268,9 @@ describe('SFU rooms recorded by the server', { timeout: 240_000 }, () => {
       for (const file of files) {
         const path = join(session, file);
         // A live file: no Duration; its length is its last packet's time.
-        const last = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', path], { encoding: 'utf8' })
-          .trim().split('\n').map(Number).filter(Number.isFinite).reduce((a, b) => Math.max(a, b), 0);
+        const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', path], { encoding: 'utf8' });
+        assert.equal(probe.status, 0, `${file} (${statSync(path).size} bytes): ${probe.stderr.slice(0, 400)}`);
+        const last = probe.stdout.trim().split('\n').map(Number).filter(Number.isFinite).reduce((a, b) => Math.max(a, b), 0);
         const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 'null', '-'], { encoding: 'utf8' });
         t.diagnostic(`${file}: ${last.toFixed(2)} s kept of ${seconds.toFixed(2)} s recorded when killed`);
         assert.equal(decode.stderr.trim(), '', `decodes up to where it stops: ${decode.stderr.slice(0, 400)}`);
