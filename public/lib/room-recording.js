@@ -8,6 +8,7 @@ const REASONS = {
   room_empty: 'stopped: nobody left to record',
   storage_failed: 'stopped: the server could not store it',
   fell_behind: 'stopped: the server could not keep up',
+  size_limit: 'stopped: it reached the size the server allows',
 };
 
 /** What the chip and the button show for recording `state` (null: never heard of). */

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::{
     access::{AccessConfig, MIN_OPERATOR_TOKEN_LEN},
-    recordings::{catalog::Limits, RecordingsConfig},
+    recordings::{catalog::Limits, room::RoomRecordingConfig, RecordingsConfig},
     signaling::rate_limit::RateLimit,
 };
 
@@ -311,6 +311,8 @@ pub struct RecordingsFileConfig {
     pub idle_seconds: Option<u64>,
     /// A room recording starts a new file per participant after this many seconds.
     pub room_file_seconds: Option<u64>,
+    /// A room recording session stops once its files hold this much, MiB.
+    pub room_max_mb: Option<u64>,
 }
 
 /// `[turn]` table: the embedded relay and the credentials handed to browsers.
@@ -635,18 +637,22 @@ fn recordings_config(
         Some(seconds) => seconds,
         None => limits.idle_seconds,
     };
-    let room_file = match file.room_file_seconds {
+    let mut room = RoomRecordingConfig::default();
+    match file.room_file_seconds {
         Some(0) => {
             return Err(ConfigError::Invalid(
                 "[recordings] room_file_seconds must be at least 1".into(),
             ))
         }
-        Some(seconds) => std::time::Duration::from_secs(seconds),
-        None => crate::recordings::room::DEFAULT_FILE_LENGTH,
-    };
+        Some(seconds) => room.file_length = std::time::Duration::from_secs(seconds),
+        None => {}
+    }
+    if file.room_max_mb.is_some() {
+        room.max_bytes = Some(mib("room_max_mb", file.room_max_mb, 0)?);
+    }
     Ok(RecordingsConfig {
         dir: dir.or(file.dir).unwrap_or_else(|| "recordings".into()),
-        room_file,
+        room,
         limits,
     })
 }
@@ -768,6 +774,22 @@ mod tests {
         assert!(Cli::try_parse_from(["signal", "--cert", "c.pem"]).is_err());
         let file: FileConfig = toml::from_str("[rate_limit]\nburst = 0\nper_second = 1\n").unwrap();
         assert!(Config::merge(file, cli(&[])).is_err());
+    }
+
+    #[test]
+    fn room_recording_settings() {
+        let defaults = Config::merge(FileConfig::default(), cli(&[])).unwrap();
+        assert_eq!(defaults.recordings.room, RoomRecordingConfig::default());
+        assert_eq!(defaults.recordings.room.max_bytes, None);
+        let file: FileConfig =
+            toml::from_str("[recordings]\nroom_file_seconds = 60\nroom_max_mb = 3\n").unwrap();
+        let room = Config::merge(file, cli(&[])).unwrap().recordings.room;
+        assert_eq!(room.file_length.as_secs(), 60);
+        assert_eq!(room.max_bytes, Some(3 << 20));
+        for bad in ["room_max_mb = 0", "room_file_seconds = 0"] {
+            let file: FileConfig = toml::from_str(&format!("[recordings]\n{bad}\n")).unwrap();
+            assert!(Config::merge(file, cli(&[])).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ test('notices when it starts and stops, and why', () => {
   assert.equal(recordingNotice(null, { on: true, by: 'Ann' }), 'Recording started by Ann.');
   assert.equal(recordingNotice({ on: true }, { on: true, by: 'Bob' }), null);
   assert.equal(recordingNotice({ on: true }, { on: false, reason: 'storage_failed' }), 'Recording stopped: the server could not store it.');
+  assert.equal(recordingNotice({ on: true }, { on: false, reason: 'size_limit' }), 'Recording stopped: it reached the size the server allows.');
   assert.equal(recordingNotice({ on: true }, { on: false, reason: 'something new' }), 'Recording stopped.');
   assert.equal(recordingNotice(null, { on: false, reason: 'stopped' }), null);
 });

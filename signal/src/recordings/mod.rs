@@ -54,8 +54,8 @@ const CONCURRENT_FINISHES: usize = 2;
 #[derive(Debug, Clone)]
 pub struct RecordingsConfig {
     pub dir: PathBuf,
-    /// How long a room recording's file gets before the next one starts.
-    pub room_file: std::time::Duration,
+    /// SFU rooms recorded by the server.
+    pub room: room::RoomRecordingConfig,
     pub limits: Limits,
 }
 

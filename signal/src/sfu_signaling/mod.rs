@@ -34,7 +34,7 @@ pub fn start(
     let recorder = RoomRecorder::new(
         sfu.clone(),
         &config.recordings.dir,
-        config.recordings.room_file,
+        config.recordings.room.clone(),
         announcer(io),
     );
     attach(
