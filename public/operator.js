@@ -1,26 +1,31 @@
 // rtc·call — the operator page: the server's SFU rooms, participants and media figures, live,
-// charted from GET /api/rooms (and 1-to-1 counts from GET /api/stats), which need the operator
-// token (docs/security.md). The token stays in this tab (sessionStorage), never in the URL.
-// lib/operator.js turns reports into series; lib/charts.js draws them.
+// charted from GET /api/rooms (and 1-to-1 counts from GET /api/stats), and the server's
+// recordings of rooms (GET /api/room-recordings, each file a signed link the player opens);
+// all need the operator token (docs/security.md). The token stays in this tab
+// (sessionStorage), never in the URL. lib/operator.js turns reports into series and rows;
+// lib/charts.js draws them.
 //
-// Test hooks: [data-testid] token, sign-in, error, status, figures, participants;
-// window.__operator.charts() → [{id, labels, points}], .polls (reports read).
+// Test hooks: [data-testid] token, sign-in, error, status, figures, participants,
+// room-recordings, play-recording, room-recording-player; window.__operator.charts() →
+// [{id, labels, points}], .polls (reports read), .recordings (the listed rows).
 
 import { chartSection, createChart, loadCharts } from './lib/charts.js';
-import { addRoomsReport, createOperatorHistory, OPERATOR_CHARTS, operatorChartData, participantRows } from './lib/operator.js';
+import { addRoomsReport, createOperatorHistory, OPERATOR_CHARTS, operatorChartData, participantRows, roomRecordingRows } from './lib/operator.js';
 
 const POLL_MS = 2000;
+const RECORDINGS_POLL_MS = 15_000;
 const TOKEN_KEY = 'rtc-call-operator-token';
 const $ = (id) => document.getElementById(id);
 
 let history = createOperatorHistory();
 let timer = 0;
+let recordingsTimer = 0;
 const slots = OPERATOR_CHARTS.map((chart) => {
   const section = chartSection(chart.id, chart.title, chart.unit);
   $('charts').append(section);
   return { chart, section, plot: createChart(section.querySelector('.stats-plot'), { height: 150 }) };
 });
-const hooks = { polls: 0, charts: () => slots.map(({ chart }) => {
+const hooks = { polls: 0, recordings: null, charts: () => slots.map(({ chart }) => {
   const { labels, data } = operatorChartData(history, chart);
   return { id: chart.id, labels, points: data[0].length };
 }) };
@@ -65,6 +70,50 @@ function show(rooms, stats) {
   }
 }
 
+async function pollRecordings(token) {
+  try {
+    const rows = roomRecordingRows(await get('/api/room-recordings', token));
+    hooks.recordings = rows;
+    $('recording-rows').replaceChildren(...(rows.length ? rows.map(recordingRow) : [emptyRecordingRow()]));
+  } catch (error) {
+    if (error instanceof Refused) return signOut(error.message);
+  }
+}
+
+function recordingRow(r) {
+  const tr = document.createElement('tr');
+  for (const value of [r.room, r.started, r.by, r.length, r.status]) {
+    const td = document.createElement('td');
+    td.textContent = value;
+    tr.append(td);
+  }
+  const files = document.createElement('td');
+  for (const file of r.files) {
+    const play = document.createElement('button');
+    play.type = 'button';
+    play.className = 'file';
+    play.dataset.testid = 'play-recording';
+    play.textContent = file.label;
+    play.title = file.problem ? `${file.kind} · ${file.problem}` : file.kind;
+    play.addEventListener('click', () => {
+      const player = $('player');
+      player.hidden = false;
+      player.src = file.url;
+      player.play().catch(() => {});
+    });
+    files.append(play);
+  }
+  tr.append(files);
+  return tr;
+}
+
+function emptyRecordingRow() {
+  const tr = document.createElement('tr');
+  tr.className = 'none';
+  tr.innerHTML = '<td colspan="6">No room has been recorded.</td>';
+  return tr;
+}
+
 function row(r) {
   const tr = document.createElement('tr');
   for (const [value, cls] of [[r.room], [r.name], [r.since], [r.publishing], [r.in], [r.out], [r.rtt], [r.lost], [r.quality, `q-${r.quality}`]]) {
@@ -98,12 +147,17 @@ async function signIn(token) {
   await loadCharts();
   clearInterval(timer);
   history = createOperatorHistory();
-  await poll(token);
-  if (!$('dashboard').hidden) timer = setInterval(() => poll(token), POLL_MS);
+  clearInterval(recordingsTimer);
+  await Promise.all([poll(token), pollRecordings(token)]);
+  if (!$('dashboard').hidden) {
+    timer = setInterval(() => poll(token), POLL_MS);
+    recordingsTimer = setInterval(() => pollRecordings(token), RECORDINGS_POLL_MS);
+  }
 }
 
 function signOut(message) {
   clearInterval(timer);
+  clearInterval(recordingsTimer);
   sessionStorage.removeItem(TOKEN_KEY);
   $('dashboard').hidden = true;
   $('sign-in').hidden = false;

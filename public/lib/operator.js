@@ -115,3 +115,43 @@ export function participantRows(report) {
 }
 
 const kbps = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} Mbit/s` : `${Math.round(bps / 1000)} kbit/s`);
+
+const REASONS = {
+  stopped: 'stopped',
+  room_empty: 'everyone left',
+  storage_failed: 'disk failed',
+  fell_behind: 'server fell behind',
+  size_limit: 'size limit',
+};
+
+/**
+ * The rows of the room-recordings list (`GET /api/room-recordings`): one per session, newest
+ * first as listed, each file a link with its participant, length and size. Names come from
+ * participants: the page puts them in as text.
+ */
+export function roomRecordingRows(listing) {
+  return (listing?.sessions ?? []).map((s) => {
+    const files = (s.files ?? []).filter((f) => typeof f.url === 'string').map((f) => ({
+      label: `${f.name}${f.part > 1 ? ` (${f.part})` : ''} · ${duration((f.duration_ms ?? 0) / 1000)} · ${size(f.bytes)}`,
+      url: f.url,
+      kind: f.video ?? f.audio ?? '',
+      problem: f.error ?? (f.finished ? null : 'not finished'),
+    }));
+    return {
+      key: s.dir,
+      room: s.room,
+      started: new Date(s.started).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+      by: s.started_by,
+      length: s.stopped ? duration((s.stopped - s.started) / 1000) : 'recording',
+      status: s.stopped ? REASONS[s.stop_reason] ?? s.stop_reason ?? 'stopped' : 'on',
+      files,
+    };
+  });
+}
+
+function size(bytes) {
+  if (typeof bytes !== 'number') return '—';
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  return `${Math.max(1, Math.round(bytes / 1024))} KiB`;
+}

@@ -21,7 +21,12 @@ use axum::{
 };
 
 /// Paths that list rooms, participants' names or server figures: operators only.
-pub const OPERATOR_PATHS: [&str; 3] = ["/api/rooms", "/api/stats", "/metrics"];
+pub const OPERATOR_PATHS: [&str; 4] = [
+    "/api/rooms",
+    "/api/stats",
+    "/metrics",
+    "/api/room-recordings",
+];
 /// socket.io's endpoint (both namespaces, polling and WebSocket).
 const SOCKET_IO_PATH: &str = "/socket.io/";
 /// `/api/ice-servers` per client address: this many at once, then one per interval.

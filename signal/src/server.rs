@@ -84,6 +84,9 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     .merge(web::common_headers(
         crate::sfu_signaling::routes(sfu.clone())
             .merge(recordings::routes(recordings))
+            .merge(recordings::room::http::routes(
+                recordings::room::http::RoomFiles::new(&config.recordings.dir, access.clone()),
+            ))
             .merge(metrics::routes(Metrics {
                 hub,
                 sfu,
@@ -93,7 +96,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     ))
     .layer(middleware::from_fn_with_state(access, access::guard));
     if config.access.operator_token.is_none() {
-        tracing::info!("operator endpoints (/api/rooms, /api/stats, /metrics) are off: set [access] operator_token to use them");
+        tracing::info!("operator endpoints (/api/rooms, /api/stats, /metrics, /api/room-recordings) are off: set [access] operator_token to use them");
     }
 
     let handle = Handle::new();

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
 import { alignedDifferences, checkMediaFile, flashAndBeep, flashBeepOffsets, median } from '../lib/media-file.mjs';
-import { startServer } from '../lib/server.mjs';
+import { OPERATOR_TOKEN, operatorHeaders, startServer } from '../lib/server.mjs';
 
 const WAIT_MS = 30_000;
 const PAGE = '/sfu.html?res=320x240&fps=15';
@@ -206,6 +206,56 @@ describe('SFU rooms recorded by the server', { timeout: 300_000 }, () => {
       spawnSync('umount', [dir]);
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('the operator lists the room recordings and plays one from its signed link', async (t) => {
+    // The session the first scenario recorded.
+    const unsigned = await fetch(`${server.url}/api/room-recordings`);
+    assert.equal(unsigned.status, 401, 'operators only');
+    const { sessions } = await server.operator('/api/room-recordings');
+    const session = sessions.find((s) => s.room === 'rec');
+    assert.ok(session, JSON.stringify(sessions));
+    const ann = session.files.find((f) => f.name === 'Ann');
+    assert.match(ann.url, /^\/api\/room-recordings\/rec\/\d{8}T\d{6}Z-[0-9a-f]{6}\/Ann-p[0-9a-f]+\.webm\?expires=\d+&sig=[0-9a-f]{64}$/);
+    assert.equal(ann.bytes, statSync(join(server.recordingsDir, 'rooms', session.dir, ann.file)).size);
+    const ranged = await fetch(`${server.url}${ann.url}`, { headers: { range: 'bytes=100-199' } });
+    assert.equal(ranged.status, 206, 'Range requests, for seeking');
+    assert.equal((await ranged.arrayBuffer()).byteLength, 100);
+    assert.equal(ranged.headers.get('content-type'), 'video/webm');
+    const refused = {
+      'no link': ann.url.split('?')[0],
+      'another file': ann.url.replace(/Ann-p[0-9a-f]+/, session.files.find((f) => f.name === 'Bob').file.replace('.webm', '')),
+      'a forged signature': ann.url.replace(/sig=[0-9a-f]{4}/, 'sig=0000'),
+      'a later expiry': ann.url.replace(/expires=(\d+)/, (_, e) => `expires=${Number(e) + 3600}`),
+      'a path out of the directory': `/api/room-recordings/rec/..%2F..%2F..%2Fetc/passwd?expires=9999999999&sig=00`,
+      'the manifest': ann.url.replace(/Ann-p[0-9a-f]+\.webm/, 'manifest.json'),
+    };
+    for (const [what, path] of Object.entries(refused)) {
+      const res = await fetch(`${server.url}${path}`, { headers: operatorHeaders });
+      assert.ok([403, 404].includes(res.status), `${what}: ${res.status}`);
+    }
+
+    const page = await (await bobBrowser.newContext()).newPage();
+    page.on('pageerror', (e) => pageErrors.push(`operator: ${e.message}`));
+    await page.goto(`${server.url}/operator.html`);
+    await page.getByTestId('token').fill(OPERATOR_TOKEN);
+    await page.getByTestId('sign-in').click();
+    const rows = page.getByTestId('room-recordings').locator('tbody tr');
+    await until('the session listed', async () => (await rows.allTextContents()).some((r) => r.includes('rec') && r.includes('Ann')), WAIT_MS);
+    const row = rows.filter({ hasText: 'Cy' }).first();
+    assert.equal(await row.getByTestId('play-recording').count(), 3, 'a file per participant');
+    await row.getByTestId('play-recording').filter({ hasText: 'Ann' }).click();
+    const player = page.getByTestId('room-recording-player');
+    const playing = await until('the player plays Ann\'s file', async () => {
+      const state = await player.evaluate((v) => ({ time: v.currentTime, width: v.videoWidth, duration: v.duration, error: v.error?.message ?? null }));
+      return state.time > 1 ? state : null;
+    }, WAIT_MS);
+    t.diagnostic(`operator page plays Ann's file: ${JSON.stringify(playing)}`);
+    assert.equal(playing.width, 320);
+    assert.ok(Math.abs(playing.duration - ann.duration_ms / 1000) < 0.5, `a duration to seek in: ${playing.duration}`);
+    await player.evaluate((v) => { v.currentTime = v.duration / 2; });
+    await until('it plays on from the middle', async () => player.evaluate((v) => !v.seeking && v.currentTime > v.duration / 2 + 0.5), WAIT_MS);
+    await page.context().close();
   });
 
   it('a room recording stops at its size cap, its files finished and playable', async (t) => {

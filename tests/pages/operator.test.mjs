@@ -2,7 +2,7 @@
 // per-participant series, counters become rates, the window keeps the last minutes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addRoomsReport, createOperatorHistory, OPERATOR_CHARTS, OPERATOR_WINDOW_SECONDS, operatorChartData, participantRows } from '../../public/lib/operator.js';
+import { addRoomsReport, createOperatorHistory, OPERATOR_CHARTS, OPERATOR_WINDOW_SECONDS, operatorChartData, participantRows, roomRecordingRows } from '../../public/lib/operator.js';
 
 const chart = (id) => OPERATOR_CHARTS.find((c) => c.id === id);
 
@@ -57,4 +57,23 @@ test('the window keeps the last minutes; an old report is ignored', () => {
 test('table rows in readable units', () => {
   const rows = participantRows(report(75, [{ room: 'r', participants: [participant('p1', 'Ann', 75, { bitrate_in_bps: 1_500_000, rtt_ms: null, quality: null, publishing: [] })] }]));
   assert.deepEqual(rows, [{ room: 'r', id: 'p1', name: 'Ann', since: '1:15', publishing: 'nothing', in: '1.5 Mbit/s', out: '250 kbit/s', rtt: '—', lost: '0 / 2', quality: 'unknown' }]);
+});
+
+test('room recordings: a row per session, a link per file, lengths and sizes readable', () => {
+  const started = Date.UTC(2026, 10, 28, 9, 30, 0);
+  const rows = roomRecordingRows({ sessions: [
+    { dir: 'r/20261128T093000Z-0a1b2c', room: 'r', started_by: 'Ann', started, stopped: started + 75_000, stop_reason: 'size_limit', files: [
+      { name: 'Ann', part: 1, video: 'vp8', duration_ms: 74_500, bytes: 3 << 20, finished: true, url: '/api/room-recordings/r/x/Ann-p1.webm?expires=1&sig=a' },
+      { name: 'Ann', part: 2, video: 'vp8', duration_ms: 500, bytes: 2000, finished: false, url: '/u2' },
+      { name: '<b>Bob</b>', part: 1, finished: true },
+    ] },
+    { dir: 'q/20261128T080000Z-000000', room: 'q', started_by: 'Cy', started, stopped: null, files: [] },
+  ] });
+  assert.equal(rows.length, 2);
+  assert.deepEqual({ ...rows[0], files: undefined }, { key: 'r/20261128T093000Z-0a1b2c', room: 'r', started: '2026-11-28 09:30:00 UTC', by: 'Ann', length: '1:15', status: 'size limit', files: undefined });
+  assert.deepEqual(rows[0].files.map((f) => f.label), ['Ann · 1:14 · 3.0 MiB', 'Ann (2) · 0:00 · 2 KiB'], 'a file the server gives no link for is not listed');
+  assert.equal(rows[0].files[0].problem, null);
+  assert.equal(rows[0].files[1].problem, 'not finished');
+  assert.deepEqual([rows[1].length, rows[1].status], ['recording', 'on']);
+  assert.deepEqual(roomRecordingRows(null), []);
 });

@@ -27,6 +27,7 @@ use std::{
 use serde::Serialize;
 use sfu::{ParticipantId, Sfu, SfuError, TrackKind};
 
+pub mod http;
 mod job;
 mod manifest;
 
