@@ -137,6 +137,8 @@ const callRecorder = createCallRecorder({
   token,
   onError: (text) => toast(text, 'error'),
 });
+// A recording an earlier load left unfinished (a reload mid-recording) is sent on and saved.
+callRecorder.resumeInterrupted().catch((err) => console.warn('resuming recordings:', err));
 let queue = Promise.resolve();
 
 hooks.state = call.state;

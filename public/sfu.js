@@ -83,6 +83,8 @@ const callRecorder = createCallRecorder({
   token,
   onError: (text) => showCallError(text),
 });
+// A recording an earlier load left unfinished (a reload mid-recording) is sent on and saved.
+callRecorder.resumeInterrupted().catch((err) => console.warn('resuming recordings:', err));
 
 function dispatch(ev) {
   room = reduce(room, ev);

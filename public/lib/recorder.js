@@ -66,3 +66,21 @@ export function refused(upload, error) {
 export function allStored(upload) {
   return upload.queue.length === 0 && upload.stored === upload.recorded;
 }
+
+/**
+ * What to do with a recording a page left unfinished (a reload, a crash of the tab), from
+ * what the server says of it (`null`: it does not know the id) and the chunk numbers kept in
+ * the browser: forget it (unknown, or finished already: the server's idle sweep finishes
+ * one nobody sends to), or send the kept chunks from the server's `next` on, as long as
+ * they follow one another, and finish it.
+ */
+export function resumePlan(server, kept) {
+  if (server?.state !== 'recording' || !Number.isInteger(server.next)) return { action: 'forget', send: [] };
+  const send = [];
+  for (const seq of [...kept].sort((a, b) => a - b)) {
+    if (seq < server.next) continue;
+    if (seq !== server.next + send.length) break; // a gap: nothing after it can be appended
+    send.push(seq);
+  }
+  return { action: 'finish', send };
+}

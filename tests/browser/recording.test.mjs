@@ -136,6 +136,52 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     await playBack(ann, figures.duration);
   });
 
+  it('a reload mid-recording loses nothing recorded: the next load sends the rest and saves it', async (t) => {
+    const room = `rec-reload-${process.pid}`;
+    const url = `${server.url}/sfu.html?res=320x240&fps=15&record=webm`;
+    const ann = await joinSfuRoom(browser, url, { room, name: 'Ann', viewport: { width: 1280, height: 720 } });
+    ann.on('pageerror', (e) => pageErrors.push(`Ann: ${e.message}`));
+    const bob = await joinSfuRoom(browser, url, { room, name: 'Bob' });
+    await ann.waitForFunction(() => document.querySelector('video[data-participant]')?.videoWidth > 0, null, { timeout: WAIT_MS });
+    await ann.getByTestId('record').click();
+    await until('recording', async () => (await recording(ann)).state === 'recording', WAIT_MS);
+    const started = Date.now();
+    await sleep(2000);
+    // The uploads fail from here on: the chunks wait in the page (and in IndexedDB).
+    await ann.route(CHUNKS, (route) => route.abort('internetdisconnected'));
+    await sleep(4000);
+    const cut = await recording(ann);
+    t.diagnostic(`before the reload: ${cut.recorded} chunks recorded, ${cut.stored} on the server`);
+    assert.ok(cut.recorded - cut.stored >= 3, `chunks waiting: ${JSON.stringify(cut)}`);
+    const reloaded = Date.now();
+    await ann.reload();
+    // Still offline for a moment after the reload: the first tries fail too.
+    await sleep(1500);
+    await ann.unroute(CHUNKS);
+    const resumed = await until('the recording sent on and saved', async () => (await ann.evaluate(() => window.__rtc.resumed))?.find((r) => r.id === cut.id), WAIT_MS);
+    t.diagnostic(`after the reload: ${JSON.stringify(resumed)}`);
+    assert.equal(resumed.state, 'finished');
+    assert.ok(resumed.sent >= cut.recorded - cut.stored, `the chunks that waited were sent: ${resumed.sent}`);
+    const meta = await (await fetch(`${server.url}/api/recordings/${cut.id}`)).json();
+    assert.equal(meta.state, 'finished');
+    assert.ok(meta.bytes >= cut.bytes, `the server has all ${cut.bytes} bytes recorded before the reload: ${meta.bytes}`);
+    // Up to the last second before the reload (MediaRecorder's chunk in progress goes with the page).
+    const figures = checkMediaFile(join(server.recordingsDir, `${cut.id}.webm`), { seconds: (reloaded - started) / 1000 - 0.5, tolerance: 1 });
+    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s of ${((reloaded - started) / 1000).toFixed(1)} s until the reload`);
+    await ann.getByTestId('recording-link').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.match(await ann.getByTestId('recording-chip').textContent(), /cut short by a reload was saved/);
+    const again = await ann.evaluate(async () => (await new Promise((resolve) => {
+      const open = indexedDB.open('rtc-call-recordings');
+      open.onsuccess = () => {
+        const req = open.result.transaction('chunks').objectStore('chunks').count();
+        req.onsuccess = () => resolve(req.result);
+      };
+    })));
+    assert.equal(again, 0, 'nothing kept once saved');
+    await ann.context().close();
+    await bob.context().close();
+  });
+
   it('no page errors', () => {
     assert.deepEqual(pageErrors, []);
   });

@@ -2,7 +2,7 @@
 // where the server is, nothing dropped before the server has it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { allStored, chunkRecorded, createUpload, nextToSend, pickType, refused, retryDelay, sendFailed, serverHas } from '../../public/lib/recorder.js';
+import { allStored, chunkRecorded, createUpload, nextToSend, pickType, refused, resumePlan, retryDelay, sendFailed, serverHas } from '../../public/lib/recorder.js';
 
 test('MP4 first, WebM where MP4 cannot be recorded, or as asked', () => {
   const all = () => true;
@@ -54,4 +54,16 @@ test('backoff grows and stays bounded; a refusal stops sending', () => {
   u = refused(u, 'quota_exceeded');
   assert.equal(nextToSend(u), null);
   assert.equal(allStored(u), false);
+});
+
+test('a recording left by a reload: the kept chunks from where the server is, then finish', () => {
+  const recording = (next) => ({ state: 'recording', next });
+  assert.deepEqual(resumePlan(recording(3), [5, 3, 4]), { action: 'finish', send: [3, 4, 5] });
+  assert.deepEqual(resumePlan(recording(3), [1, 2, 3, 4]), { action: 'finish', send: [3, 4] }, 'what the server has is not sent again');
+  assert.deepEqual(resumePlan(recording(3), []), { action: 'finish', send: [] }, 'the server has it all: finish');
+  assert.deepEqual(resumePlan(recording(3), [3, 5, 6]), { action: 'finish', send: [3] }, 'nothing after a gap');
+  assert.deepEqual(resumePlan(recording(3), [4, 5]), { action: 'finish', send: [] });
+  assert.deepEqual(resumePlan({ state: 'finished', next: 9 }, [9]), { action: 'forget', send: [] }, 'finished meanwhile');
+  assert.deepEqual(resumePlan(null, [0, 1]), { action: 'forget', send: [] }, 'the server does not know it');
+  assert.deepEqual(resumePlan({ state: 'recording' }, [0]), { action: 'forget', send: [] });
 });
