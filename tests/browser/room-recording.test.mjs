@@ -3,10 +3,13 @@
 // Bob and Cy have Chromium's default fake devices. Ann starts the room's recording with the
 // page's button: every page shows the REC chip. After 20 s she stops it. The server's files
 // (one WebM per participant, from the RTP it forwards, no transcoding) must be valid to
-// Debian's ffprobe/ffmpeg and as long as what was recorded, and in Ann's file the beeps must
-// sit on the flashes as in what her browser captured, at the start and at the end: Chromium's
-// fake devices start their files up to ~130 ms apart, so the reference is Ann's own
-// MediaRecorder on her camera and microphone over the same seconds (MAX_AV_OFFSET_MS).
+// Debian's ffprobe/ffmpeg and as long as what was recorded, and in Ann's file each beep must
+// sit on its flash as her browser captured them, at the start and at the end
+// (MAX_AV_OFFSET_MS). Chromium's fake devices start their files up to ~130 ms apart, so the
+// reference is Chromium's own capture time of each flash (requestVideoFrameCallback's
+// captureTime on her camera) and of each beep (the timestamp of the audio data that holds its
+// first sample, through a MediaStreamTrackProcessor on her microphone), both on her page's
+// clock, matched to the file's flashes and beeps by the wall-clock time of the file's start.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,20 +19,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
-import { alignedDifferences, checkMediaFile, flashAndBeep, flashBeepOffsets, median } from '../lib/media-file.mjs';
+import { checkMediaFile, flashAndBeep, flashBeepOffsets, median } from '../lib/media-file.mjs';
 import { OPERATOR_TOKEN, operatorHeaders, startServer } from '../lib/server.mjs';
 
 const WAIT_MS = 30_000;
 const PAGE = '/sfu.html?res=320x240&fps=15';
-/**
- * How far audio may sit from video in a participant's file, against its browser's own
- * MediaRecorder. Measured 39–45 ms, audio earlier: the file follows the sender's capture clock
- * (its RTCP reports and abs-capture-time agree within 1 ms, its local camera's captureTime
- * within 2–5 ms), while the MediaRecorder puts each beep ~30 ms after its packet had already
- * reached the server, later than it can have been captured (docs/recording.md). A regression
- * bound against that reference, which is itself off.
- */
-const MAX_AV_OFFSET_MS = 60;
+/** How far audio may sit from video in a participant's file, against the capture (issue 11). */
+const MAX_AV_OFFSET_MS = 40;
 /** How much that offset may change from the start of a 20 s file to its end. */
 const MAX_AV_DRIFT_MS = 20;
 
@@ -100,30 +96,52 @@ function finishedSession(target, room, done) {
 
 const allFinished = (count) => (manifest) => manifest.files.length >= count && manifest.files.every((f) => f.finished);
 
-/** Starts a MediaRecorder on `page`'s own camera and microphone: what its browser captured. */
-function startReference(page) {
+/**
+ * Watches `page`'s own camera and microphone: when Chromium captured each flash (the first
+ * white frame) and each beep (its first sample), in ms on the page's performance clock.
+ */
+function watchCapture(page) {
   return page.evaluate(() => {
-    const reference = (window.__reference = { recorder: null, chunks: [] });
-    reference.recorder = new MediaRecorder(document.getElementById('local-video').srcObject, { mimeType: 'video/webm;codecs=vp8,opus' });
-    reference.recorder.ondataavailable = (e) => reference.chunks.push(e.data);
-    reference.recorder.start(1000);
+    const stream = document.getElementById('local-video').srcObject;
+    const capture = (window.__capture = { flashes: [], beeps: [] });
+    const video = Object.assign(document.createElement('video'), { muted: true, srcObject: new MediaStream([stream.getVideoTracks()[0].clone()]) });
+    video.play();
+    const canvas = Object.assign(document.createElement('canvas'), { width: 8, height: 8 });
+    const g = canvas.getContext('2d', { willReadFrequently: true });
+    let white = false;
+    const frame = (now, meta) => {
+      g.drawImage(video, 0, 0, 8, 8);
+      const px = g.getImageData(0, 0, 8, 8).data;
+      let sum = 0;
+      for (let i = 0; i < px.length; i += 4) sum += px[i];
+      const bright = sum / 64 > 128;
+      if (bright && !white) capture.flashes.push(meta.captureTime);
+      white = bright;
+      video.requestVideoFrameCallback(frame);
+    };
+    video.requestVideoFrameCallback(frame);
+    const reader = new MediaStreamTrackProcessor({ track: stream.getAudioTracks()[0].clone() }).readable.getReader();
+    let loud = false;
+    (async () => {
+      for (;;) {
+        const { value: data, done } = await reader.read();
+        if (done) return;
+        const samples = new Float32Array(data.numberOfFrames);
+        data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
+        const first = samples.findIndex((x) => Math.abs(x) > 0.03);
+        // AudioData timestamps: µs of capture on the performance clock.
+        if (first >= 0 && !loud) capture.beeps.push((data.timestamp + (first / data.sampleRate) * 1e6) / 1000);
+        loud = first >= 0;
+        data.close();
+      }
+    })();
   });
 }
 
-/** Stops the reference recording and writes it to `file`. */
-async function saveReference(page, file) {
-  const reference = await page.evaluate(async () => {
-    const { recorder, chunks } = window.__reference;
-    await new Promise((done) => {
-      recorder.onstop = done;
-      recorder.stop();
-    });
-    const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
-    let text = '';
-    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    return btoa(text);
-  });
-  writeFileSync(file, Buffer.from(reference, 'base64'));
+/** What `watchCapture` saw, in Unix ms. */
+async function captured(page) {
+  const { flashes, beeps, origin } = await page.evaluate(() => ({ ...window.__capture, origin: performance.timeOrigin }));
+  return { flashes: flashes.map((t) => origin + t), beeps: beeps.map((t) => origin + t) };
 }
 
 describe('SFU rooms recorded by the server', { timeout: 300_000 }, () => {
@@ -131,7 +149,7 @@ describe('SFU rooms recorded by the server', { timeout: 300_000 }, () => {
     const room = await meet(server, 'rec', { withCy: true });
     const { ann, bob, pages } = room;
     assert.equal(await chipShown(bob), false, 'no chip before the recording');
-    await startReference(ann);
+    await watchCapture(ann);
     const started = await startRecording(room);
     await until('every page shows the REC chip', async () => (await Promise.all(pages.map(chipShown))).every(Boolean), WAIT_MS);
     const state = await bob.evaluate(() => window.__rtc.roomRecording);
@@ -140,7 +158,7 @@ describe('SFU rooms recorded by the server', { timeout: 300_000 }, () => {
     await sleep(20_000);
     await ann.getByTestId('record-room').click();
     const seconds = (Date.now() - started) / 1000;
-    await saveReference(ann, join(media, 'reference.webm'));
+    const capture = await captured(ann);
     await until('the chips go', async () => (await Promise.all(pages.map(chipShown))).every((shown) => !shown), WAIT_MS);
     const stopped = await bob.evaluate(() => window.__rtc.roomRecording);
     assert.equal(stopped.reason, 'stopped');
@@ -159,14 +177,24 @@ describe('SFU rooms recorded by the server', { timeout: 300_000 }, () => {
       assert.equal(`${figures.width}x${figures.height}`, '320x240');
     }
     const annFile = manifest.files.find((f) => f.name === 'Ann');
-    const ours = flashBeepOffsets(join(manifest.path, annFile.file));
-    const captured = flashBeepOffsets(join(media, 'reference.webm'));
-    t.diagnostic(`beep − flash in Ann's file on the server: ${JSON.stringify(ours.offsets)} ms; in her browser's own recording: ${JSON.stringify(captured.offsets)} ms`);
-    const apart = alignedDifferences(ours.offsets, captured.offsets);
-    assert.ok(apart.length >= 16, `beeps on flashes found in both over 20 s: ${JSON.stringify({ ours, captured, apart })}`);
-    const atStart = median(apart.slice(0, 4));
-    const atEnd = median(apart.slice(-4));
-    t.diagnostic(`audio against video, from what the browser captured: ${atStart} ms at the start, ${atEnd} ms at the end (each beep: ${JSON.stringify(apart)})`);
+    const file = flashBeepOffsets(join(manifest.path, annFile.file));
+    // The file's times on the wall clock: its time 0 is `starts_at` (the sender's reports).
+    const fileFlashes = file.flashes.map((s) => annFile.starts_at + s * 1000);
+    const fileBeeps = file.beeps.map((s) => annFile.starts_at + s * 1000);
+    const nearest = (list, t) => list.reduce((best, x) => (Math.abs(x - t) < Math.abs(best - t) ? x : best), Infinity);
+    const beeps = fileBeeps
+      .map((beep) => {
+        const flash = nearest(fileFlashes, beep);
+        const capturedBeep = nearest(capture.beeps, beep);
+        const capturedFlash = nearest(capture.flashes, capturedBeep);
+        return { audio: beep - capturedBeep, video: flash - capturedFlash, av: Math.round((beep - flash) - (capturedBeep - capturedFlash)) };
+      })
+      .filter((b) => Math.abs(b.audio) < 300 && Math.abs(b.av) < 500);
+    t.diagnostic(`each beep, audio against video in the file minus as captured: ${JSON.stringify(beeps.map((b) => b.av))} ms; the file's times against the capture: audio ${Math.round(median(beeps.map((b) => b.audio)))} ms, video ${Math.round(median(beeps.map((b) => b.video)))} ms`);
+    assert.ok(beeps.length >= 16, `beeps on flashes found over 20 s: ${JSON.stringify({ file, capture, beeps })}`);
+    const atStart = median(beeps.slice(0, 4).map((b) => b.av));
+    const atEnd = median(beeps.slice(-4).map((b) => b.av));
+    t.diagnostic(`audio against video, from the capture: ${atStart} ms at the start, ${atEnd} ms at the end`);
     for (const [when, ms] of [['start', atStart], ['end', atEnd]]) assert.ok(Math.abs(ms) <= MAX_AV_OFFSET_MS, `audio ${ms} ms off video at the ${when}, against the capture`);
     assert.ok(Math.abs(atEnd - atStart) <= MAX_AV_DRIFT_MS, `audio drifts ${atEnd - atStart} ms against video over the file`);
     await room.leave();

@@ -75,23 +75,6 @@ export function flashBeepOffsets(file) {
   return { flashes, beeps, offsets };
 }
 
-/**
- * Beep-by-beep differences between two recordings of the same source (`ours[i] − theirs[i +
- * lag]`, ms), their offset lists lined up: the lag (up to 3 beeps either way, as the two may
- * start a beep or two apart) at which the differences spread least. The source's own pattern
- * (its looping camera drifts against its microphone) then cancels out.
- */
-export function alignedDifferences(ours, theirs) {
-  let best = null;
-  for (let lag = -3; lag <= 3; lag += 1) {
-    const diffs = ours.map((ms, i) => ms - theirs[i + lag]).filter(Number.isFinite);
-    if (diffs.length < Math.min(ours.length, theirs.length) - 3) continue;
-    const spread = Math.max(...diffs) - Math.min(...diffs);
-    if (!best || spread < best.spread) best = { diffs, spread };
-  }
-  return best?.diffs ?? [];
-}
-
 export const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted.length ? sorted[Math.floor(sorted.length / 2)] : null;
