@@ -62,7 +62,7 @@ function show(rooms, stats) {
   $('media-address').textContent = rooms.media_address;
   const rows = participantRows(rooms);
   const body = $('rows');
-  body.replaceChildren(...(rows.length ? rows.map(row) : [emptyRow()]));
+  body.replaceChildren(...(rows.length ? rows.map(row) : [emptyRow(9, 'Nobody is in a room.')]));
   for (const slot of slots) {
     const { labels, data } = operatorChartData(history, slot.chart);
     slot.section.classList.toggle('empty', labels.length === 0);
@@ -74,19 +74,14 @@ async function pollRecordings(token) {
   try {
     const rows = roomRecordingRows(await get('/api/room-recordings', token));
     hooks.recordings = rows;
-    $('recording-rows').replaceChildren(...(rows.length ? rows.map(recordingRow) : [emptyRecordingRow()]));
+    $('recording-rows').replaceChildren(...(rows.length ? rows.map(recordingRow) : [emptyRow(6, 'No room has been recorded.')]));
   } catch (error) {
     if (error instanceof Refused) return signOut(error.message);
   }
 }
 
 function recordingRow(r) {
-  const tr = document.createElement('tr');
-  for (const value of [r.room, r.started, r.by, r.length, r.status]) {
-    const td = document.createElement('td');
-    td.textContent = value;
-    tr.append(td);
-  }
+  const tr = textRow([[r.room], [r.started], [r.by], [r.length], [r.status]]);
   const files = document.createElement('td');
   for (const file of r.files) {
     const play = document.createElement('button');
@@ -107,28 +102,30 @@ function recordingRow(r) {
   return tr;
 }
 
-function emptyRecordingRow() {
-  const tr = document.createElement('tr');
-  tr.className = 'none';
-  tr.innerHTML = '<td colspan="6">No room has been recorded.</td>';
-  return tr;
+function row(r) {
+  return textRow([[r.room], [r.name], [r.since], [r.publishing], [r.in], [r.out], [r.rtt], [r.lost], [r.quality, `q-${r.quality}`]]);
 }
 
-function row(r) {
+/** A table row of `[value, class?]` cells, as text: names come from participants, never markup. */
+function textRow(cells) {
   const tr = document.createElement('tr');
-  for (const [value, cls] of [[r.room], [r.name], [r.since], [r.publishing], [r.in], [r.out], [r.rtt], [r.lost], [r.quality, `q-${r.quality}`]]) {
+  for (const [value, cls] of cells) {
     const td = document.createElement('td');
-    td.textContent = value; // names come from participants: text, never markup
+    td.textContent = value;
     if (cls) td.className = cls;
     tr.append(td);
   }
   return tr;
 }
 
-function emptyRow() {
+/** The row a table shows when it has nothing to list. */
+function emptyRow(columns, text) {
   const tr = document.createElement('tr');
   tr.className = 'none';
-  tr.innerHTML = '<td colspan="9">Nobody is in a room.</td>';
+  const td = document.createElement('td');
+  td.colSpan = columns;
+  td.textContent = text;
+  tr.append(td);
   return tr;
 }
 

@@ -8,6 +8,9 @@
 //! Times come in as milliseconds after time 0; video is kept at 90 kHz and audio at 48 kHz
 //! (their RTP clocks). A sample's duration is known when the next one comes, so each track
 //! holds its latest sample back.
+//!
+//! Live HLS ([`Fmp4Writer::for_parts`]) cuts fragments itself: nothing is written until
+//! [`Fmp4Writer::flush`], which makes the samples ready so far one fragment (a CMAF part).
 
 const VIDEO_TRACK: u32 = 1;
 const AUDIO_TRACK: u32 = 2;
@@ -111,6 +114,19 @@ pub struct Fmp4Writer {
     sequence: u32,
     /// Where the `mehd` duration is, from the start of the init segment.
     mehd_offset: usize,
+    /// Fragments only on `flush` (live parts), not at each keyframe.
+    on_flush: bool,
+}
+
+/// A fragment [`Fmp4Writer::flush`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    /// Its start and length on the stream's timeline (video's if there is video, else
+    /// audio's), in the track's ticks turned to microseconds.
+    pub start_us: u64,
+    pub duration_us: u64,
+    /// It opens with a video keyframe (or there is no video): playable on its own.
+    pub independent: bool,
 }
 
 impl Fmp4Writer {
@@ -122,7 +138,64 @@ impl Fmp4Writer {
             audio_state: TrackState::default(),
             sequence: 0,
             mehd_offset: 0,
+            on_flush: false,
         }
+    }
+
+    /// A writer for live parts: fragments are cut by [`Fmp4Writer::flush`] only.
+    pub fn for_parts(video: Option<H264Track>, audio_channels: Option<u8>) -> Self {
+        Fmp4Writer {
+            on_flush: true,
+            ..Fmp4Writer::new(video, audio_channels)
+        }
+    }
+
+    /// How much of the stream's timeline is ready for the next fragment, in microseconds
+    /// (the samples whose duration is known).
+    pub fn ready_us(&self) -> u64 {
+        let (state, scale) = self.reference();
+        let ticks: u64 = state.samples.iter().map(|s| u64::from(s.duration)).sum();
+        ticks * 1_000_000 / scale
+    }
+
+    /// Writes every ready sample (all but each track's latest) as one fragment.
+    pub fn flush(&mut self, out: &mut Vec<u8>) -> Option<Fragment> {
+        let (state, scale) = self.reference();
+        let start = state.start?;
+        let ticks: u64 = state.samples.iter().map(|s| u64::from(s.duration)).sum();
+        let independent = self.video.is_none() || state.samples.first().is_some_and(|s| s.keyframe);
+        let fragment = Fragment {
+            start_us: start * 1_000_000 / scale,
+            duration_us: ticks * 1_000_000 / scale,
+            independent,
+        };
+        self.fragment(out);
+        Some(fragment)
+    }
+
+    /// The track that times fragments: video if there is video.
+    fn reference(&self) -> (&TrackState, u64) {
+        if self.video.is_some() {
+            (&self.video_state, VIDEO_TIMESCALE)
+        } else {
+            (&self.audio_state, AUDIO_TIMESCALE)
+        }
+    }
+
+    /// The codecs, as HLS and MSE name them (`avc1.42c00d,opus`).
+    pub fn codecs(&self) -> String {
+        let mut codecs = Vec::new();
+        if let Some(video) = &self.video {
+            let profile = video.sps.get(1..4).unwrap_or(&[0x42, 0xc0, 0x1e]);
+            codecs.push(format!(
+                "avc1.{:02x}{:02x}{:02x}",
+                profile[0], profile[1], profile[2]
+            ));
+        }
+        if self.audio.is_some() {
+            codecs.push("opus".into());
+        }
+        codecs.join(",")
     }
 
     /// The init segment: `ftyp` and a `moov` that describes the tracks and holds no sample.
@@ -171,7 +244,7 @@ impl Fmp4Writer {
         self.video_state
             .push(ms * VIDEO_TIMESCALE / 1000, keyframe, to_avcc(annex_b));
         // …so a keyframe sends out everything before it.
-        if keyframe && !self.video_state.samples.is_empty() {
+        if keyframe && !self.on_flush && !self.video_state.samples.is_empty() {
             self.fragment(out);
         }
     }
@@ -186,16 +259,22 @@ impl Fmp4Writer {
         let long = self.audio_state.start.is_some_and(|start| {
             self.audio_state.end.saturating_sub(start) * 1000 / AUDIO_TIMESCALE >= AUDIO_FRAGMENT_MS
         });
-        if self.video.is_none() && long {
+        if self.video.is_none() && long && !self.on_flush {
             self.fragment(out);
         }
     }
 
     /// The end: everything held goes into a last fragment.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.release_held();
+        self.fragment(out);
+    }
+
+    /// The end of the stream: each track's latest sample is ready too (with the duration of
+    /// the one before it).
+    pub fn release_held(&mut self) {
         self.video_state.flush((VIDEO_TIMESCALE / 30) as u32);
         self.audio_state.flush((AUDIO_TIMESCALE / 50) as u32);
-        self.fragment(out);
     }
 
     /// Where in the file (the init segment at its start) to write what, to give the finished

@@ -37,14 +37,19 @@ after(async () => {
 
 const recording = (page) => page.evaluate(() => ({ ...window.__rtc.recording }));
 
+/** Presses the page's Record button; resolves (the time) once the page records. */
+async function startRecording(page) {
+  await page.getByTestId('record').click();
+  await until('recording', async () => (await recording(page)).state === 'recording', WAIT_MS);
+  return Date.now();
+}
+
 /**
  * Records for `seconds` with the page's Record button, cutting the uploads off for 3 s in
  * the middle; returns the page's view of the recording once it is finished.
  */
 async function record(page, seconds, t) {
-  await page.getByTestId('record').click();
-  await until('recording', async () => (await recording(page)).state === 'recording', WAIT_MS);
-  const started = Date.now();
+  const started = await startRecording(page);
   await sleep(3000);
   await page.route(CHUNKS, (route) => route.abort('internetdisconnected'));
   await sleep(3000);
@@ -143,9 +148,7 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     ann.on('pageerror', (e) => pageErrors.push(`Ann: ${e.message}`));
     const bob = await joinSfuRoom(browser, url, { room, name: 'Bob' });
     await ann.waitForFunction(() => document.querySelector('video[data-participant]')?.videoWidth > 0, null, { timeout: WAIT_MS });
-    await ann.getByTestId('record').click();
-    await until('recording', async () => (await recording(ann)).state === 'recording', WAIT_MS);
-    const started = Date.now();
+    const started = await startRecording(ann);
     await sleep(2000);
     // The uploads fail from here on: the chunks wait in the page (and in IndexedDB).
     await ann.route(CHUNKS, (route) => route.abort('internetdisconnected'));
@@ -165,8 +168,9 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     const meta = await (await fetch(`${server.url}/api/recordings/${cut.id}`)).json();
     assert.equal(meta.state, 'finished');
     assert.ok(meta.bytes >= cut.bytes, `the server has all ${cut.bytes} bytes recorded before the reload: ${meta.bytes}`);
-    // Up to the last second before the reload (MediaRecorder's chunk in progress goes with the page).
-    const figures = checkMediaFile(join(server.recordingsDir, `${cut.id}.webm`), { seconds: (reloaded - started) / 1000 - 0.5, tolerance: 1 });
+    // Up to the chunk MediaRecorder had in progress, which goes with the page: a second, or
+    // two on a loaded machine where it runs behind. What matters is above: every byte recorded.
+    const figures = checkMediaFile(join(server.recordingsDir, `${cut.id}.webm`), { seconds: (reloaded - started) / 1000 - 1, tolerance: 1.5 });
     t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s of ${((reloaded - started) / 1000).toFixed(1)} s until the reload`);
     await ann.getByTestId('recording-link').waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.match(await ann.getByTestId('recording-chip').textContent(), /cut short by a reload was saved/);

@@ -84,7 +84,7 @@ pub fn safe_component(name: &str) -> String {
 pub(super) fn session_id(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = media_out::clock::civil_from_days(days as i64);
     let mut random = [0u8; 3];
     getrandom::fill(&mut random).expect("the OS random number generator is available");
     format!(
@@ -97,19 +97,6 @@ pub(super) fn session_id(now: SystemTime) -> String {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 pub(super) fn unix_ms(time: SystemTime) -> u64 {
@@ -139,8 +126,5 @@ mod tests {
         let id = session_id(UNIX_EPOCH + Duration::from_secs(1_795_858_200));
         assert!(id.starts_with("20261128T093000Z-"), "{id}");
         assert_eq!(id.len(), "20261128T093000Z-".len() + 6);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

@@ -3,14 +3,16 @@
 //! A participant allowed to starts or stops the recording of its room; everyone in the room
 //! sees that it is on. Each publishing participant gets its own file: the SFU hands its
 //! camera and microphone packets to taps (as it would to a subscriber, from a keyframe on),
-//! and `media_out` makes them a WebM without transcoding. Files and a `manifest.json` go to
-//! `<recordings dir>/rooms/<room>/<start>-<id>/`.
+//! and `media_out` makes them a WebM or a fragmented MP4 without transcoding. Files and a
+//! `manifest.json` go to `<recordings dir>/rooms/<room>/<start>-<id>/`.
 //!
-//! Each recorded participant has a thread of its own (a blocking-pool thread): it drains
-//! its taps' bounded queue, writes and fsyncs at least every `SYNC_EVERY`. The SFU's media
-//! thread never waits for it: a queue that fills up loses its taps, and the recording stops
-//! with `fell_behind`. A write that fails (a full disk) stops the room's recording with
-//! `storage_failed`; the call goes on.
+//! Each recorded participant has a thread of its own (`job.rs`, a blocking-pool thread): it
+//! drains its taps' bounded queue, writes and fsyncs now and then. The SFU's media thread
+//! never waits for it: a queue that fills up loses its taps, and the recording stops with
+//! `fell_behind`. A write that fails (a full disk) stops the room's recording with
+//! `storage_failed`, a session at its size cap with `size_limit`; the call goes on.
+//! `manifest.rs` writes the manifest and names things; `http.rs` lists the sessions for the
+//! operator.
 
 use std::{
     collections::HashMap,
@@ -32,8 +34,7 @@ mod job;
 mod manifest;
 
 use job::Job;
-pub use manifest::{safe_component, Manifest, ManifestFile};
-use manifest::{session_id, unix_ms, write_manifest};
+use manifest::{safe_component, session_id, unix_ms, write_manifest, Manifest};
 
 /// Tap packets queued for one participant's thread: ~10 s of a 1.5 Mbit/s camera and its
 /// microphone. A thread that cannot keep up with that has lost its disk.
