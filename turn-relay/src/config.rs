@@ -358,6 +358,20 @@ impl RelayConfig {
         Ok(())
     }
 
+    /// Static users and the REST secret together: coturn refuses the mix (its REST mode
+    /// replaces the user database); this relay serves both, and says so at startup, since a
+    /// file that mixes them will not run under coturn.
+    pub fn mixed_credentials_warning(&self) -> Option<String> {
+        (self.use_auth_secret && !self.users.is_empty()).then(|| {
+            format!(
+                "{} static user(s) and use-auth-secret together: usernames of the form \
+                 <expiry>:<name> are checked against the secret, the others against the static \
+                 users (coturn refuses this mix and will not run this file)",
+                self.users.len()
+            )
+        })
+    }
+
     /// Cross-field checks, run by `TurnServer::start`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Inconsistent(m.to_owned()));
@@ -366,6 +380,21 @@ impl RelayConfig {
         }
         if self.use_auth_secret && self.static_auth_secret.is_none() {
             return bad("use-auth-secret needs static-auth-secret");
+        }
+        if self.use_auth_secret {
+            // A REST username (`<expiry>[:<name>]`) is checked against the secret, never the
+            // static users: such a static user could not log in.
+            if let Some(user) = self
+                .users
+                .iter()
+                .find(|u| crate::rest_auth::expiry_of(&u.name).is_some())
+            {
+                return Err(ConfigError::Inconsistent(format!(
+                    "user {:?} has the form of a TURN REST username (<expiry>:<name>), which \
+                     use-auth-secret checks against the secret: rename it",
+                    user.name
+                )));
+            }
         }
         if !self.no_auth && !self.use_auth_secret && self.users.is_empty() {
             return bad(
@@ -497,6 +526,33 @@ no-stdout-log
             .unwrap()
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn static_users_beside_the_rest_secret_are_served_with_a_warning() {
+        let mixed =
+            RelayConfig::parse("user=alice:pw\nuse-auth-secret\nstatic-auth-secret=s").unwrap();
+        assert!(mixed.validate().is_ok());
+        let warning = mixed.mixed_credentials_warning().expect("a warning");
+        assert!(warning.contains("coturn refuses"), "{warning}");
+        assert!(RelayConfig::parse("user=alice:pw")
+            .unwrap()
+            .mixed_credentials_warning()
+            .is_none());
+        assert!(RelayConfig::parse("use-auth-secret\nstatic-auth-secret=s")
+            .unwrap()
+            .mixed_credentials_warning()
+            .is_none());
+        // A static user the secret would shadow cannot log in: refused.
+        let shadowed =
+            RelayConfig::parse("user=1700000000:pw\nuse-auth-secret\nstatic-auth-secret=s")
+                .unwrap();
+        let error = shadowed.validate().unwrap_err().to_string();
+        assert!(error.contains("REST username"), "{error}");
+        assert!(RelayConfig::parse("user=1700000000:pw")
+            .unwrap()
+            .validate()
+            .is_ok());
     }
 
     #[test]

@@ -217,6 +217,9 @@ impl TurnServer {
     /// Bind every configured listener and start serving.
     pub async fn start(config: RelayConfig) -> Result<TurnServer, Error> {
         config.validate()?;
+        if let Some(warning) = config.mixed_credentials_warning() {
+            tracing::warn!("{warning}");
+        }
         let listen_ips: Vec<IpAddr> = if config.listening_ips.is_empty() {
             vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
         } else {
