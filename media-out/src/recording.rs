@@ -11,6 +11,10 @@
 //! Output: bytes to append to the file, and whether a video keyframe is wanted (at the start
 //! and after a hole). Frames of the two tracks are written in time order: one waits for the
 //! other for up to `interleave_wait`, then goes on alone (a muted camera sends nothing).
+//!
+//! A live stream ([`ParticipantRecording::live`]) is timed the same way; its output is the
+//! init segment (as bytes) and LL-HLS parts ([`ParticipantRecording::take_parts`]), and it
+//! also wants a keyframe for each new segment.
 
 use std::{
     collections::VecDeque,
@@ -20,6 +24,10 @@ use std::{
 use crate::{
     assembler::{AssemblerStats, Frame, FrameAssembler, Packet},
     codec::{h264_parameter_sets, Codec},
+    hls::{
+        packager::{LivePackager, NewPart, PackagerConfig},
+        playlist::MediaPlaylist,
+    },
     mp4::{Fmp4Writer, H264Track},
     webm::{AudioTrack, VideoCodec, VideoTrack, WebmWriter},
 };
@@ -47,6 +55,16 @@ impl Container {
 enum Muxer {
     Webm(WebmWriter),
     Mp4(Box<Fmp4Writer>),
+    Live(Box<LiveMuxer>),
+}
+
+/// A live stream's packager, the parts it made and not yet taken, and whether it wants a
+/// keyframe for its next segment.
+#[derive(Debug)]
+struct LiveMuxer {
+    packager: LivePackager,
+    parts: Vec<NewPart>,
+    keyframe_wanted: bool,
 }
 
 impl Muxer {
@@ -54,6 +72,8 @@ impl Muxer {
         match self {
             Muxer::Webm(webm) => webm.header(date),
             Muxer::Mp4(mp4) => mp4.init(),
+            // Made with the packager (`ParticipantRecording::start`).
+            Muxer::Live(_) => Vec::new(),
         }
     }
 
@@ -61,6 +81,10 @@ impl Muxer {
         match self {
             Muxer::Webm(webm) => webm.video_frame(out, ms, keyframe, frame),
             Muxer::Mp4(mp4) => mp4.video_frame(out, ms, keyframe, frame),
+            Muxer::Live(live) => {
+                live.parts.extend(live.packager.video(ms, keyframe, frame));
+                live.keyframe_wanted |= live.packager.keyframe_wanted(ms);
+            }
         }
     }
 
@@ -68,12 +92,15 @@ impl Muxer {
         match self {
             Muxer::Webm(webm) => webm.audio_frame(out, ms, frame),
             Muxer::Mp4(mp4) => mp4.audio_frame(out, ms, frame),
+            Muxer::Live(live) => live.parts.extend(live.packager.audio(ms, frame)),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if let Muxer::Mp4(mp4) = self {
-            mp4.finish(out);
+        match self {
+            Muxer::Webm(_) => {}
+            Muxer::Mp4(mp4) => mp4.finish(out),
+            Muxer::Live(live) => live.parts.extend(live.packager.finish()),
         }
     }
 }
@@ -176,6 +203,8 @@ pub struct ParticipantRecording {
     /// Instant ↔ wall clock, for frames timed by arrival.
     anchor: (Instant, SystemTime),
     container: Container,
+    /// A live stream (LL-HLS parts), not a file.
+    live: Option<PackagerConfig>,
     muxer: Option<Muxer>,
     origin: Option<SystemTime>,
     out: Vec<u8>,
@@ -205,10 +234,53 @@ impl ParticipantRecording {
             } else {
                 Container::Webm
             },
+            live: None,
             muxer: None,
             origin: None,
             out: Vec::new(),
             summary: RecordingSummary::default(),
+        }
+    }
+
+    /// A live stream of H.264 `video` (no video, or another codec: audio only) and Opus
+    /// `audio`: the init segment comes out as bytes, then LL-HLS parts
+    /// ([`ParticipantRecording::take_parts`]).
+    pub fn live(
+        config: RecordingConfig,
+        packager: PackagerConfig,
+        video: Option<Codec>,
+        audio: Option<Codec>,
+        anchor: (Instant, SystemTime),
+    ) -> Self {
+        ParticipantRecording {
+            live: Some(packager),
+            // CMAF, with or without video.
+            container: Container::Mp4,
+            ..ParticipantRecording::new(config, video.filter(|c| *c == Codec::H264), audio, anchor)
+        }
+    }
+
+    /// A live stream's parts made since the last call.
+    pub fn take_parts(&mut self) -> Vec<NewPart> {
+        match self.muxer.as_mut() {
+            Some(Muxer::Live(live)) => std::mem::take(&mut live.parts),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A live stream's playlist, once it started.
+    pub fn live_playlist(&self) -> Option<&MediaPlaylist> {
+        match self.muxer.as_ref() {
+            Some(Muxer::Live(live)) => Some(live.packager.playlist()),
+            _ => None,
+        }
+    }
+
+    /// A live stream's codecs (`avc1.42c01f,opus`), once it started.
+    pub fn live_codecs(&self) -> Option<String> {
+        match self.muxer.as_ref() {
+            Some(Muxer::Live(live)) => Some(live.packager.codecs()),
+            _ => None,
         }
     }
 
@@ -284,7 +356,11 @@ impl ParticipantRecording {
         let Some(video) = self.video.as_mut() else {
             return false;
         };
-        video.assembler.take_keyframe_wanted()
+        let for_segment = match self.muxer.as_mut() {
+            Some(Muxer::Live(live)) => std::mem::take(&mut live.keyframe_wanted),
+            _ => false,
+        };
+        video.assembler.take_keyframe_wanted() | for_segment
     }
 
     /// When `poll` should be called without a new packet.
@@ -364,16 +440,21 @@ impl ParticipantRecording {
         let audio = self.audio.is_some();
         let codec = self.video.as_ref().map(|v| v.codec);
         let (mut muxer, has_video) = match self.container {
+            Container::Mp4 if self.live.is_some() => {
+                let track = h264_track(first.map(|(_, frame)| frame), size);
+                let has_video = track.is_some();
+                let config = self.live.expect("live");
+                let (packager, init) = LivePackager::new(config, track, audio, origin);
+                self.out.extend(init);
+                let live = LiveMuxer {
+                    packager,
+                    parts: Vec::new(),
+                    keyframe_wanted: false,
+                };
+                (Muxer::Live(Box::new(live)), has_video)
+            }
             Container::Mp4 => {
-                let track = first.zip(size).and_then(|((_, frame), (width, height))| {
-                    let (sps, pps) = h264_parameter_sets(&frame.data)?;
-                    Some(H264Track {
-                        sps: sps.to_vec(),
-                        pps: pps.to_vec(),
-                        width,
-                        height,
-                    })
-                });
+                let track = h264_track(first.map(|(_, frame)| frame), size);
                 let has_video = track.is_some();
                 (
                     Muxer::Mp4(Box::new(Fmp4Writer::new(track, audio.then_some(2)))),
@@ -480,6 +561,19 @@ impl ParticipantRecording {
             .and_then(|t| t.wall(frame.rtp_time))
             .unwrap_or_else(|| anchor.1 + frame.arrived.saturating_duration_since(anchor.0))
     }
+}
+
+/// The H.264 track of a stream whose first frame is `keyframe` (of `size`): its parameter sets
+/// must be in it.
+fn h264_track(keyframe: Option<&Frame>, size: Option<(u16, u16)>) -> Option<H264Track> {
+    let (width, height) = size?;
+    let (sps, pps) = h264_parameter_sets(&keyframe?.data)?;
+    Some(H264Track {
+        sps: sps.to_vec(),
+        pps: pps.to_vec(),
+        width,
+        height,
+    })
 }
 
 #[cfg(test)]
@@ -678,18 +772,18 @@ mod tests {
         assert_eq!(summary.timed_by_arrival, 0);
     }
 
-    #[test]
-    fn h264_goes_into_a_fragmented_mp4_from_its_first_keyframe() {
+    /// Sends `seconds` of H.264 at 10 fps and Opus every 20 ms through `recording` (reports
+    /// from the start, the sender's clock at `wall`): a keyframe with its parameter sets
+    /// first, then whenever `keyframe(i, asked)` says, `asked` being whether the recording
+    /// asked for one since the last frame.
+    fn send_h264(
+        recording: &mut ParticipantRecording,
+        t0: Instant,
+        wall: SystemTime,
+        seconds: u64,
+        keyframe: impl Fn(u64, bool) -> bool,
+    ) -> Vec<u64> {
         use crate::codec::tests::{hex, PPS, SPS_320X240};
-        let t0 = Instant::now();
-        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut recording = ParticipantRecording::new(
-            RecordingConfig::default(),
-            Some(Codec::H264),
-            Some(Codec::Opus),
-            (t0, wall),
-        );
-        assert_eq!(recording.container(), Container::Mp4);
         let report = |rtp_time| {
             Some(SenderReport {
                 ntp: wall,
@@ -697,11 +791,14 @@ mod tests {
             })
         };
         let (mut seq, mut audio_seq) = (0, 0);
-        for i in 0..30u64 {
+        let mut asked = false;
+        let mut keyframes = Vec::new();
+        for i in 0..seconds * 10 {
             let ms = i * 100;
             let at = t0 + Duration::from_millis(ms);
             let mut payloads = Vec::new();
-            if i % 10 == 0 {
+            if keyframe(i, asked) {
+                keyframes.push(ms);
                 // STAP-A with the parameter sets, then the IDR slice.
                 let mut stap = vec![0x78];
                 for nal in [hex(SPS_320X240), hex(PPS)] {
@@ -738,7 +835,23 @@ mod tests {
                 recording.push(TrackKind::Audio, packet, report(0));
             }
             recording.poll(at);
+            asked = recording.take_keyframe_wanted();
         }
+        keyframes
+    }
+
+    #[test]
+    fn h264_goes_into_a_fragmented_mp4_from_its_first_keyframe() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut recording = ParticipantRecording::new(
+            RecordingConfig::default(),
+            Some(Codec::H264),
+            Some(Codec::Opus),
+            (t0, wall),
+        );
+        assert_eq!(recording.container(), Container::Mp4);
+        send_h264(&mut recording, t0, wall, 3, |i, _| i % 10 == 0);
         recording.finish();
         let file = recording.take_bytes();
         assert_eq!(&file[4..8], b"ftyp");
@@ -754,6 +867,60 @@ mod tests {
             .duration_patch()
             .expect("an MP4 has a duration to patch");
         assert_eq!(u64::from_be_bytes(duration), 3000);
+        assert!(recording.take_parts().is_empty() && recording.live_playlist().is_none());
+    }
+
+    #[test]
+    fn a_live_stream_is_an_init_segment_then_parts_in_segments_opened_by_keyframes_it_asks_for() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let config = RecordingConfig {
+            hold: Duration::from_millis(150),
+            sync_wait: Duration::from_secs(3),
+            interleave_wait: Duration::from_millis(150),
+        };
+        let mut live = ParticipantRecording::live(
+            config,
+            PackagerConfig::default(),
+            Some(Codec::H264),
+            Some(Codec::Opus),
+            (t0, wall),
+        );
+        // The publisher answers a keyframe request at its next frame.
+        let keyframes = send_h264(&mut live, t0, wall, 7, |i, asked| i == 0 || asked);
+        let init = live.take_bytes();
+        assert_eq!(&init[4..8], b"ftyp");
+        assert!(
+            !init.windows(4).any(|w| w == b"moof"),
+            "the init segment holds no media"
+        );
+        assert_eq!(live.live_codecs().as_deref(), Some("avc1.42c00d,opus"));
+        // Asked 1.7 s into each segment, answered at the next frame (100 ms later).
+        assert_eq!(keyframes, [0, 1800, 3600, 5400]);
+        let parts = live.take_parts();
+        assert!(parts.iter().all(|p| &p.bytes[4..8] == b"moof"));
+        assert_eq!(parts[0].position, (0, 0));
+        let playlist = live.live_playlist().expect("started");
+        let segments: Vec<_> = playlist.segments().collect();
+        assert_eq!(segments.len(), 4);
+        assert_eq!(
+            segments[0].program_date, wall,
+            "time 0 is the first keyframe's capture"
+        );
+        assert_eq!(segments[1].program_date, wall + Duration::from_millis(1800));
+        for segment in &segments[..3] {
+            assert_eq!(segment.duration(), Duration::from_millis(1800));
+            assert!(segment.parts[0].independent);
+            // 200 ms parts: two frames at 10 fps.
+            assert!(segment
+                .parts
+                .iter()
+                .all(|p| p.duration == Duration::from_millis(200)));
+        }
+        live.finish();
+        let last = live.take_parts();
+        assert!(!last.is_empty(), "the end flushes what was held");
+        assert!(live.live_playlist().expect("started").ended());
     }
 
     #[test]
