@@ -209,7 +209,8 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
       state.state = res.ok ? 'finished' : 'failed';
       if (!res.ok) onError(`Recording could not be finished: ${meta.error?.message ?? res.status}`);
       showChip(state);
-      await current.kept.forget(state.id).catch(() => {});
+      // A server error may pass: kept, the next load finishes it.
+      if (res.status < 500) await current.kept.forget(state.id).catch(() => {});
       return res.ok ? meta : null;
     } finally {
       current.release();
@@ -301,6 +302,7 @@ async function resumeOne(kept, upload) {
     if (next <= seq) break; // the server lacks an earlier chunk: nothing more can follow
   }
   const res = await retrying(() => fetch(`/api/recordings/${upload.id}/finish`, { method: 'POST', headers }));
+  if (res.status >= 500) throw new Error(`the server answered HTTP ${res.status}`); // kept for the next load
   const meta = await res.json().catch(() => ({}));
   await kept.forget(upload.id);
   return res.ok
