@@ -58,11 +58,12 @@ enum Muxer {
     Live(Box<LiveMuxer>),
 }
 
-/// A live stream's packager, the parts it made and not yet taken, and whether it wants a
-/// keyframe for its next segment.
+/// A live stream's packager, its init segment until written, the parts it made and not yet
+/// taken, and whether it wants a keyframe for its next segment.
 #[derive(Debug)]
 struct LiveMuxer {
     packager: LivePackager,
+    init: Vec<u8>,
     parts: Vec<NewPart>,
     keyframe_wanted: bool,
 }
@@ -72,8 +73,7 @@ impl Muxer {
         match self {
             Muxer::Webm(webm) => webm.header(date),
             Muxer::Mp4(mp4) => mp4.init(),
-            // Made with the packager (`ParticipantRecording::start`).
-            Muxer::Live(_) => Vec::new(),
+            Muxer::Live(live) => std::mem::take(&mut live.init),
         }
     }
 
@@ -445,9 +445,9 @@ impl ParticipantRecording {
                 let has_video = track.is_some();
                 let config = self.live.expect("live");
                 let (packager, init) = LivePackager::new(config, track, audio, origin);
-                self.out.extend(init);
                 let live = LiveMuxer {
                     packager,
+                    init,
                     parts: Vec::new(),
                     keyframe_wanted: false,
                 };

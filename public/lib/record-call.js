@@ -243,7 +243,6 @@ export function createCallRecorder({ hooks, videos, layout = 'grid', room = () =
 
   function showChip(state = session?.state) {
     if (!state) return;
-    chip.replaceChildren();
     chip.hidden = false;
     chip.dataset.state = state.state;
     if (state.state === 'recording') chip.textContent = `● REC ${duration(state.seconds)}`;

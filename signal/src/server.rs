@@ -85,7 +85,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         crate::sfu_signaling::routes(sfu.clone())
             .merge(recordings::routes(recordings))
             .merge(recordings::room::http::routes(
-                recordings::room::http::RoomFiles::new(&config.recordings.dir, access.clone()),
+                recordings::room::http::RoomFiles::new(&config.recordings.dir),
             ))
             .merge(metrics::routes(Metrics {
                 hub,

@@ -1,5 +1,5 @@
 //! One live stream's packaging, sans-IO: a participant's timed H.264 and Opus frames in (as
-//! [`crate::recording`] times them), CMAF parts out, each listed in the stream's
+//! `recording.rs` times them), CMAF parts out, each listed in the stream's
 //! [`MediaPlaylist`].
 //!
 //! Parts are cut at the video frame nearest `part_target` (about 200 ms); a segment starts at
