@@ -168,9 +168,10 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     const meta = await (await fetch(`${server.url}/api/recordings/${cut.id}`)).json();
     assert.equal(meta.state, 'finished');
     assert.ok(meta.bytes >= cut.bytes, `the server has all ${cut.bytes} bytes recorded before the reload: ${meta.bytes}`);
-    // Up to the chunk MediaRecorder had in progress, which goes with the page: a second, or
-    // two on a loaded machine where it runs behind. What matters is above: every byte recorded.
-    const figures = checkMediaFile(join(server.recordingsDir, `${cut.id}.webm`), { seconds: (reloaded - started) / 1000 - 1, tolerance: 1.5 });
+    // Valid, decodable, seekable, as long as the server says. Not held against the wall clock:
+    // what MediaRecorder had not handed over goes with the page, and on a loaded machine it
+    // runs seconds behind (3.5 s of 6.3 s seen in CI). What matters is above: every byte recorded.
+    const figures = checkMediaFile(join(server.recordingsDir, `${cut.id}.webm`), { seconds: meta.duration_ms / 1000, tolerance: 0.5 });
     t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s of ${((reloaded - started) / 1000).toFixed(1)} s until the reload`);
     await ann.getByTestId('recording-link').waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.match(await ann.getByTestId('recording-chip').textContent(), /cut short by a reload was saved/);
