@@ -39,6 +39,7 @@ import { receivingMids } from './lib/sdp.js';
 import { createStatsPanel } from './lib/stats-panel.js';
 import { createCallRecorder } from './lib/record-call.js';
 import { recordingError, recordingNotice, recordingView } from './lib/room-recording.js';
+import { liveError, liveNotice, liveView, preferH264 } from './lib/live.js';
 import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
@@ -147,6 +148,7 @@ async function openPreview() {
 
 async function initLobby() {
   $('room').value = urlParams.get('room') || '';
+  $('live-room').checked = urlParams.has('live');
   $('name').value = urlParams.get('name') || localStorage.getItem('sfu-name') || '';
   const res = urlParams.get('res');
   if (res && /^\d{2,4}x\d{2,4}$/.test(res)) {
@@ -375,6 +377,7 @@ function connectSocket() {
   socket.on('publish_layers', onPublishLayers);
   socket.on('video_state', onVideoState);
   socket.on('recording', showRoomRecording);
+  socket.on('live', showLive);
   socket.on('sfu_error', onSfuError);
   socket.on('connect_error', (err) => {
     log('connect_error', err.message);
@@ -557,9 +560,14 @@ async function startMedia() {
     const bytes = await transportBytes(mine).catch(() => null);
     if (mine === pc && bytes) step({ type: 'traffic', ...bytes, now: Date.now() });
   }, RECOVERY_TICK_MS);
+  // A live room's video is H.264 (what HLS players decode): offered first here, and the
+  // only video codec the server answers with in such a room.
+  const wantLive = $('live-room').checked;
+  const h264First = wantLive ? preferH264(RTCRtpReceiver.getCapabilities?.('video')?.codecs) : null;
   for (const track of localStream?.getTracks() ?? []) {
     if (track.kind === 'video') {
-      mine.addTransceiver(track, { direction: 'sendrecv', streams: [localStream], sendEncodings: simulcastEncodings(track.getSettings()) });
+      const transceiver = mine.addTransceiver(track, { direction: 'sendrecv', streams: [localStream], sendEncodings: simulcastEncodings(track.getSettings()) });
+      if (h264First) transceiver.setCodecPreferences(h264First);
     } else {
       mine.addTrack(track, localStream);
     }
@@ -569,7 +577,7 @@ async function startMedia() {
   if (!localStream?.getVideoTracks().length) mine.addTransceiver('video', { direction: 'recvonly' });
   await mine.setLocalDescription(await mine.createOffer());
   hooks.joinedAt = performance.now();
-  const reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp });
+  const reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive });
   if (mine !== pc) throw new Error('the session ended while joining');
   if (reply?.error) {
     const err = new Error(reply.error.code === 'full' ? `Room "${room.room}" is full.` : reply.error.message);
@@ -581,6 +589,9 @@ async function startMedia() {
   dispatch({ type: 'joined', id: reply.id });
   onParticipants(reply.participants);
   showRoomRecording(reply.recording ?? null);
+  liveRoom = Boolean(reply.live_room);
+  if (wantLive && !liveRoom) showCallError('This room was opened without live viewing: it cannot go live.');
+  showLive(reply.live ?? null);
   log('joined', reply.id);
   scheduleQualities();
 }
@@ -691,6 +702,7 @@ function enterCall(room, name) {
   $('record').hidden = !window.MediaRecorder;
   $('record').onclick = toggleRecording;
   $('record-room').onclick = toggleRoomRecording;
+  $('go-live').onclick = toggleLive;
   statsPanel.start();
   layout();
 }
@@ -734,6 +746,36 @@ async function toggleRoomRecording() {
   const reply = await emitWithAck(socket, 'record', { on }, 10_000).catch((err) => ({ error: { message: err.message } }));
   if (reply?.error) return showCallError(recordingError(reply.error));
   showRoomRecording(reply.recording);
+}
+
+// Live viewing (lib/live.js): the button where the room can go live, the LIVE chip with the
+// viewers' link for everyone while it is on air.
+let liveRoom = false;
+let liveState = null;
+function showLive(state) {
+  const notice = liveNotice(liveState, state);
+  liveState = state;
+  hooks.live = state;
+  const view = liveView(state, liveRoom, location.origin);
+  const button = $('go-live');
+  button.hidden = view.buttonHidden;
+  button.setAttribute('aria-pressed', String(view.pressed));
+  button.title = view.buttonTitle;
+  const chip = $('live-chip');
+  chip.hidden = view.chipHidden;
+  chip.title = view.chipTitle;
+  if (view.link) chip.href = view.link;
+  if (notice) {
+    status(notice);
+    log('live', notice);
+  }
+}
+
+async function toggleLive() {
+  const on = !liveState?.on;
+  const reply = await emitWithAck(socket, 'live', { on }, 10_000).catch((err) => ({ error: { message: err.message } }));
+  if (reply?.error) return showCallError(liveError(reply.error));
+  showLive(reply.live);
 }
 
 function showCallError(text) {

@@ -122,6 +122,21 @@ pub struct RecordingConfig {
     pub interleave_wait: Duration,
 }
 
+impl RecordingConfig {
+    /// The waits of a live stream, shorter than a recording's: every millisecond here is
+    /// latency for every viewer.
+    pub fn live() -> Self {
+        RecordingConfig {
+            // A retransmission arrives within a round trip or two.
+            hold: Duration::from_millis(150),
+            // Chromium sends its first sender reports within a second of sending.
+            sync_wait: Duration::from_millis(1500),
+            // Audio frames come every 20 ms, video every 33-66 ms.
+            interleave_wait: Duration::from_millis(150),
+        }
+    }
+}
+
 impl Default for RecordingConfig {
     fn default() -> Self {
         RecordingConfig {

@@ -296,4 +296,16 @@ pub struct ParticipantInfo {
 pub struct JoinAnswer {
     pub sdp: String,
     pub participants: Vec<ParticipantInfo>,
+    /// The room is a live room: its video is H.264 ([`JoinOptions::live`]).
+    pub live: bool,
+}
+
+/// What a joiner asks of its room. Only the first joiner's wishes shape a room; later
+/// joiners take the room as it is (the join answer says what it is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// A room that can be watched live over HLS: every participant's video is negotiated as
+    /// H.264 (what HLS players decode; VP8 is not playable in HLS) and audio as Opus. Only
+    /// if the server offers H.264 at all.
+    pub live: bool,
 }

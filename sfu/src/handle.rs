@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     api::{
-        IceCandidate, JoinAnswer, ParticipantEvent, ParticipantInfo, SfuConfig, SfuError, Source,
-        TrackKind,
+        IceCandidate, JoinAnswer, JoinOptions, ParticipantEvent, ParticipantInfo, SfuConfig,
+        SfuError, Source, TrackKind,
     },
     core::{Command, Reply, SfuCore, TapOutput},
     driver::{self, Request, Shared},
@@ -47,6 +47,8 @@ pub struct Joined {
     /// `events`, then call [`Sfu::ready`].
     pub answer: String,
     pub participants: Vec<ParticipantInfo>,
+    /// The room is a live room (H.264 video).
+    pub live: bool,
     pub events: mpsc::UnboundedReceiver<ParticipantEvent>,
 }
 
@@ -65,6 +67,7 @@ impl JoinRequest {
             id: self.id,
             answer: answer.sdp,
             participants: answer.participants,
+            live: answer.live,
             events: self.events,
         })
     }
@@ -118,7 +121,7 @@ impl Sfu {
     }
 
     /// Joins `room` with the browser's offer. The id is known at once; the answer follows.
-    pub fn join(&self, room: &str, name: &str, offer: String) -> JoinRequest {
+    pub fn join(&self, room: &str, name: &str, offer: String, options: JoinOptions) -> JoinRequest {
         let id = self
             .ids
             .lock()
@@ -132,6 +135,7 @@ impl Sfu {
                 room: room.to_owned(),
                 name: name.to_owned(),
                 offer,
+                options,
             },
             events,
             reply,

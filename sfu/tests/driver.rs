@@ -49,7 +49,7 @@ impl Client {
         api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().unwrap();
 
-        let request = sfu.join("r", "Ada", offer.to_sdp_string());
+        let request = sfu.join("r", "Ada", offer.to_sdp_string(), Default::default());
         let id = request.id;
         let joined = request.joined().await.unwrap();
         assert_eq!(joined.id, id, "the id is known before the answer");

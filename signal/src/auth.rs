@@ -42,6 +42,9 @@ pub struct Grants {
     /// Start and stop the server's recording of SFU rooms (not granted unless named: a
     /// recording is made of everyone in the room).
     pub record: bool,
+    /// Put SFU rooms on air for live viewers (HLS; not granted unless named: it shows
+    /// everyone in the room to an audience).
+    pub live: bool,
 }
 
 impl Default for Grants {
@@ -49,6 +52,7 @@ impl Default for Grants {
         Grants {
             publish: true,
             record: false,
+            live: false,
         }
     }
 }

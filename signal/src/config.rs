@@ -149,6 +149,9 @@ pub struct TokenArgs {
     /// May start and stop the server's recording of the room.
     #[arg(long)]
     pub record: bool,
+    /// May put the room on air for live viewers (HLS).
+    #[arg(long)]
+    pub live: bool,
     /// The auth secret [default: `[access] auth_secret` of --config].
     #[arg(long, env = "SIGNAL_AUTH_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
@@ -208,6 +211,7 @@ impl TokenArgs {
             grants: crate::auth::Grants {
                 publish: !self.no_publish,
                 record: self.record,
+                live: self.live,
             },
         };
         Ok(crate::auth::Authority::new(&secret).mint(&claims))

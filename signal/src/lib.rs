@@ -7,18 +7,23 @@
 //! - [`tls`]: certificates, including a generated development one.
 //! - [`turn`]: the embedded TURN relay (`turn-relay`) and its browser credentials.
 //! - [`metrics`]: Prometheus `/metrics` for the operator.
-//! - [`recordings`]: recordings made in the browser: resumable upload, seekable WebM, playback.
+//! - [`recordings`]: recordings made in the browser: resumable upload, seekable WebM, playback;
+//!   and SFU rooms recorded by the server.
+//! - [`live`]: SFU rooms watched live over Low-Latency HLS.
+//! - [`taps`]: what recordings and live streams share: listening to a participant's media.
 //! - [`config`], [`server`]: configuration and wiring.
 
 pub mod access;
 pub mod auth;
 pub mod config;
 pub mod ice;
+pub mod live;
 pub mod metrics;
 pub mod recordings;
 pub mod server;
 pub mod sfu_signaling;
 pub mod signaling;
+pub mod taps;
 pub mod tls;
 pub mod turn;
 pub mod web;

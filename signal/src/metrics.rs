@@ -19,6 +19,7 @@ use axum::{
 use sfu::{Quality, RoomsReport, Sfu};
 use turn_relay::MetricsSource;
 
+use crate::live::{LiveRooms, LiveStats};
 use crate::signaling::{socketio::HubStats, Hub};
 
 /// What `/metrics` reads from.
@@ -28,6 +29,7 @@ pub struct Metrics {
     pub sfu: Arc<Sfu>,
     /// The embedded relay, if it runs in this process.
     pub turn: Option<MetricsSource>,
+    pub live: Arc<LiveRooms>,
     pub started: SystemTime,
 }
 
@@ -41,6 +43,7 @@ pub fn routes(metrics: Metrics) -> Router {
 async fn serve(State(metrics): State<Metrics>) -> Response {
     let sfu = metrics.sfu.report().await;
     let mut text = render(&metrics.hub.stats(), &sfu, metrics.started);
+    text.push_str(&render_live(metrics.live.stats()));
     if let Some(turn) = &metrics.turn {
         text.push_str(&turn.render());
     }
@@ -163,6 +166,30 @@ pub fn render(hub: &HubStats, sfu: &RoomsReport, started: SystemTime) -> String 
     for (name, help, value) in counters {
         out.single(name, Kind::Counter, help, value);
     }
+    out.0
+}
+
+/// The exposition of live viewing figures (docs/live.md).
+pub fn render_live(stats: LiveStats) -> String {
+    let mut out = Exposition::default();
+    out.single(
+        "live_rooms",
+        Kind::Gauge,
+        "SFU rooms on air for live viewers (HLS).",
+        stats.on_air,
+    );
+    out.single(
+        "live_streams",
+        Kind::Gauge,
+        "Speakers' live streams being packaged.",
+        stats.streams,
+    );
+    out.single(
+        "live_ended_streams_total",
+        Kind::Counter,
+        "Live streams that ended (their speaker left, the room went off air, or they fell behind).",
+        stats.ended,
+    );
     out.0
 }
 

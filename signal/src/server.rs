@@ -51,7 +51,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let (socket_io_layer, io) = signaling::socketio::builder(config.rate_limit).build_layer();
     let access = Access::new(config.access.clone());
     signaling::attach(&io, hub.clone(), access.clone());
-    let sfu = crate::sfu_signaling::start(&io, &config, access.clone())?;
+    let (sfu, live) = crate::sfu_signaling::start(&io, &config, access.clone())?;
 
     for missing in web::missing_vendor_files(&config.public_dir) {
         tracing::warn!(
@@ -84,6 +84,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     .merge(web::common_headers(
         crate::sfu_signaling::routes(sfu.clone())
             .merge(recordings::routes(recordings))
+            .merge(crate::live::http::routes(live.clone()))
             .merge(recordings::room::http::routes(
                 recordings::room::http::RoomFiles::new(&config.recordings.dir),
             ))
@@ -91,6 +92,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
                 hub,
                 sfu,
                 turn: turn.server.as_ref().map(|relay| relay.metrics_source()),
+                live,
                 started: SystemTime::now(),
             })),
     ))

@@ -24,7 +24,7 @@ use crate::{ice::IceConfig, signaling::Hub};
 
 /// Browser libraries that `npm ci --prefix public` installs, served at `/vendor/`: the URL
 /// and the file inside `public_dir`. Nothing else of the npm tree is reachable.
-pub const VENDOR_FILES: [(&str, &str); 3] = [
+pub const VENDOR_FILES: [(&str, &str); 4] = [
     (
         "/vendor/socket.io.min.js",
         "node_modules/socket.io-client/dist/socket.io.min.js",
@@ -38,6 +38,8 @@ pub const VENDOR_FILES: [(&str, &str); 3] = [
         "/vendor/uPlot.min.css",
         "node_modules/uplot/dist/uPlot.min.css",
     ),
+    // The live viewer page's player (public/live.js), an ES module.
+    ("/vendor/hls.mjs", "node_modules/hls.js/dist/hls.min.mjs"),
 ];
 
 #[derive(Clone)]

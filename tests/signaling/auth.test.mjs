@@ -128,6 +128,20 @@ describe('recording a room needs its grant', () => {
   });
 });
 
+describe('going live needs its grant', () => {
+  test('SFU: `live` refused without the grant, let through with it', async () => {
+    const { socket: plain } = await connect('v4', '/sfu', cliToken('--room', 'r-live', '--identity', 'plain'));
+    assert.ok((await ack(plain, 'join', { room: 'r-live', name: 'Plain', sdp: offer(), live: true })).id);
+    assert.equal((await ack(plain, 'live', { on: true })).error?.code, 'live_not_allowed');
+    const { socket: host } = await connect('v4', '/sfu', cliToken('--room', 'r-live', '--identity', 'host', '--live'));
+    const joined = await ack(host, 'join', { room: 'r-live', name: 'Host', sdp: offer() });
+    assert.equal(joined.live_room, true);
+    // Past the grant: refused only because no media ever connects here (a browser test
+    // streams a real room: tests/browser/live.test.mjs).
+    assert.equal((await ack(host, 'live', { on: true })).error?.code, 'nothing_to_stream');
+  });
+});
+
 describe('TURN credentials need a token too', () => {
   test('/api/ice-servers', async () => {
     const none = await fetch(`${server.url}/api/ice-servers`);

@@ -189,6 +189,30 @@ describe('/sfu signaling', () => {
     assert.deepEqual((await ack(viewer, 'record', { on: false })).recording, { on: false }, 'stopping what is not on is fine');
   });
 
+  test('live: refused before joining, for bad input, in a room not opened live, and with nothing to stream', async () => {
+    const plain = client();
+    assert.equal((await ack(plain, 'live', { on: true })).error?.code, 'not_joined');
+    const joined = await ack(plain, 'join', { room: 'r-live-plain', name: 'Pat', sdp: offer(2, 'recvonly') });
+    assert.equal(joined.live_room, false, 'a room is not live-ready unless its opener asks');
+    assert.deepEqual(joined.live, { on: false }, 'the join answer says whether the room is on air');
+    for (const bad of [true, {}, { on: 'yes' }]) assert.equal((await ack(plain, 'live', bad)).error?.code, 'invalid_live');
+    const refused = await ack(plain, 'live', { on: true });
+    assert.equal(refused.error?.code, 'not_live_room');
+    assert.match(refused.error.message, /not H\.264/);
+
+    assert.equal((await ack(client(), 'join', { room: 'r-live', name: 'Odd', sdp: offer(2, 'recvonly'), live: 'yes' })).error?.code, 'invalid_live');
+    const host = client();
+    const opened = await ack(host, 'join', { room: 'r-live', name: 'Hal', sdp: offer(2, 'recvonly'), live: true });
+    assert.equal(opened.live_room, true);
+    assert.doesNotMatch(opened.sdp, /VP8/, 'a live room answers with H.264 video only');
+    // A later joiner takes the room as it is.
+    const late = await ack(client(), 'join', { room: 'r-live', name: 'Lou', sdp: offer(2, 'recvonly') });
+    assert.equal(late.live_room, true);
+    const empty = await ack(host, 'live', { on: true });
+    assert.equal(empty.error?.code, 'nothing_to_stream');
+    assert.deepEqual((await ack(host, 'live', { on: false })).live, { on: false }, 'taking off air what is not on is fine');
+  });
+
   test('a media port that cannot be bound stops the server with a clear message', async () => {
     const taken = createSocket('udp4');
     await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));

@@ -24,41 +24,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use bench::{cpu, knob, median, Noise};
 use media_out::{
     assembler::Packet,
     codec::Codec,
     recording::{ParticipantRecording, RecordingConfig, SenderReport, TrackKind},
 };
-
-fn knob(name: &str, default: u64) -> u64 {
-    env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of this process (`who = RUSAGE_SELF`) or of its waited-for
-/// children (`RUSAGE_CHILDREN`).
-fn cpu(who: libc::c_int) -> f64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut usage) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// A tiny xorshift: frame contents that do not compress, reproducible.
-struct Noise(u64);
-
-impl Noise {
-    fn fill(&mut self, out: &mut [u8]) {
-        for byte in out {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *byte = self.0 as u8;
-        }
-    }
-}
 
 /// Feeds `seconds` of media through a recording into `path`; returns our CPU seconds.
 fn record(seconds: u64, kbps: u64, sync_ms: u64, path: &str) -> f64 {
@@ -154,11 +125,6 @@ fn record(seconds: u64, kbps: u64, sync_ms: u64, path: &str) -> f64 {
     let summary = recording.summary();
     assert!(summary.video_frames >= seconds * 29, "{summary:?}");
     cpu(libc::RUSAGE_SELF) - cpu0
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

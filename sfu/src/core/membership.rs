@@ -20,7 +20,10 @@ use super::{
     Output, SfuCore, TapOutput,
 };
 use crate::{
-    api::{JoinAnswer, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, Source, TrackKind},
+    api::{
+        JoinAnswer, JoinOptions, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, Source,
+        TrackKind,
+    },
     ids::{ParticipantId, ParticipantSlot, PublicationSlot, TapId, TapSlot},
     media::{
         fanout::Tap,
@@ -42,6 +45,7 @@ impl SfuCore {
         room: String,
         name: String,
         offer: String,
+        options: JoinOptions,
     ) -> Result<JoinAnswer, SfuError> {
         if self.by_id.contains_key(&id) {
             return Err(SfuError::Exists(id));
@@ -57,9 +61,12 @@ impl SfuCore {
             });
         }
         let offer = SdpOffer::from_sdp_string(&offer)?;
+        // A live room only where H.264 is offered at all.
+        let live = self.rooms.is_live(&room, options.live)
+            && self.config.codecs.contains(&MediaCodec::H264);
         let span = tracing::info_span!("participant", %id, %room);
         let (rtc, ufrag, answer) = span.in_scope(|| -> Result<_, SfuError> {
-            let mut rtc = self.rtc_config().build(now);
+            let mut rtc = self.rtc_config(live).build(now);
             let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
             rtc.add_local_candidate(Candidate::host(self.local, "udp")?);
             let answer = rtc.sdp_api().accept_offer(offer)?;
@@ -112,7 +119,7 @@ impl SfuCore {
         }));
         self.by_id.insert(id, slot);
         self.demux.add_ufrag(ufrag, slot);
-        self.rooms.add(&room, slot);
+        self.rooms.add(&room, slot, live);
         // Its m-lines become publications (MediaAdded) once its media connects; the room
         // hears about them then.
         self.poll_participant(slot, now);
@@ -131,17 +138,25 @@ impl SfuCore {
         Ok(JoinAnswer {
             sdp: answer,
             participants,
+            live,
         })
     }
 
     /// Only codecs whose keyframes we recognise: video starts on a keyframe per subscriber.
-    fn rtc_config(&self) -> str0m::RtcConfig {
+    /// In a `live` room, video is H.264 only: what HLS players decode, and one codec for
+    /// everyone, so every publisher can be packaged without transcoding.
+    fn rtc_config(&self, live: bool) -> str0m::RtcConfig {
         let mut config = Rtc::builder()
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
             .enable_bwe(self.config.bandwidth_estimation.map(Bitrate::bps))
             .clear_codecs();
-        for codec in &self.config.codecs {
+        let codecs = self
+            .config
+            .codecs
+            .iter()
+            .filter(|codec| !live || matches!(codec, MediaCodec::Opus | MediaCodec::H264));
+        for codec in codecs {
             config = match codec {
                 MediaCodec::Opus => config.enable_opus(true, false),
                 MediaCodec::Vp8 => config.enable_vp8(true),

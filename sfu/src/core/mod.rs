@@ -50,7 +50,10 @@ use str0m::{
 };
 
 use crate::{
-    api::{IceCandidate, JoinAnswer, ParticipantEvent, SfuConfig, SfuError, Source, TrackKind},
+    api::{
+        IceCandidate, JoinAnswer, JoinOptions, ParticipantEvent, SfuConfig, SfuError, Source,
+        TrackKind,
+    },
     ids::{IdGen, ParticipantId, ParticipantSlot, Round, TapId},
     media::{fanout::Tap, publication::Publication},
     report::RoomsReport,
@@ -79,6 +82,7 @@ pub enum Command {
         room: String,
         name: String,
         offer: String,
+        options: JoinOptions,
     },
     /// The join answer reached the browser: server offers may start.
     Ready {
@@ -229,7 +233,10 @@ impl SfuCore {
                 room,
                 name,
                 offer,
-            } => self.join(now, id, room, name, offer).map(Reply::Joined),
+                options,
+            } => self
+                .join(now, id, room, name, offer, options)
+                .map(Reply::Joined),
             Command::Ready { id } => {
                 let slot = self.slot(id)?;
                 self.participants[slot.0].negotiation.ready(now);

@@ -1,12 +1,14 @@
 //! Room membership (no I/O): which participants share a room, in joining order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::{api::Speaker, ids::ParticipantSlot};
 
 #[derive(Debug, Default)]
 pub struct Rooms {
     members: HashMap<String, Vec<ParticipantSlot>>,
+    /// Live rooms (H.264 video), as their first joiner made them.
+    live: HashSet<String>,
     /// The speakers last announced to each room, loudest first.
     speakers: HashMap<String, Vec<Speaker>>,
 }
@@ -16,8 +18,21 @@ impl Rooms {
         self.members.get(room).map_or(0, Vec::len)
     }
 
-    pub fn add(&mut self, room: &str, slot: ParticipantSlot) {
-        self.members.entry(room.to_owned()).or_default().push(slot);
+    /// Adds `slot`; a new room is live if `live` (an existing one stays what it is).
+    pub fn add(&mut self, room: &str, slot: ParticipantSlot, live: bool) {
+        let members = self.members.entry(room.to_owned()).or_default();
+        if members.is_empty() && live {
+            self.live.insert(room.to_owned());
+        }
+        members.push(slot);
+    }
+
+    /// Whether `room` is live (H.264 video), or would be if `live` made it now.
+    pub fn is_live(&self, room: &str, live: bool) -> bool {
+        match self.members.contains_key(room) {
+            true => self.live.contains(room),
+            false => live,
+        }
     }
 
     /// Removes `slot`; an empty room is forgotten.
@@ -27,6 +42,7 @@ impl Rooms {
             if members.is_empty() {
                 self.members.remove(room);
                 self.speakers.remove(room);
+                self.live.remove(room);
             }
         }
     }
@@ -76,9 +92,9 @@ mod tests {
     #[test]
     fn members_in_joining_order_and_empty_rooms_forgotten() {
         let mut rooms = Rooms::default();
-        rooms.add("b", ParticipantSlot(2));
-        rooms.add("a", ParticipantSlot(0));
-        rooms.add("a", ParticipantSlot(1));
+        rooms.add("b", ParticipantSlot(2), false);
+        rooms.add("a", ParticipantSlot(0), false);
+        rooms.add("a", ParticipantSlot(1), false);
         assert_eq!(rooms.size("a"), 2);
         assert_eq!(
             rooms.members("a"),
@@ -95,5 +111,21 @@ mod tests {
         assert_eq!(rooms.len(), 1);
         rooms.remove("b", ParticipantSlot(2));
         assert_eq!(rooms.len(), 0);
+    }
+
+    #[test]
+    fn the_first_joiner_makes_a_room_live_until_it_empties() {
+        let mut rooms = Rooms::default();
+        assert!(rooms.is_live("a", true) && !rooms.is_live("a", false));
+        rooms.add("a", ParticipantSlot(0), true);
+        // Later joiners take the room as it is, whatever they ask.
+        assert!(rooms.is_live("a", false));
+        rooms.add("a", ParticipantSlot(1), false);
+        rooms.add("b", ParticipantSlot(2), false);
+        assert!(!rooms.is_live("b", true));
+        rooms.remove("a", ParticipantSlot(0));
+        assert!(rooms.is_live("a", false), "one member is left");
+        rooms.remove("a", ParticipantSlot(1));
+        assert!(!rooms.is_live("a", false), "an emptied room is forgotten");
     }
 }

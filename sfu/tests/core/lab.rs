@@ -17,8 +17,8 @@ use sfu::{
     core::{Command, Output, Reply, SfuCore, TapOutput},
     ids::IdGen,
     media::fanout::TapPacket,
-    NetConfig, ParticipantEvent, ParticipantId, ParticipantInfo, Round, SfuConfig, SfuError,
-    Source,
+    JoinOptions, NetConfig, ParticipantEvent, ParticipantId, ParticipantInfo, Round, SfuConfig,
+    SfuError, Source,
 };
 use str0m::{
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
@@ -147,6 +147,8 @@ pub struct Lab {
     answers: VecDeque<(Instant, ParticipantId, Round, Result<String, String>)>,
     ids: IdGen,
     core_wake: Instant,
+    /// What the next joins ask of their room.
+    pub join_options: JoinOptions,
 }
 
 impl Lab {
@@ -175,6 +177,7 @@ impl Lab {
             answers: VecDeque::new(),
             ids: IdGen::new(0, 7),
             core_wake: now,
+            join_options: JoinOptions::default(),
         }
     }
 
@@ -260,6 +263,7 @@ impl Lab {
                 room: room.into(),
                 name: self.clients[c].name.clone(),
                 offer,
+                options: self.join_options,
             },
         )?;
         let Reply::Joined(answer) = reply else {

@@ -402,3 +402,35 @@ fn a_subscriber_whose_link_cannot_carry_a_video_gets_it_paused_and_back() {
     // Figures for docs/BENCHMARKS.md.
     eprintln!("paused {took:?} after the cap; back {back:?} after it was lifted");
 }
+
+/// A live room's video is H.264 for everyone (what HLS players decode), whatever the later
+/// joiners ask; other rooms keep every codec the server offers.
+#[test]
+fn a_live_room_negotiates_h264_video_for_everyone() {
+    let video_codecs = |answer: &str| -> Vec<String> {
+        answer
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|c| c.split('/').next())
+            .filter(|c| !matches!(*c, "opus" | "rtx"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", true);
+    let cy = lab.client("Cy", true);
+    lab.join_options.live = true;
+    lab.join(ada, "live").unwrap();
+    lab.join_options.live = false;
+    lab.join(bob, "live").unwrap();
+    lab.join(cy, "plain").unwrap();
+    for c in [ada, bob] {
+        let codecs = video_codecs(&lab.clients[c].answer);
+        assert!(!codecs.is_empty(), "{codecs:?}");
+        assert!(codecs.iter().all(|c| c == "H264"), "{codecs:?}");
+    }
+    let plain = video_codecs(&lab.clients[cy].answer);
+    assert!(plain.iter().any(|c| c == "VP8"), "{plain:?}");
+}

@@ -33,6 +33,8 @@ pub enum SfuSignalError {
     InvalidShare,
     #[error("record must be {{on: true}} or {{on: false}}")]
     InvalidRecord,
+    #[error("live must be {{on: true}} or {{on: false}}")]
+    InvalidLive,
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,
     #[error("unknown event")]
@@ -57,6 +59,15 @@ pub enum SfuSignalError {
     NothingToRecord,
     #[error("the server cannot store the recording")]
     StorageFailed,
+    #[error("your token does not allow putting the room on air")]
+    LiveNotAllowed,
+    #[error(
+        "this room cannot go live: its video is not H.264 (a room is live-ready when its first \
+         participant joins with live: true, and the server offers H.264)"
+    )]
+    NotLiveRoom,
+    #[error("nobody in the room publishes media: nothing to stream")]
+    NothingToStream,
 }
 
 /// An `/sfu` error as sent to the client: the ack `{error: {...}}` and the `sfu_error`
@@ -75,6 +86,7 @@ impl SfuSignalError {
             SfuSignalError::InvalidLayer => "invalid_layer",
             SfuSignalError::InvalidShare => "invalid_share",
             SfuSignalError::InvalidRecord => "invalid_record",
+            SfuSignalError::InvalidLive => "invalid_live",
             SfuSignalError::PayloadTooLarge => "payload_too_large",
             SfuSignalError::UnknownEvent => "unknown_event",
             SfuSignalError::AlreadyJoined => "already_joined",
@@ -87,6 +99,9 @@ impl SfuSignalError {
             SfuSignalError::RecordNotAllowed => "record_not_allowed",
             SfuSignalError::NothingToRecord => "nothing_to_record",
             SfuSignalError::StorageFailed => "storage_failed",
+            SfuSignalError::LiveNotAllowed => "live_not_allowed",
+            SfuSignalError::NotLiveRoom => "not_live_room",
+            SfuSignalError::NothingToStream => "nothing_to_stream",
         }
     }
 
@@ -106,6 +121,8 @@ pub enum SfuCommand {
         room: RoomName,
         name: String,
         offer: String,
+        /// Make the room live-ready if this join creates it (H.264 video).
+        live: bool,
     },
     /// `sdpMid`/`sdpMLineIndex` are validated and dropped: the server bundles every m-line
     /// on one transport.
@@ -129,6 +146,10 @@ pub enum SfuCommand {
     Record {
         on: bool,
     },
+    /// Put the room on air (`on`) for live viewers, or take it off.
+    Live {
+        on: bool,
+    },
     Leave,
 }
 
@@ -146,6 +167,7 @@ pub fn permitted(claims: &Claims, command: &SfuCommand) -> Result<(), SfuSignalE
             Err(SfuSignalError::PublishNotAllowed)
         }
         SfuCommand::Record { .. } if !claims.grants.record => Err(SfuSignalError::RecordNotAllowed),
+        SfuCommand::Live { .. } if !claims.grants.live => Err(SfuSignalError::LiveNotAllowed),
         _ => Ok(()),
     }
 }
@@ -182,7 +204,17 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
                 .map_err(|_| SfuSignalError::InvalidRoom)?;
             let name = parse_name(object.get("name").unwrap_or(&Value::Null))?;
             let offer = parse_sdp(object.get("sdp"), "offer")?;
-            Ok(SfuCommand::Join { room, name, offer })
+            let live = match object.get("live") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(live)) => *live,
+                Some(_) => return Err(SfuSignalError::InvalidLive),
+            };
+            Ok(SfuCommand::Join {
+                room,
+                name,
+                offer,
+                live,
+            })
         }
         "candidate" => {
             let object = data.as_object().ok_or(SfuSignalError::InvalidCandidate)?;
@@ -233,25 +265,23 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
                 layer,
             })
         }
-        "share" => {
-            let on = data
-                .as_object()
-                .and_then(|o| o.get("on"))
-                .and_then(Value::as_bool)
-                .ok_or(SfuSignalError::InvalidShare)?;
-            Ok(SfuCommand::Share { on })
-        }
-        "record" => {
-            let on = data
-                .as_object()
-                .and_then(|o| o.get("on"))
-                .and_then(Value::as_bool)
-                .ok_or(SfuSignalError::InvalidRecord)?;
-            Ok(SfuCommand::Record { on })
-        }
+        "share" => Ok(SfuCommand::Share {
+            on: parse_on(data).ok_or(SfuSignalError::InvalidShare)?,
+        }),
+        "record" => Ok(SfuCommand::Record {
+            on: parse_on(data).ok_or(SfuSignalError::InvalidRecord)?,
+        }),
+        "live" => Ok(SfuCommand::Live {
+            on: parse_on(data).ok_or(SfuSignalError::InvalidLive)?,
+        }),
         "leave" => Ok(SfuCommand::Leave),
         _ => Err(SfuSignalError::UnknownEvent),
     }
+}
+
+/// `{on: true}` or `{on: false}`.
+fn parse_on(data: &Value) -> Option<bool> {
+    data.as_object()?.get("on")?.as_bool()
 }
 
 fn parse_name(value: &Value) -> Result<String, SfuSignalError> {
@@ -298,9 +328,16 @@ mod tests {
     fn join() {
         let cmd =
             parse_command("join", &json!({"room": "r1", "name": " Ada ", "sdp": SDP})).unwrap();
-        let SfuCommand::Join { room, name, offer } = cmd else {
+        let SfuCommand::Join {
+            room,
+            name,
+            offer,
+            live,
+        } = cmd
+        else {
             panic!("not a join")
         };
+        assert!(!live, "a room is not live-ready unless asked");
         assert_eq!(
             (room.as_str(), name.as_str(), offer.as_str()),
             ("r1", "Ada", SDP)
@@ -311,6 +348,53 @@ mod tests {
             &json!({"room": "r1", "name": "x", "sdp": {"type": "offer", "sdp": SDP}})
         )
         .is_ok());
+    }
+
+    #[test]
+    fn live_needs_its_grant_and_a_boolean() {
+        use crate::auth::Grants;
+        for on in [true, false] {
+            let Ok(SfuCommand::Live { on: got }) = parse_command("live", &json!({ "on": on }))
+            else {
+                panic!("live {on} refused")
+            };
+            assert_eq!(got, on);
+        }
+        for bad in [json!({}), json!({"on": "yes"}), json!(null), json!([true])] {
+            assert_eq!(
+                parse_command("live", &bad).unwrap_err(),
+                SfuSignalError::InvalidLive
+            );
+        }
+        let join = |live: Value| {
+            parse_command(
+                "join",
+                &json!({"room": "r", "name": "A", "sdp": SDP, "live": live}),
+            )
+        };
+        assert!(matches!(
+            join(json!(true)),
+            Ok(SfuCommand::Join { live: true, .. })
+        ));
+        assert_eq!(join(json!("yes")).unwrap_err(), SfuSignalError::InvalidLive);
+        let claims = |live| Claims {
+            sub: "a".into(),
+            room: "r".into(),
+            exp: 0,
+            nbf: None,
+            iat: None,
+            grants: Grants {
+                publish: true,
+                record: false,
+                live,
+            },
+        };
+        let command = SfuCommand::Live { on: true };
+        assert_eq!(
+            permitted(&claims(false), &command),
+            Err(SfuSignalError::LiveNotAllowed)
+        );
+        assert_eq!(permitted(&claims(true), &command), Ok(()));
     }
 
     #[test]
@@ -377,6 +461,7 @@ mod tests {
             grants: Grants {
                 publish,
                 record: false,
+                live: false,
             },
         };
         let sends = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
@@ -389,6 +474,7 @@ mod tests {
             room: RoomName::parse(&json!(room)).unwrap(),
             name: "A".into(),
             offer: offer.into(),
+            live: false,
         };
         assert_eq!(permitted(&claims("r", true), &join("r", sends)), Ok(()));
         assert_eq!(
@@ -460,6 +546,7 @@ mod tests {
             grants: Grants {
                 publish: true,
                 record,
+                live: false,
             },
         };
         for on in [true, false] {

@@ -33,6 +33,7 @@ pub trait MediaPlane {
         room: &RoomName,
         name: &str,
         offer: String,
+        live: bool,
     ) -> (ParticipantId, Self::JoinReply);
     fn add_candidate(&mut self, id: ParticipantId, candidate: IceCandidate);
     fn restart(&mut self, id: ParticipantId);
@@ -57,6 +58,9 @@ pub enum Reply<J> {
     /// Participant `.0` asks to start (`true`) or stop the room's recording: the caller
     /// does it and acks.
     Record(ParticipantId, bool),
+    /// Participant `.0` asks to put the room on (`true`) or off air: the caller does it and
+    /// acks.
+    Live(ParticipantId, bool),
 }
 
 #[derive(Debug)]
@@ -120,9 +124,14 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
         let conn = self.conn(sid, now);
         let ok = || Reply::Ack(json!({ "ok": true }));
         match command {
-            SfuCommand::Join { room, name, offer } => {
+            SfuCommand::Join {
+                room,
+                name,
+                offer,
+                live,
+            } => {
                 conn.state = transition(conn.state, Input::Join)?;
-                let (id, reply) = media.join(&room, &name, offer);
+                let (id, reply) = media.join(&room, &name, offer, live);
                 conn.participant = Some(id);
                 Ok(Reply::Joining(id, reply))
             }
@@ -148,6 +157,10 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
             SfuCommand::Record { on } => {
                 transition(conn.state, Input::Record)?;
                 Ok(Reply::Record(conn.id()?, on))
+            }
+            SfuCommand::Live { on } => {
+                transition(conn.state, Input::Live)?;
+                Ok(Reply::Live(conn.id()?, on))
             }
             SfuCommand::Restart => {
                 let next = transition(conn.state, Input::Restart)?;
@@ -266,7 +279,7 @@ mod tests {
 
     impl MediaPlane for Recorder {
         type JoinReply = ();
-        fn join(&mut self, room: &RoomName, name: &str, _: String) -> (ParticipantId, ()) {
+        fn join(&mut self, room: &RoomName, name: &str, _: String, _: bool) -> (ParticipantId, ()) {
             let id = self
                 .ids
                 .get_or_insert_with(|| IdGen::new(0, 1))
@@ -303,6 +316,7 @@ mod tests {
             room: RoomName::parse(&json!("r")).unwrap(),
             name: "Ada".into(),
             offer: "v=0".into(),
+            live: false,
         }
     }
 

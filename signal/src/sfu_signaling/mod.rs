@@ -19,17 +19,17 @@ use axum::{extract::State, routing::get, Json, Router};
 use sfu::{Sfu, SfuError};
 use socketioxide::SocketIo;
 
-pub use socketio::{announcer, attach, SfuHub, NAMESPACE};
+pub use socketio::{announcer, attach, live_announcer, SfuHub, NAMESPACE};
 
-use crate::recordings::room::RoomRecorder;
+use crate::{live::LiveRooms, recordings::room::RoomRecorder};
 
 /// Starts the media plane (binding its socket: an error stops the server) and serves `/sfu`
-/// on `io`.
+/// on `io`. Returns the media plane and the rooms' live streams (served over HTTP).
 pub fn start(
     io: &SocketIo,
     config: &crate::config::Config,
     access: Arc<crate::access::Access>,
-) -> Result<Arc<Sfu>, SfuError> {
+) -> Result<(Arc<Sfu>, Arc<LiveRooms>), SfuError> {
     let sfu = Sfu::new(config.sfu.clone())?;
     let recorder = RoomRecorder::new(
         sfu.clone(),
@@ -37,12 +37,13 @@ pub fn start(
         config.recordings.room.clone(),
         announcer(io),
     );
+    let live = LiveRooms::new(sfu.clone(), live_announcer(io));
     attach(
         io,
-        SfuHub::new(sfu.clone(), config.rate_limit, recorder),
+        SfuHub::new(sfu.clone(), config.rate_limit, recorder, live.clone()),
         access,
     );
-    Ok(sfu)
+    Ok((sfu, live))
 }
 
 /// `GET /api/rooms`: per-room, per-participant media statistics.

@@ -13,8 +13,11 @@ use std::{
     time::Instant,
 };
 
+use serde::Serialize;
 use serde_json::{json, Value};
-use sfu::{IceCandidate, JoinRequest, ParticipantEvent, ParticipantId, Sfu, SfuError, Source};
+use sfu::{
+    IceCandidate, JoinOptions, JoinRequest, ParticipantEvent, ParticipantId, Sfu, SfuError, Source,
+};
 use socketioxide::{
     extract::{AckSender, Event, SocketRef, TryData},
     handler::ConnectHandler,
@@ -29,7 +32,8 @@ use super::{
 };
 use crate::access::{Access, ConnectRefused};
 use crate::auth::Claims;
-use crate::recordings::room::{Announce, RecordingState, RoomRecorder, RoomRecordingError};
+use crate::live::{self, LiveError, LiveRooms};
+use crate::recordings::room::{Announce, RoomRecorder, RoomRecordingError};
 use crate::signaling::{
     command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
 };
@@ -42,6 +46,7 @@ pub struct SfuHub {
     sfu: Arc<Sfu>,
     core: Mutex<SfuSignalingCore<Sid>>,
     recorder: Arc<RoomRecorder>,
+    live: Arc<LiveRooms>,
 }
 
 /// What a joined socket is, kept in its extensions: the room (also its socket.io room, for
@@ -50,6 +55,8 @@ pub struct SfuHub {
 struct Member {
     room: RoomName,
     name: String,
+    /// Its room is live-ready (H.264 video), as the media plane answered the join.
+    live_room: bool,
 }
 
 /// The socket.io room of an SFU room's members.
@@ -57,16 +64,29 @@ fn room_key(room: &str) -> String {
     format!("room:{room}")
 }
 
-/// Tells everyone in an SFU room whether the server records it.
+/// Tells everyone in an SFU room whether the server records it (`recording`).
 pub fn announcer(io: &SocketIo) -> Announce {
+    room_broadcast(io, "recording")
+}
+
+/// Tells everyone in an SFU room whether it is on air (`live`).
+pub fn live_announcer(io: &SocketIo) -> live::Announce {
+    room_broadcast(io, "live")
+}
+
+/// Tells everyone in a room a room-wide state (what [`Announce`] and [`live::Announce`] are).
+type RoomBroadcast<T> = Arc<dyn Fn(&str, &T) + Send + Sync>;
+
+/// Emits `event` with a room-wide state to everyone in the room.
+fn room_broadcast<T: Serialize>(io: &SocketIo, event: &'static str) -> RoomBroadcast<T> {
     let io = io.clone();
-    Arc::new(move |room: &str, state: &RecordingState| {
+    Arc::new(move |room: &str, state: &T| {
         let (Some(members), Ok(state)) = (io.of(NAMESPACE), serde_json::to_value(state)) else {
             return;
         };
         let key = room_key(room);
         tokio::spawn(async move {
-            let _ = members.to(key).emit("recording", &state).await;
+            let _ = members.to(key).emit(event, &state).await;
         });
     })
 }
@@ -77,8 +97,16 @@ struct Plane<'a>(&'a Sfu);
 impl MediaPlane for Plane<'_> {
     type JoinReply = JoinRequest;
 
-    fn join(&mut self, room: &RoomName, name: &str, offer: String) -> (ParticipantId, JoinRequest) {
-        let request = self.0.join(room.as_str(), name, offer);
+    fn join(
+        &mut self,
+        room: &RoomName,
+        name: &str,
+        offer: String,
+        live: bool,
+    ) -> (ParticipantId, JoinRequest) {
+        let request = self
+            .0
+            .join(room.as_str(), name, offer, JoinOptions { live });
         (request.id, request)
     }
 
@@ -111,11 +139,17 @@ impl MediaPlane for Plane<'_> {
 }
 
 impl SfuHub {
-    pub fn new(sfu: Arc<Sfu>, rate_limit: RateLimit, recorder: Arc<RoomRecorder>) -> Arc<Self> {
+    pub fn new(
+        sfu: Arc<Sfu>,
+        rate_limit: RateLimit,
+        recorder: Arc<RoomRecorder>,
+        live: Arc<LiveRooms>,
+    ) -> Arc<Self> {
         Arc::new(SfuHub {
             sfu,
             core: Mutex::new(SfuSignalingCore::new(rate_limit)),
             recorder,
+            live,
         })
     }
 
@@ -162,6 +196,7 @@ impl SfuHub {
             SfuCommand::Join { room, name, .. } => Some(Member {
                 room: room.clone(),
                 name: name.clone(),
+                live_room: false,
             }),
             _ => None,
         };
@@ -189,6 +224,16 @@ impl SfuHub {
                     return refuse(socket, &event, SfuSignalError::NotJoined, ack);
                 };
                 tokio::spawn(self.clone().record(socket.clone(), member, on, ack));
+            }
+            Ok(Reply::Live(_, on)) => {
+                let member = socket.extensions.get::<Member>();
+                let Some(member) = member else {
+                    return refuse(socket, &event, SfuSignalError::NotJoined, ack);
+                };
+                if on && !member.live_room {
+                    return refuse(socket, &event, SfuSignalError::NotLiveRoom, ack);
+                }
+                tokio::spawn(self.clone().go_live(socket.clone(), member, on, ack));
             }
             Err(error) => refuse(socket, &event, error, ack),
         }
@@ -224,6 +269,24 @@ impl SfuHub {
         }
     }
 
+    /// Puts `member`'s room on or off air; everyone in it hears about it.
+    async fn go_live(self: Arc<Self>, socket: SocketRef, member: Member, on: bool, ack: AckSender) {
+        let room = member.room.as_str();
+        if !on {
+            self.live.stop(room, "stopped");
+            let _ = ack.send(&json!({ "ok": true, "live": self.live.state(room) }));
+            return;
+        }
+        match self.live.start(room, &member.name).await {
+            Ok(state) => {
+                let _ = ack.send(&json!({ "ok": true, "live": state }));
+            }
+            Err(LiveError::NothingToStream) => {
+                refuse(&socket, "live", SfuSignalError::NothingToStream, ack);
+            }
+        }
+    }
+
     /// Waits for the media plane's answer to a join and delivers it, unless the client
     /// left or went away meanwhile. Server offers (`update`) may only follow the answer.
     async fn settle_join(
@@ -238,6 +301,10 @@ impl SfuHub {
         let settled = self.lock().join_settled(socket.id, id, result.is_ok());
         match (result, settled) {
             (Ok(joined), Ok(())) => {
+                let member = Member {
+                    live_room: joined.live,
+                    ..member
+                };
                 let room = member.room.as_str();
                 socket.join(room_key(room));
                 let reply = json!({
@@ -247,10 +314,13 @@ impl SfuHub {
                     "participants": joined.participants,
                     "capacity": self.sfu.room_capacity(),
                     "recording": self.recorder.state(room),
+                    "live_room": joined.live,
+                    "live": self.live.state(room),
                 });
                 let _ = ack.send(&reply);
                 self.sfu.ready(id);
                 self.recorder.joined(room, id, &member.name);
+                self.live.joined(room, id, &member.name);
                 socket.extensions.insert(member);
                 tokio::spawn(pump(self, socket, id, joined.events));
             }

@@ -37,6 +37,8 @@ pub enum Input {
     Share,
     /// The client starts or stops the room's recording (`record`).
     Record,
+    /// The client puts the room on or off air (`live`).
+    Live,
     /// The client leaves (`leave`).
     Leave,
     /// The media plane accepted the join.
@@ -50,13 +52,14 @@ pub enum Input {
 }
 
 impl Input {
-    pub const ALL: [Input; 11] = [
+    pub const ALL: [Input; 12] = [
         Input::Join,
         Input::Candidate,
         Input::Restart,
         Input::Layer,
         Input::Share,
         Input::Record,
+        Input::Live,
         Input::Leave,
         Input::JoinAccepted,
         Input::JoinRefused,
@@ -90,6 +93,9 @@ pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignal
 
         (Idle | Joining, Input::Record) => Err(SfuSignalError::NotJoined),
         (Joined, Input::Record) => Ok(Joined),
+
+        (Idle | Joining, Input::Live) => Err(SfuSignalError::NotJoined),
+        (Joined, Input::Live) => Ok(Joined),
 
         (Idle, Input::Leave) => Err(SfuSignalError::NotJoined),
         (Joining | Joined, Input::Leave) => Ok(Idle),
@@ -130,6 +136,8 @@ mod tests {
                 Input::Share => Err(SfuSignalError::NotJoined),
                 Input::Record if state == Joined => Ok(Joined),
                 Input::Record => Err(SfuSignalError::NotJoined),
+                Input::Live if state == Joined => Ok(Joined),
+                Input::Live => Err(SfuSignalError::NotJoined),
                 Input::Leave if state == Idle => Err(SfuSignalError::NotJoined),
                 Input::Leave => Ok(Idle),
                 Input::JoinAccepted if state == Joining => Ok(Joined),
@@ -152,7 +160,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 33);
+        assert_eq!(checked, 36);
     }
 
     #[test]

@@ -7,23 +7,20 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{Receiver, RecvTimeoutError},
+        mpsc::RecvTimeoutError,
         Arc, Mutex,
     },
     time::{Duration, Instant, SystemTime},
 };
 
 use media_out::{
-    assembler::Packet,
     codec::Codec,
-    recording::{
-        ParticipantRecording, RecordingConfig, RecordingSummary, SenderReport,
-        TrackKind as MediaKind,
-    },
+    recording::{ParticipantRecording, RecordingConfig, RecordingSummary},
 };
-use sfu::{MediaCodec, ParticipantId, Sfu, TapId, TapOutput, TapPacket, TrackKind};
+use sfu::{ParticipantId, Sfu, TapOutput, TapPacket, TrackKind};
 
 use super::manifest::{safe_component, unix_ms, write_manifest, Manifest, ManifestFile};
+use crate::taps::{codec_name, CodecProbe, Taps};
 
 /// How often a recording's file is fsynced: with the frames' own wait (holes, the other
 /// track) at most ~2 s of media is lost if the server dies.
@@ -31,16 +28,13 @@ const SYNC_EVERY: Duration = Duration::from_millis(700);
 /// A participant's thread takes what its taps queued at most this often (a 1.5 Mbit/s camera
 /// sends ~200 packets a second; a pass per packet made recording cost ~8× as much, measured).
 const PASS_EVERY: Duration = Duration::from_millis(50);
-/// How long the first packets wait for the other track's, to learn both codecs.
-const CODEC_WAIT: Duration = Duration::from_secs(2);
 
 /// One participant's recording thread.
 pub(super) struct Job {
     pub(super) sfu: Arc<Sfu>,
     pub(super) participant: ParticipantId,
     pub(super) name: String,
-    pub(super) taps: Vec<(TapId, TrackKind)>,
-    pub(super) queue: Receiver<TapOutput>,
+    pub(super) taps: Taps,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) manifest: Arc<Mutex<Manifest>>,
     pub(super) dir: PathBuf,
@@ -55,13 +49,7 @@ pub(super) struct Job {
 
 /// The recording of one participant: its codecs being learnt, then its files one by one.
 enum Stage {
-    /// Each track's codec once its first packet came (`Some(None)`: one we cannot write).
-    Learning {
-        first: Option<Instant>,
-        held: Vec<TapPacket>,
-        video: Option<Option<Codec>>,
-        audio: Option<Option<Codec>>,
-    },
+    Learning(CodecProbe),
     Recording(Box<Segment>),
 }
 
@@ -84,19 +72,12 @@ impl Job {
         let span = tracing::info_span!("room_recording", participant = %self.participant);
         let _span = span.enter();
         let result = self.record();
-        for (tap, _) in &self.taps {
-            self.sfu.detach_tap(*tap);
-        }
+        self.taps.detach(&self.sfu);
         result
     }
 
     fn record(&self) -> Result<(), &'static str> {
-        let mut stage = Stage::Learning {
-            first: None,
-            held: Vec::new(),
-            video: None,
-            audio: None,
-        };
+        let mut stage = Stage::Learning(CodecProbe::default());
         let mut ended = 0;
         let mut lost_tap = false;
         let mut full = false;
@@ -113,22 +94,22 @@ impl Job {
                     .recording
                     .deadline()
                     .map(|d| d.saturating_duration_since(Instant::now())),
-                Stage::Learning { .. } => None,
+                Stage::Learning(_) => None,
             }
             .unwrap_or(SYNC_EVERY)
             .min(SYNC_EVERY);
-            let first = match self.queue.recv_timeout(wait) {
+            let first = match self.taps.queue.recv_timeout(wait) {
                 Ok(output) => Some(output),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     // Every sender is gone: the taps ended (counted), or the SFU took them
                     // from a queue that was full.
-                    lost_tap = ended < self.taps.len();
+                    lost_tap = ended < self.taps.taps.len();
                     break;
                 }
             };
             // Everything queued meanwhile is taken in the same pass.
-            let queued = std::iter::from_fn(|| self.queue.try_recv().ok());
+            let queued = std::iter::from_fn(|| self.taps.queue.try_recv().ok());
             for output in first.into_iter().chain(queued) {
                 let packet = match output {
                     TapOutput::Packet(packet) => packet,
@@ -138,64 +119,34 @@ impl Job {
                     }
                 };
                 match &mut stage {
-                    Stage::Learning {
-                        first,
-                        held,
-                        video,
-                        audio,
-                    } => {
-                        let codec = media_codec(&packet);
-                        match packet.kind {
-                            TrackKind::Video if video.is_none() => *video = Some(codec),
-                            TrackKind::Audio if audio.is_none() => *audio = Some(codec),
-                            _ => {}
-                        }
-                        first.get_or_insert(packet.arrived);
-                        held.push(packet);
-                    }
+                    Stage::Learning(probe) => probe.push(packet),
                     Stage::Recording(segment) => {
                         if self.starts_next_file(segment, &packet) {
                             let next = self.open(segment.entry.part + 1, segment.codecs, None)?;
                             let done = std::mem::replace(segment, Box::new(next));
                             self.close(*done)?;
                         }
-                        feed(&mut segment.recording, &self.taps, packet);
+                        self.taps.feed(&mut segment.recording, packet);
                     }
                 }
             }
-            if self.stop.load(Ordering::Relaxed) || ended >= self.taps.len() {
+            if self.stop.load(Ordering::Relaxed) || ended >= self.taps.taps.len() {
                 break;
             }
             let now = Instant::now();
-            if let Stage::Learning {
-                first: Some(first),
-                held,
-                video,
-                audio,
-            } = &mut stage
-            {
-                let all_known = self.taps.iter().all(|(_, kind)| match kind {
-                    TrackKind::Video => video.is_some(),
-                    TrackKind::Audio => audio.is_some(),
-                });
-                if all_known || now >= *first + CODEC_WAIT {
-                    let skipped = video.filter(Option::is_none).map(|_| {
-                        let codec = held
-                            .iter()
-                            .find(|p| p.kind == TrackKind::Video)
-                            .and_then(TapPacket::codec);
-                        format!(
-                            "video in {}: not recorded (VP8, VP9 and H.264 are)",
-                            codec.map_or("an unknown codec".into(), |c| c.to_string())
-                        )
-                    });
-                    let codecs = (video.flatten(), audio.flatten());
-                    let mut segment = self.open(1, codecs, skipped)?;
-                    for packet in held.drain(..) {
-                        feed(&mut segment.recording, &self.taps, packet);
-                    }
-                    stage = Stage::Recording(Box::new(segment));
+            if let Stage::Learning(probe) = &mut stage {
+                if !probe.done(&self.taps.taps, now) {
+                    continue;
                 }
+                let probed = std::mem::take(probe).finish();
+                let skipped = probed.unwritable_video.map(|codec| {
+                    format!("video in {codec}: not recorded (VP8, VP9 and H.264 are)")
+                });
+                let mut segment = self.open(1, (probed.video, probed.audio), skipped)?;
+                for packet in probed.held {
+                    self.taps.feed(&mut segment.recording, packet);
+                }
+                stage = Stage::Recording(Box::new(segment));
             }
             if let Stage::Recording(segment) = &mut stage {
                 self.keep_up(segment, now)?;
@@ -254,8 +205,8 @@ impl Job {
             }
         }
         if keyframe {
-            if let Some((tap, _)) = self.taps.iter().find(|(_, k)| *k == TrackKind::Video) {
-                self.sfu.tap_keyframe(*tap);
+            if let Some(tap) = self.taps.video() {
+                self.sfu.tap_keyframe(tap);
             }
         }
         Ok(())
@@ -395,51 +346,6 @@ fn make_seekable(path: &Path, dir: &Path) -> Result<(), &'static str> {
     out.sync_all().map_err(storage)?;
     fs::rename(&tmp, path).map_err(storage)?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(storage)
-}
-
-fn feed(recording: &mut ParticipantRecording, taps: &[(TapId, TrackKind)], packet: TapPacket) {
-    let Some((_, kind)) = taps.iter().find(|(tap, _)| *tap == packet.tap) else {
-        return;
-    };
-    let kind = match kind {
-        TrackKind::Audio => MediaKind::Audio,
-        TrackKind::Video => MediaKind::Video,
-    };
-    let report = packet.sender_report.map(|r| SenderReport {
-        ntp: r.ntp,
-        rtp_time: r.rtp_time,
-    });
-    recording.push(
-        kind,
-        Packet {
-            seq: packet.seq,
-            rtp_time: packet.rtp_time,
-            marker: packet.marker,
-            payload: packet.payload,
-            arrived: packet.arrived,
-        },
-        report,
-    );
-}
-
-/// The codec of a tap's packets, if we write it (WebM: VP8, VP9, Opus; MP4: H.264, Opus).
-fn media_codec(packet: &TapPacket) -> Option<Codec> {
-    match packet.codec()? {
-        MediaCodec::Opus => Some(Codec::Opus),
-        MediaCodec::Vp8 => Some(Codec::Vp8),
-        MediaCodec::Vp9 => Some(Codec::Vp9),
-        MediaCodec::H264 => Some(Codec::H264),
-        MediaCodec::Av1 | MediaCodec::H265 => None,
-    }
-}
-
-fn codec_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Opus => "opus",
-        Codec::Vp8 => "vp8",
-        Codec::Vp9 => "vp9",
-        Codec::H264 => "h264",
-    }
 }
 
 fn summarize(entry: &mut ManifestFile, summary: &RecordingSummary) {

@@ -20,14 +20,13 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::sync_channel,
         Arc, Mutex,
     },
     time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
-use sfu::{ParticipantId, Sfu, SfuError, TrackKind};
+use sfu::{ParticipantId, Sfu};
 
 pub mod http;
 mod job;
@@ -36,11 +35,11 @@ mod manifest;
 use job::Job;
 use manifest::{safe_component, session_id, unix_ms, write_manifest, Manifest};
 
+use crate::taps::Taps;
+
 /// Tap packets queued for one participant's thread: ~10 s of a 1.5 Mbit/s camera and its
 /// microphone. A thread that cannot keep up with that has lost its disk.
 const TAP_QUEUE: usize = 2048;
-/// A joiner's tracks may not be published yet when its join is answered: tried again once.
-const ATTACH_RETRY: Duration = Duration::from_millis(1500);
 
 /// `[recordings] room_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,27 +291,7 @@ impl RoomRecorder {
         name: String,
         retry: bool,
     ) {
-        let (sink, queue) = sync_channel(TAP_QUEUE);
-        let mut taps = Vec::new();
-        for attempt in 0..if retry { 2 } else { 1 } {
-            if attempt > 0 {
-                tokio::time::sleep(ATTACH_RETRY).await;
-            }
-            for kind in [TrackKind::Video, TrackKind::Audio] {
-                if taps.iter().any(|(_, k)| *k == kind) {
-                    continue;
-                }
-                match self.sfu.attach_tap(participant, kind, sink.clone()).await {
-                    Ok(tap) => taps.push((tap, kind)),
-                    Err(SfuError::NotPublishing(_)) => {}
-                    Err(error) => tracing::debug!(%participant, %error, "no tap"),
-                }
-            }
-            if taps.len() == 2 {
-                break;
-            }
-        }
-        drop(sink);
+        let taps = Taps::attach(&self.sfu, participant, retry, TAP_QUEUE).await;
         // Ok: the job to run; Err: nothing to record of this participant (it publishes
         // nothing, or left), and whether the session has nobody left either.
         let next = {
@@ -322,14 +301,15 @@ impl RoomRecorder {
                 session.attaching = session.attaching.saturating_sub(1);
             }
             match session {
-                Some(session) if !taps.is_empty() && !session.recording.contains(&participant) => {
+                Some(session)
+                    if !taps.taps.is_empty() && !session.recording.contains(&participant) =>
+                {
                     session.recording.push(participant);
                     Ok(Job {
                         sfu: self.sfu.clone(),
                         participant,
                         name,
                         taps,
-                        queue,
                         stop: session.stop.clone(),
                         manifest: session.manifest.clone(),
                         dir: session.dir.clone(),
@@ -348,9 +328,7 @@ impl RoomRecorder {
         let job = match next {
             Ok(job) => job,
             Err((taps, nobody)) => {
-                for (tap, _) in taps {
-                    self.sfu.detach_tap(tap);
-                }
+                taps.detach(&self.sfu);
                 if nobody {
                     self.stop(&room, "room_empty");
                 }

@@ -1,0 +1,332 @@
+//! SFU rooms watched live by audiences that do not join the call: Low-Latency HLS
+//! (docs/live.md).
+//!
+//! A live room (created with `live`, so its video is H.264) is put on air by a participant
+//! allowed to. Every publishing participant then gets a stream of its own: the SFU hands its
+//! camera and microphone packets to taps, as for a recording, and a thread per participant
+//! (`job.rs`) packages them with `media_out::hls` into CMAF parts kept in memory
+//! (`stream.rs`), which `http.rs` serves under an unguessable path per session:
+//! `/live/<key>/<participant>/index.m3u8`. The SFU's media thread never waits for a stream:
+//! a thread that falls behind loses its taps and its stream ends.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde::Serialize;
+use sfu::{ParticipantId, Sfu};
+
+pub mod http;
+mod job;
+pub mod stream;
+
+use job::Job;
+use stream::LiveStream;
+
+use crate::taps::Taps;
+
+/// Tap packets queued for one participant's thread: ~10 s of a camera and its microphone.
+const TAP_QUEUE: usize = 2048;
+/// An ended session's streams stay this long (viewers see the end of the playlist), unless
+/// the room goes live again.
+const ENDED_KEPT: Duration = Duration::from_secs(60);
+
+/// Whether a room is on air, as every participant is told (`live` event).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LiveState {
+    pub on: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// The viewer page of this session (a path on this server); share it with the audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+    /// Why it stopped: `stopped`, `room_empty`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl LiveState {
+    fn off(reason: Option<&'static str>) -> Self {
+        LiveState {
+            on: false,
+            by: None,
+            since: None,
+            watch: None,
+            reason,
+        }
+    }
+}
+
+/// Tells a room's participants that it went on or off air.
+pub type Announce = Arc<dyn Fn(&str, &LiveState) + Send + Sync>;
+
+/// One participant's stream in a session.
+#[derive(Clone)]
+pub struct StreamEntry {
+    pub participant: ParticipantId,
+    pub name: String,
+    pub stream: Arc<LiveStream>,
+}
+
+/// A room on air, from `live {on: true}` to off.
+pub struct LiveSession {
+    pub key: String,
+    pub room: String,
+    state: LiveState,
+    stop: Arc<AtomicBool>,
+    streams: Mutex<Vec<StreamEntry>>,
+    /// Participants whose taps are being attached: not empty while any are.
+    attaching: Mutex<usize>,
+    ended_at: Mutex<Option<Instant>>,
+}
+
+impl LiveSession {
+    pub fn streams(&self) -> Vec<StreamEntry> {
+        lock(&self.streams).clone()
+    }
+
+    pub fn stream(&self, participant: &str) -> Option<Arc<LiveStream>> {
+        lock(&self.streams)
+            .iter()
+            .find(|s| s.participant.to_string() == participant)
+            .map(|s| s.stream.clone())
+    }
+
+    pub fn on_air(&self) -> bool {
+        lock(&self.ended_at).is_none()
+    }
+
+    pub fn since(&self) -> Option<u64> {
+        self.state.since
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    #[error("nobody in the room publishes media: nothing to stream")]
+    NothingToStream,
+}
+
+#[derive(Default)]
+struct Sessions {
+    /// On air, by room.
+    by_room: HashMap<String, Arc<LiveSession>>,
+    /// On air or ended lately, by key.
+    by_key: HashMap<String, Arc<LiveSession>>,
+}
+
+pub struct LiveRooms {
+    sfu: Arc<Sfu>,
+    announce: Announce,
+    sessions: Mutex<Sessions>,
+    /// Streams that ended, for `/metrics`.
+    ended: AtomicU64,
+}
+
+/// What `/metrics` says of live viewing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Rooms on air.
+    pub on_air: usize,
+    /// Speakers' streams being packaged.
+    pub streams: usize,
+    pub ended: u64,
+}
+
+impl LiveRooms {
+    pub fn new(sfu: Arc<Sfu>, announce: Announce) -> Arc<Self> {
+        Arc::new(LiveRooms {
+            sfu,
+            announce,
+            sessions: Mutex::new(Sessions::default()),
+            ended: AtomicU64::new(0),
+        })
+    }
+
+    pub fn stats(&self) -> LiveStats {
+        let sessions = self.sessions();
+        LiveStats {
+            on_air: sessions.by_room.len(),
+            streams: sessions
+                .by_room
+                .values()
+                .flat_map(|s| s.streams())
+                .filter(|s| !s.stream.ended())
+                .count(),
+            ended: self.ended.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        let mut sessions = lock(&self.sessions);
+        // Ended sessions go after a while.
+        sessions
+            .by_key
+            .retain(|_, s| lock(&s.ended_at).is_none_or(|at| at.elapsed() < ENDED_KEPT));
+        sessions
+    }
+
+    /// The room's live state (for a joiner's answer).
+    pub fn state(&self, room: &str) -> LiveState {
+        self.sessions()
+            .by_room
+            .get(room)
+            .map_or(LiveState::off(None), |s| s.state.clone())
+    }
+
+    /// A session on air or ended lately, by its key.
+    pub fn session(&self, key: &str) -> Option<Arc<LiveSession>> {
+        self.sessions().by_key.get(key).cloned()
+    }
+
+    /// Puts `room` on air (already on: nothing changes).
+    pub async fn start(self: &Arc<Self>, room: &str, by: &str) -> Result<LiveState, LiveError> {
+        if let Some(session) = self.sessions().by_room.get(room) {
+            return Ok(session.state.clone());
+        }
+        let report = self.sfu.report().await;
+        let publishers: Vec<(ParticipantId, String)> = report
+            .rooms
+            .iter()
+            .filter(|r| r.room == room)
+            .flat_map(|r| r.participants.iter())
+            .filter(|p| !p.publishing.is_empty())
+            .map(|p| (p.id, p.name.clone()))
+            .collect();
+        if publishers.is_empty() {
+            return Err(LiveError::NothingToStream);
+        }
+        let key = random_key();
+        let state = LiveState {
+            on: true,
+            by: Some(by.to_owned()),
+            since: Some(unix_ms(SystemTime::now())),
+            watch: Some(format!("/live.html?k={key}")),
+            reason: None,
+        };
+        let session = Arc::new(LiveSession {
+            key: key.clone(),
+            room: room.to_owned(),
+            state: state.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            streams: Mutex::new(Vec::new()),
+            attaching: Mutex::new(publishers.len()),
+            ended_at: Mutex::new(None),
+        });
+        {
+            let mut sessions = self.sessions();
+            if let Some(session) = sessions.by_room.get(room) {
+                return Ok(session.state.clone());
+            }
+            sessions.by_room.insert(room.to_owned(), session.clone());
+            sessions.by_key.insert(key, session.clone());
+        }
+        tracing::info!(%room, %by, "room on air");
+        (self.announce)(room, &state);
+        for (participant, name) in publishers {
+            tokio::spawn(self.clone().stream_participant(
+                session.clone(),
+                participant,
+                name,
+                false,
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Takes `room` off air (not on: nothing happens). Its streams end; viewers see the end
+    /// of the playlists.
+    pub fn stop(&self, room: &str, reason: &'static str) {
+        let Some(session) = self.sessions().by_room.remove(room) else {
+            return;
+        };
+        session.stop.store(true, Ordering::Relaxed);
+        *lock(&session.ended_at) = Some(Instant::now());
+        tracing::info!(%room, reason, "room off air");
+        (self.announce)(room, &LiveState::off(Some(reason)));
+    }
+
+    /// A participant joined `room`: streamed too if the room is on air.
+    pub fn joined(self: &Arc<Self>, room: &str, participant: ParticipantId, name: &str) {
+        let Some(session) = self.sessions().by_room.get(room).cloned() else {
+            return;
+        };
+        *lock(&session.attaching) += 1;
+        tokio::spawn(
+            self.clone()
+                .stream_participant(session, participant, name.to_owned(), true),
+        );
+    }
+
+    async fn stream_participant(
+        self: Arc<Self>,
+        session: Arc<LiveSession>,
+        participant: ParticipantId,
+        name: String,
+        retry: bool,
+    ) {
+        let taps = Taps::attach(&self.sfu, participant, retry, TAP_QUEUE).await;
+        {
+            let mut attaching = lock(&session.attaching);
+            *attaching = attaching.saturating_sub(1);
+        }
+        if taps.taps.is_empty() || !session.on_air() {
+            taps.detach(&self.sfu);
+            self.participant_done(&session);
+            return;
+        }
+        let stream = Arc::new(LiveStream::default());
+        lock(&session.streams).push(StreamEntry {
+            participant,
+            name,
+            stream: stream.clone(),
+        });
+        let job = Job {
+            sfu: self.sfu.clone(),
+            participant,
+            taps,
+            stream,
+            stop: session.stop.clone(),
+        };
+        let outcome = tokio::task::spawn_blocking(move || job.run()).await;
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => tracing::warn!(%participant, reason, "live stream ended"),
+            Err(error) => tracing::warn!(%participant, %error, "live stream thread failed"),
+        }
+        self.participant_done(&session);
+    }
+
+    /// A participant's stream ended: the session goes off air once nobody is streamed.
+    fn participant_done(&self, session: &LiveSession) {
+        let streaming = lock(&session.streams).iter().any(|s| !s.stream.ended());
+        if session.on_air() && !streaming && *lock(&session.attaching) == 0 {
+            self.stop(&session.room, "room_empty");
+        }
+    }
+}
+
+/// 128 random bits, hex: a session's path, which only those told can guess.
+fn random_key() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
