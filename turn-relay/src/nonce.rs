@@ -45,6 +45,15 @@ impl NonceIssuer {
         }
     }
 
+    /// The RESERVATION-TOKEN of reservation number `seq` (RFC 8656 §14.9): keyed like the
+    /// nonces, so that nobody can guess another client's token and take its port.
+    pub fn reservation_token(&self, seq: u64) -> [u8; 8] {
+        let mac = hmac_sha1(&self.key, &[b"reservation", &seq.to_be_bytes()]);
+        let mut token = [0u8; 8];
+        token.copy_from_slice(&mac[..8]);
+        token
+    }
+
     /// Issue a nonce at `now_secs` for a client at `ip`.
     pub fn issue(&self, now_secs: u64, ip: IpAddr) -> [u8; NONCE_LEN] {
         let ts = now_secs as u32;

@@ -77,6 +77,25 @@ pub enum RelayBindError {
     Exhausted,
 }
 
+/// Which port a relay socket needs (`EVEN-PORT`, RFC 8656 §14.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortWish {
+    Any,
+    Even,
+    /// An even port, and the next one held for a later allocation (the R bit: RTP on the
+    /// even port, RTCP on the odd one).
+    EvenAndNext,
+}
+
+/// A relay socket just bound, and for [`PortWish::EvenAndNext`] the next port's, bound but
+/// not receiving yet (it is adopted by the allocation that redeems the reservation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundRelay<R> {
+    pub local: SocketAddr,
+    pub relay: R,
+    pub next: Option<(SocketAddr, R)>,
+}
+
 /// The I/O the core needs from its driver.
 pub trait RelayIo {
     /// Handle used to send from a relay socket.
@@ -90,11 +109,27 @@ pub trait RelayIo {
         &mut self,
         id: AllocId,
         family: Family,
-        even_port: bool,
-    ) -> Result<(SocketAddr, Self::Relay), RelayBindError>;
+        wish: PortWish,
+    ) -> Result<BoundRelay<Self::Relay>, RelayBindError>;
 
-    /// The allocation is gone: stop the relay socket's receive path.
+    /// A reserved socket (from [`BoundRelay::next`]) now belongs to allocation `id`: peer
+    /// traffic arriving on it must be fed to [`Relay::handle_peer`] with that id.
+    fn adopt_relay(&mut self, relay: &Self::Relay, id: AllocId) -> Result<(), RelayBindError>;
+
+    /// The allocation (or reservation) is gone: stop the relay socket's receive path.
     fn release_relay(&mut self, relay: &Self::Relay);
+}
+
+/// How long a port reserved by `EVEN-PORT` with the R bit waits to be redeemed (RFC 8656
+/// §7.2: "at least 30 seconds").
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// A port held for the allocation that presents its RESERVATION-TOKEN.
+struct Reservation<R> {
+    token: [u8; 8],
+    local: SocketAddr,
+    relay: R,
+    expires: Instant,
 }
 
 /// Counters for `/metrics` and logs.
@@ -157,6 +192,8 @@ pub struct Relay<I: RelayIo> {
     policy: PeerPolicy,
     quotas: Quotas,
     table: AllocationTable<I::Relay, I::Client>,
+    reservations: Vec<Reservation<I::Relay>>,
+    reservations_made: u64,
     io: I,
     epoch: Instant,
     epoch_unix: u64,
@@ -186,6 +223,8 @@ impl<I: RelayIo> Relay<I> {
             policy,
             quotas,
             table: AllocationTable::default(),
+            reservations: Vec::new(),
+            reservations_made: 0,
             io,
             epoch: now,
             epoch_unix: unix_now,
@@ -501,8 +540,9 @@ impl<I: RelayIo> Relay<I> {
             }
             // A retransmitted Allocate: answer as before, with the time left.
             let left = a.expires.saturating_duration_since(now).as_secs() as u32;
+            // Its reservation, if it made one, is not told again: the first answer had it.
             let relayed = a.relayed;
-            self.allocate_success(out, m, relayed, left, ft.client, cred, fp);
+            self.allocate_success(out, m, (relayed, left, None), ft.client, cred, fp);
             return Ok(());
         }
         match m.get(attr::REQUESTED_TRANSPORT) {
@@ -512,30 +552,67 @@ impl<I: RelayIo> Relay<I> {
             Some(_) => return Err(400),
         }
         let family_attr = m.get(attr::REQUESTED_ADDRESS_FAMILY);
-        if m.get(attr::RESERVATION_TOKEN).is_some() {
-            // We never hand out reservation tokens, so any token is invalid.
-            return Err(if family_attr.is_some() { 400 } else { 508 });
-        }
+        let even_port = m.get(attr::EVEN_PORT);
+        let token = match m.get(attr::RESERVATION_TOKEN) {
+            None => None,
+            // RFC 8656 §7.2: a token names the address already; EVEN-PORT or a family with
+            // it is a bad request.
+            Some(_) if even_port.is_some() || family_attr.is_some() => return Err(400),
+            Some(token) => Some(<[u8; 8]>::try_from(token).map_err(|_| 400u16)?),
+        };
         let family = match family_attr.map(attr::decode_family) {
             None => Family::V4,
             Some(Ok(attr::FAMILY_IPV4)) => Family::V4,
             Some(Ok(_)) => Family::V6,
             Some(Err(_)) => return Err(440),
         };
-        let even_port = m.get(attr::EVEN_PORT).is_some();
+        let wish = match even_port {
+            None => PortWish::Any,
+            // The R bit (the first bit of its one byte) reserves the next port too.
+            Some([flags, ..]) if flags & 0x80 != 0 => PortWish::EvenAndNext,
+            Some([_, ..]) => PortWish::Even,
+            Some([]) => return Err(400),
+        };
         let requested = match m.get(attr::LIFETIME).map(attr::decode_u32) {
             Some(Ok(s)) => Some(s),
             Some(Err(_)) => return Err(400),
             None => None,
         };
+        // An unknown or expired token: its port is not held (any more).
+        let reserved = match token {
+            Some(token) => {
+                let at = self
+                    .reservations
+                    .iter()
+                    .position(|r| r.token == token && r.expires > now)
+                    .ok_or(508u16)?;
+                Some(self.reservations.swap_remove(at))
+            }
+            None => None,
+        };
         if self.quotas.try_acquire(&cred.username).is_err() {
             self.stats.quota_rejections += 1;
             tracing::info!(username = &*cred.username, client = %ft.client, "allocation quota reached");
+            if let Some(reservation) = reserved {
+                self.reservations.push(reservation);
+            }
             return Err(486);
         }
         let id = self.table.next_id();
-        let (local, relay) = match self.io.bind_relay(id, family, even_port) {
-            Ok(r) => r,
+        let bound = match reserved {
+            Some(reservation) => self
+                .io
+                .adopt_relay(&reservation.relay, id)
+                .map(|()| BoundRelay {
+                    local: reservation.local,
+                    relay: reservation.relay.clone(),
+                    next: None,
+                })
+                .inspect_err(|_| self.io.release_relay(&reservation.relay)),
+            None => self.io.bind_relay(id, family, wish),
+        };
+        let BoundRelay { local, relay, next } = match bound {
+            Ok(bound) => bound,
             Err(e) => {
                 self.quotas.release(&cred.username);
                 return Err(match e {
@@ -544,6 +621,17 @@ impl<I: RelayIo> Relay<I> {
                 });
             }
         };
+        let reservation_token = next.map(|(local, relay)| {
+            self.reservations_made += 1;
+            let token = self.nonces.reservation_token(self.reservations_made);
+            self.reservations.push(Reservation {
+                token,
+                local,
+                relay,
+                expires: now + RESERVATION_LIFETIME,
+            });
+            token
+        });
         let lifetime = self.lifetime(requested);
         let relayed = self.external(local);
         let bucket = (self.cfg.max_bps > 0).then(|| TokenBucket::new(self.cfg.max_bps, now));
@@ -567,8 +655,7 @@ impl<I: RelayIo> Relay<I> {
         self.allocate_success(
             out,
             m,
-            relayed,
-            lifetime.as_secs() as u32,
+            (relayed, lifetime.as_secs() as u32, reservation_token),
             ft.client,
             cred,
             fp,
@@ -576,20 +663,24 @@ impl<I: RelayIo> Relay<I> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `granted`: the relayed address, its lifetime (s) and the token of the next port if
+    /// one was reserved.
     fn allocate_success(
         &self,
         out: &mut Vec<u8>,
         m: &Message<'_>,
-        relayed: SocketAddr,
-        lifetime: u32,
+        granted: (SocketAddr, u32, Option<[u8; 8]>),
         client: SocketAddr,
         cred: &Cred,
         fp: bool,
     ) {
+        let (relayed, lifetime, reservation) = granted;
         let mut w = MessageWriter::new(out, Method::ALLOCATE, Class::Success, m.transaction_id);
         w.add_xor_address(attr::XOR_RELAYED_ADDRESS, relayed);
         w.add_u32(attr::LIFETIME, lifetime);
+        if let Some(token) = reservation {
+            w.add(attr::RESERVATION_TOKEN, &token);
+        }
         w.add_xor_address(attr::XOR_MAPPED_ADDRESS, client);
         w.seal(cred.key.as_ref().map(|k| &k[..]), fp);
     }
@@ -872,8 +963,16 @@ impl<I: RelayIo> Relay<I> {
         }
     }
 
-    /// Expire allocations, permissions and channels. Call about once a second.
+    /// Expire allocations, permissions, channels and reserved ports. Call about once a
+    /// second.
     pub fn tick(&mut self, now: Instant) -> usize {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reservations)
+            .into_iter()
+            .partition(|r| r.expires <= now);
+        self.reservations = kept;
+        for reservation in gone {
+            self.io.release_relay(&reservation.relay);
+        }
         let expired = self.table.ids_where(|a| a.expires <= now);
         let n = expired.len();
         for id in expired {
@@ -886,8 +985,11 @@ impl<I: RelayIo> Relay<I> {
         n
     }
 
-    /// Remove every allocation (graceful shutdown).
+    /// Remove every allocation and reservation (graceful shutdown).
     pub fn clear(&mut self) {
+        for reservation in std::mem::take(&mut self.reservations) {
+            self.io.release_relay(&reservation.relay);
+        }
         for id in self.table.ids_where(|_| true) {
             self.remove(id);
         }
@@ -905,6 +1007,7 @@ mod tests {
     struct FakeIo {
         next: u16,
         released: Vec<u16>,
+        adopted: Vec<u16>,
         exhausted: bool,
     }
 
@@ -915,8 +1018,8 @@ mod tests {
             &mut self,
             _id: AllocId,
             family: Family,
-            _even: bool,
-        ) -> Result<(SocketAddr, u16), RelayBindError> {
+            wish: PortWish,
+        ) -> Result<BoundRelay<u16>, RelayBindError> {
             if self.exhausted {
                 return Err(RelayBindError::Exhausted);
             }
@@ -924,8 +1027,25 @@ mod tests {
                 return Err(RelayBindError::FamilyUnsupported);
             }
             self.next += 1;
-            let port = 50000 + self.next;
-            Ok((SocketAddr::from(([192, 0, 2, 100], port)), port))
+            let mut port = 50000 + self.next;
+            if wish != PortWish::Any && port % 2 == 1 {
+                self.next += 1;
+                port += 1;
+            }
+            let addr = |port| SocketAddr::from(([192, 0, 2, 100], port));
+            let next = (wish == PortWish::EvenAndNext).then(|| {
+                self.next += 1;
+                (addr(port + 1), port + 1)
+            });
+            Ok(BoundRelay {
+                local: addr(port),
+                relay: port,
+                next,
+            })
+        }
+        fn adopt_relay(&mut self, relay: &u16, _id: AllocId) -> Result<(), RelayBindError> {
+            self.adopted.push(*relay);
+            Ok(())
         }
         fn release_relay(&mut self, relay: &u16) {
             self.released.push(*relay);
@@ -1127,6 +1247,124 @@ mod tests {
         assert_eq!(relayed, peer("192.0.2.100:50001"));
         assert_eq!(attr::decode_u32(m.get(attr::LIFETIME).unwrap()), Ok(600));
         assert_eq!(t.relay.allocation_count(), 1);
+    }
+
+    /// EVEN-PORT with the R bit (RFC 8656 §7.2): an even port now, the next one held for 30 s
+    /// for whoever presents the token (turnutils_uclient's RTP/RTCP pairs).
+    #[test]
+    fn even_port_reserves_the_next_port_for_its_token() {
+        let mut t = T::new(open_policy(), Quotas::default());
+        let now = t.at(0);
+        let (rtp, rtcp, late) = (ft(1000), ft(1001), ft(1002));
+        let relayed = |raw: &[u8]| {
+            let m = Message::parse(raw).unwrap();
+            let addr = m
+                .get_xor_address(attr::XOR_RELAYED_ADDRESS)
+                .unwrap()
+                .unwrap();
+            (addr, m.get(attr::RESERVATION_TOKEN).map(<[u8]>::to_vec))
+        };
+        let nonce = t.nonce(now, &rtp);
+        let creds = Some(("alice", "pw", nonce.as_slice()));
+        let reserve = (attr::EVEN_PORT, vec![0x80]);
+        let (code, _, raw) = t.request(
+            now,
+            &rtp,
+            Method::ALLOCATE,
+            creds,
+            &[transport_udp(), reserve],
+        );
+        assert_eq!(code, 0);
+        let (even, token) = relayed(&raw);
+        assert_eq!(even.port() % 2, 0, "{even}");
+        let token = token.expect("a RESERVATION-TOKEN for the next port");
+        assert_eq!(token.len(), 8);
+
+        let nonce = t.nonce(now, &rtcp);
+        let creds = Some(("alice", "pw", nonce.as_slice()));
+        let redeem = (attr::RESERVATION_TOKEN, token.clone());
+        // With EVEN-PORT or a family as well: a bad request.
+        for extra in [
+            (attr::EVEN_PORT, vec![0]),
+            (attr::REQUESTED_ADDRESS_FAMILY, vec![1, 0, 0, 0]),
+        ] {
+            let attrs = [transport_udp(), redeem.clone(), extra];
+            assert_eq!(
+                t.request(now, &rtcp, Method::ALLOCATE, creds, &attrs).0,
+                400
+            );
+        }
+        let (code, _, raw) = t.request(
+            now,
+            &rtcp,
+            Method::ALLOCATE,
+            creds,
+            &[transport_udp(), redeem.clone()],
+        );
+        assert_eq!(code, 0);
+        let (odd, none) = relayed(&raw);
+        assert_eq!(odd.port(), even.port() + 1);
+        assert_eq!(none, None);
+        assert_eq!(
+            t.relay.io().adopted,
+            [odd.port()],
+            "the held socket now receives"
+        );
+        // A token is good once.
+        let nonce = t.nonce(now, &late);
+        let creds = Some(("alice", "pw", nonce.as_slice()));
+        assert_eq!(
+            t.request(
+                now,
+                &late,
+                Method::ALLOCATE,
+                creds,
+                &[transport_udp(), redeem]
+            )
+            .0,
+            508
+        );
+
+        // A reservation nobody redeems is released after 30 s, and its token is dead.
+        let (code, _, raw) = t.request(
+            now,
+            &late,
+            Method::ALLOCATE,
+            creds,
+            &[transport_udp(), (attr::EVEN_PORT, vec![0x80])],
+        );
+        assert_eq!(code, 0);
+        let (second, token) = relayed(&raw);
+        assert_ne!(token, Some(redeem_token(&t, 1)), "tokens differ");
+        t.relay
+            .tick(now + RESERVATION_LIFETIME - Duration::from_secs(1));
+        assert!(!t.relay.io().released.contains(&(second.port() + 1)));
+        t.relay.tick(now + RESERVATION_LIFETIME);
+        assert!(
+            t.relay.io().released.contains(&(second.port() + 1)),
+            "{:?}",
+            t.relay.io().released
+        );
+        let other = ft(1003);
+        let nonce = t.nonce(now, &other);
+        let creds = Some(("alice", "pw", nonce.as_slice()));
+        let attrs = [transport_udp(), (attr::RESERVATION_TOKEN, token.unwrap())];
+        assert_eq!(
+            t.request(
+                now + RESERVATION_LIFETIME,
+                &other,
+                Method::ALLOCATE,
+                creds,
+                &attrs
+            )
+            .0,
+            508
+        );
+    }
+
+    /// The token of reservation `seq`, as the relay makes it.
+    fn redeem_token(t: &T, seq: u64) -> Vec<u8> {
+        t.relay.nonces.reservation_token(seq).to_vec()
     }
 
     #[test]

@@ -33,8 +33,7 @@ fn uclient_roundtrip(name: &str, flags: &[&str], creds: &[&str]) -> String {
     let port = relay.port.to_string();
     let peer_port = peer_port.to_string();
     let mut args: Vec<&str> = flags.to_vec();
-    // -c: no RTCP allocation (it would ask for an EVEN-PORT reservation).
-    args.extend(["-c", "-e", "127.0.0.1", "-r", &peer_port, "-p", &port]);
+    args.extend(["-e", "127.0.0.1", "-r", &peer_port, "-p", &port]);
     args.extend(["-n", "200", "-m", "10", "-l", "160", "-z", "5"]);
     args.extend(creds);
     args.push("127.0.0.1");
@@ -52,30 +51,47 @@ fn uclient_roundtrip(name: &str, flags: &[&str], creds: &[&str]) -> String {
     relay.log_text()
 }
 
+// `-c`: one allocation per client. Without it uclient allocates RTP/RTCP pairs: the RTP one
+// with EVEN-PORT and the R bit, the RTCP one with the RESERVATION-TOKEN it got (RFC 8656
+// §7.2), as coturn serves them.
 #[test]
 fn uclient_udp_channels() {
-    uclient_roundtrip("uclient_udp_channels", &[], &["-u", "test", "-w", "pw"]);
+    uclient_roundtrip("uclient_udp_channels", &["-c"], &["-u", "test", "-w", "pw"]);
+}
+
+#[test]
+fn uclient_rtp_rtcp_pairs_with_reservations() {
+    // Before reservations, the RTP allocation was answered 508 and uclient stopped there.
+    uclient_roundtrip(
+        "uclient_rtp_rtcp_pairs_with_reservations",
+        &[],
+        &["-u", "test", "-w", "pw"],
+    );
 }
 
 #[test]
 fn uclient_udp_send_indications() {
     uclient_roundtrip(
         "uclient_udp_send_indications",
-        &["-s"],
+        &["-c", "-s"],
         &["-u", "test", "-w", "pw"],
     );
 }
 
 #[test]
 fn uclient_tcp_channels() {
-    uclient_roundtrip("uclient_tcp_channels", &["-t"], &["-u", "test", "-w", "pw"]);
+    uclient_roundtrip(
+        "uclient_tcp_channels",
+        &["-c", "-t"],
+        &["-u", "test", "-w", "pw"],
+    );
 }
 
 #[test]
 fn uclient_tcp_send_indications() {
     uclient_roundtrip(
         "uclient_tcp_send_indications",
-        &["-t", "-s"],
+        &["-c", "-t", "-s"],
         &["-u", "test", "-w", "pw"],
     );
 }
@@ -87,7 +103,7 @@ fn uclient_rest_api_credentials() {
     // that mix, this relay serves both and says so at startup.
     let log = uclient_roundtrip(
         "uclient_rest_api_credentials",
-        &[],
+        &["-c"],
         &["-W", SECRET, "-u", "someone"],
     );
     assert!(log.contains("coturn refuses this mix"), "{log}");

@@ -18,7 +18,7 @@ use crate::auth::Authenticator;
 use crate::config::{RelayConfig, UserSecret};
 use crate::policy::PeerPolicy;
 use crate::quota::Quotas;
-use crate::relay::{CoreConfig, Family, Relay, RelayBindError, RelayIo};
+use crate::relay::{BoundRelay, CoreConfig, Family, PortWish, Relay, RelayBindError, RelayIo};
 use crate::{Error, Transport};
 use std::net::UdpSocket;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -81,6 +81,16 @@ pub struct TokioIo {
     next_port: u32,
 }
 
+impl TokioIo {
+    /// Peer traffic on `rs` goes to allocation `id` from now on.
+    fn register(&self, rs: &RelaySocket, id: AllocId) -> Result<(), RelayBindError> {
+        self.planes.register_relay(rs, id).map_err(|e| {
+            tracing::warn!(error = %e, "relay socket not registered");
+            RelayBindError::Exhausted
+        })
+    }
+}
+
 impl RelayIo for TokioIo {
     type Relay = Arc<RelaySocket>;
     type Client = ClientSink;
@@ -89,8 +99,8 @@ impl RelayIo for TokioIo {
         &mut self,
         id: AllocId,
         family: Family,
-        even_port: bool,
-    ) -> Result<(SocketAddr, Arc<RelaySocket>), RelayBindError> {
+        wish: PortWish,
+    ) -> Result<BoundRelay<Arc<RelaySocket>>, RelayBindError> {
         let ip = match family {
             Family::V4 => self.relay_v4,
             Family::V6 => self.relay_v6,
@@ -101,22 +111,43 @@ impl RelayIo for TokioIo {
         for _ in 0..span {
             let port = self.min_port as u32 + self.next_port % span;
             self.next_port = self.next_port.wrapping_add(1);
-            if even_port && port % 2 == 1 {
+            if wish != PortWish::Any && port % 2 == 1 {
                 continue;
             }
-            if let Ok(rs) = relay_socket::bind(SocketAddr::new(ip, port as u16)) {
-                let local = rs.local_addr().map_err(|_| RelayBindError::Exhausted)?;
-                if let Err(e) = self.planes.register_relay(&rs, id) {
-                    tracing::warn!(error = %e, "relay socket not registered");
-                    return Err(RelayBindError::Exhausted);
+            let Ok(rs) = relay_socket::bind(SocketAddr::new(ip, port as u16)) else {
+                continue;
+            };
+            // The R bit: the next port too, or this pair is no good.
+            let next = match wish {
+                PortWish::EvenAndNext if port as u16 >= self.max_port => continue,
+                PortWish::EvenAndNext => {
+                    match relay_socket::bind(SocketAddr::new(ip, port as u16 + 1)) {
+                        Ok(next) => {
+                            let at = next.local_addr().map_err(|_| RelayBindError::Exhausted)?;
+                            Some((at, Arc::new(next)))
+                        }
+                        Err(_) => continue,
+                    }
                 }
-                return Ok((local, Arc::new(rs)));
-            }
+                PortWish::Any | PortWish::Even => None,
+            };
+            let local = rs.local_addr().map_err(|_| RelayBindError::Exhausted)?;
+            self.register(&rs, id)?;
+            return Ok(BoundRelay {
+                local,
+                relay: Arc::new(rs),
+                next,
+            });
         }
         Err(RelayBindError::Exhausted)
     }
 
+    fn adopt_relay(&mut self, relay: &Arc<RelaySocket>, id: AllocId) -> Result<(), RelayBindError> {
+        self.register(relay, id)
+    }
+
     fn release_relay(&mut self, _relay: &Arc<RelaySocket>) {
+        // A reserved socket that nobody adopted was never registered: dropping it is all.
         // The socket closes (and leaves its epoll set) when the allocation's
         // handle, the last one, is dropped.
     }
