@@ -34,7 +34,7 @@ import { dropMeter, levelMeter, receiverMeter, senderMeter, stopStream } from '.
 import { simulcastEncodings } from './lib/bitrate.js';
 import { applyLayerAsk, tileQuality } from './lib/layers.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
-import { ROOM_HINT, isValidRoom } from './lib/room.js';
+import { ROOM_HINT, isValidRoom, joinRefusal } from './lib/room.js';
 import { receivingMids } from './lib/sdp.js';
 import { createStatsPanel } from './lib/stats-panel.js';
 import { createCallRecorder } from './lib/record-call.js';
@@ -149,6 +149,7 @@ async function openPreview() {
 async function initLobby() {
   $('room').value = urlParams.get('room') || '';
   $('live-room').checked = urlParams.has('live');
+  // Not from the URL: a passcode in a link would end up in histories and logs.
   $('name').value = urlParams.get('name') || localStorage.getItem('sfu-name') || '';
   const res = urlParams.get('res');
   if (res && /^\d{2,4}x\d{2,4}$/.test(res)) {
@@ -523,6 +524,9 @@ async function join() {
     cleanup();
     showError(tokenRefusal ?? (err.message || String(err)));
     status('Ready');
+    // The camera went with the attempt: back in the preview for the next one (a passcode
+    // typed again, a room with a free seat).
+    startPreview();
   } finally {
     joining = null;
     $('join').disabled = false;
@@ -577,10 +581,12 @@ async function startMedia() {
   if (!localStream?.getVideoTracks().length) mine.addTransceiver('video', { direction: 'recvonly' });
   await mine.setLocalDescription(await mine.createOffer());
   hooks.joinedAt = performance.now();
-  const reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive });
+  // A passcode: the room's if this join opens it, the key to it otherwise.
+  const passcode = $('passcode').value;
+  const reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive, ...(passcode ? { passcode } : {}) });
   if (mine !== pc) throw new Error('the session ended while joining');
   if (reply?.error) {
-    const err = new Error(reply.error.code === 'full' ? `Room "${room.room}" is full.` : reply.error.message);
+    const err = new Error(joinRefusal(reply.error, room.room));
     err.code = reply.error.code;
     throw err;
   }
@@ -811,6 +817,10 @@ async function leave() {
   $('room-chip').hidden = true;
   roomRecording = null;
   $('room-rec').hidden = true;
+  liveRoom = false;
+  liveState = null;
+  $('live-chip').hidden = true;
+  $('go-live').hidden = true;
   status('Left the room');
   log('left');
   await startPreview();

@@ -123,11 +123,12 @@ fn parts_are_moof_and_mdat_that_continue_each_other() {
                 );
             }
             let mut duration = 0u64;
-            for trun in &traf.trun {
+            // Track 1 is the video (the init segment's first trak, checked above).
+            for (run, trun) in traf.trun.iter().enumerate() {
                 for (i, sample) in trun.samples.iter().enumerate() {
                     duration += u64::from(sample.duration.expect("sample duration"));
                     sizes += u64::from(sample.size.expect("sample size"));
-                    if track == 0 && i == 0 {
+                    if track == 0 && run == 0 && i == 0 {
                         let flags = sample.flags.expect("first sample flags");
                         first_video_sync = Some(flags & NON_SYNC == 0);
                     }

@@ -159,6 +159,10 @@ pub enum SfuError {
     NotPublishing(TrackKind),
     #[error("the media plane stopped")]
     Stopped,
+    #[error("the room has a passcode")]
+    PasscodeRequired,
+    #[error("wrong passcode")]
+    WrongPasscode,
 }
 
 /// Audio or video.
@@ -308,4 +312,8 @@ pub struct JoinOptions {
     /// H.264 (what HLS players decode; VP8 is not playable in HLS) and audio as Opus. Only
     /// if the server offers H.264 at all.
     pub live: bool,
+    /// The room's passcode, as a digest the caller made (the SFU only compares them, in
+    /// constant time): a new room takes it, an existing room that has one lets in only
+    /// joiners that give the same.
+    pub passcode: Option<[u8; 32]>,
 }

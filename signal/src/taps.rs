@@ -17,8 +17,9 @@ use sfu::{MediaCodec, ParticipantId, Sfu, SfuError, TapId, TapOutput, TapPacket,
 /// A joiner's tracks may not be published yet when its join is answered: tried again once.
 const ATTACH_RETRY: Duration = Duration::from_millis(1500);
 /// How long the first packets wait for the other track's, to learn both codecs. A video tap
-/// starts on a keyframe, which a publisher short of CPU or bandwidth may take seconds to send;
-/// without it a live stream would be audio only for good.
+/// starts on a keyframe, which a publisher short of CPU or bandwidth may take seconds to send
+/// (measured: more than 2 s now and then, in a live room just put on air); without it a live
+/// stream would be audio only for good, and a recording's first file would have no video.
 const CODEC_WAIT: Duration = Duration::from_secs(5);
 
 /// Taps on a participant's camera and microphone, and the queue they feed.

@@ -61,6 +61,27 @@ describe('join tokens in the pages', { timeout: 120_000 }, () => {
     await until("Bob sees Ann's video", async () => ((await sfuReceived(bob, ann.id))?.frames ?? 0) > 10, WAIT_MS);
   });
 
+  it('a room passcode: set by the opener; a wrong one gets a clear message, the right one lets in', async () => {
+    const link = (who) => `${server.url}/sfu.html?res=320x240&fps=15&token=${token('room-p', who)}`;
+    const ann = await joinSfuRoom(browser, link('ann'), { room: 'room-p', name: 'Ann', passcode: 'sesame', timeout: WAIT_MS });
+    const bob = await (await browser.newContext({ viewport: { width: 960, height: 540 } })).newPage();
+    await bob.goto(link('bob'), { waitUntil: 'load' });
+    await bob.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: WAIT_MS });
+    await bob.getByTestId('room').fill('room-p');
+    await bob.getByTestId('name').fill('Bob');
+    await bob.getByTestId('passcode').fill('open sesame');
+    await bob.getByTestId('join').click();
+    await until('the page says the passcode is wrong', async () => (await bob.getByTestId('error').textContent()) === 'Wrong passcode for room "room-p".', WAIT_MS);
+    assert.equal(await bob.evaluate(() => window.__rtc.id ?? null), null, 'not in the room');
+    await bob.getByTestId('passcode').fill('sesame');
+    await bob.getByTestId('join').click();
+    await bob.waitForFunction(() => window.__rtc.id, null, { timeout: WAIT_MS });
+    const bobId = await bob.evaluate(() => window.__rtc.id);
+    await until('Ann sees Bob', async () => (await sfuReceived(ann, bobId))?.frames > 0, WAIT_MS);
+    await ann.context().close();
+    await bob.context().close();
+  });
+
   it('an expired token: the page says the link does not let them in', async () => {
     const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
     const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'cy', room: 'room-1', exp: Math.floor(Date.now() / 1000) - 120 })}`;

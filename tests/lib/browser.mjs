@@ -27,10 +27,11 @@ export function launchChromium(extraArgs = []) {
 }
 
 /**
- * Opens `url` (an sfu.html page) in a new context of `browser` and joins `room` as `name`;
- * resolves with the page once the server answered, `page.id` its participant id.
+ * Opens `url` (an sfu.html page) in a new context of `browser` and joins `room` as `name`
+ * (with `passcode` if given); resolves with the page once the server answered, `page.id` its
+ * participant id.
  */
-export async function joinSfuRoom(browser, url, { room, name, viewport = { width: 960, height: 540 }, timeout = 30_000 }) {
+export async function joinSfuRoom(browser, url, { room, name, passcode, viewport = { width: 960, height: 540 }, timeout = 30_000 }) {
   const page = await (await browser.newContext({ viewport })).newPage();
   page.label = name;
   page.on('pageerror', (e) => console.log(`${name}: page error: ${e.message}`));
@@ -38,6 +39,7 @@ export async function joinSfuRoom(browser, url, { room, name, viewport = { width
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout });
   await page.getByTestId('room').fill(room);
   await page.getByTestId('name').fill(name);
+  if (passcode !== undefined) await page.getByTestId('passcode').fill(passcode);
   await page.getByTestId('join').click();
   await page.waitForFunction(() => window.__rtc.id, null, { timeout });
   page.id = await page.evaluate(() => window.__rtc.id);

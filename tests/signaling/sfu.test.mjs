@@ -204,13 +204,36 @@ describe('/sfu signaling', () => {
     const host = client();
     const opened = await ack(host, 'join', { room: 'r-live', name: 'Hal', sdp: offer(2, 'recvonly'), live: true });
     assert.equal(opened.live_room, true);
-    assert.doesNotMatch(opened.sdp, /VP8/, 'a live room answers with H.264 video only');
     // A later joiner takes the room as it is.
     const late = await ack(client(), 'join', { room: 'r-live', name: 'Lou', sdp: offer(2, 'recvonly') });
     assert.equal(late.live_room, true);
     const empty = await ack(host, 'live', { on: true });
     assert.equal(empty.error?.code, 'nothing_to_stream');
     assert.deepEqual((await ack(host, 'live', { on: false })).live, { on: false }, 'taking off air what is not on is fine');
+  });
+
+  test('passcodes: the opener sets one; others need it; wrong ones are refused, then rate limited; an emptied room forgets it', async () => {
+    const opener = client();
+    assert.equal((await ack(opener, 'join', { room: 'r-pass', name: 'Olga', sdp: offer(2, 'recvonly'), passcode: 1234 })).error?.code, 'invalid_passcode');
+    assert.ok((await ack(opener, 'join', { room: 'r-pass', name: 'Olga', sdp: offer(2, 'recvonly'), passcode: 'open sesame' })).id);
+    const guest = client();
+    const join = (passcode) => ack(guest, 'join', { room: 'r-pass', name: 'Gus', sdp: offer(2, 'recvonly'), ...(passcode === undefined ? {} : { passcode }) });
+    const none = await join();
+    assert.equal(none.error?.code, 'passcode_required');
+    assert.match(none.error.message, /has a passcode/);
+    assert.equal((await join('open sesame!')).error?.code, 'wrong_passcode');
+    const right = await join('open sesame');
+    assert.ok(right.id, JSON.stringify(right));
+    assert.deepEqual(await ack(guest, 'leave', {}), { ok: true });
+    // Five failures from this address (one above, one with none, three more), then even the
+    // right passcode waits: guessing is slow.
+    for (let i = 0; i < 3; i++) assert.equal((await join(`guess ${i}`)).error?.code, 'wrong_passcode');
+    const blocked = await join('open sesame');
+    assert.equal(blocked.error?.code, 'passcode_rate_limited', JSON.stringify(blocked));
+    // The room is forgotten once empty; a new opener sets what it likes (rate limit aside,
+    // which is per address: a fresh server starts clean).
+    assert.deepEqual(await ack(opener, 'leave', {}), { ok: true });
+    await until('the room is gone', async () => !(await room('r-pass')), 5000);
   });
 
   test('a media port that cannot be bound stops the server with a clear message', async () => {

@@ -50,6 +50,7 @@ impl SfuCore {
         if self.by_id.contains_key(&id) {
             return Err(SfuError::Exists(id));
         }
+        self.rooms.admits(&room, options.passcode.as_ref())?;
         if self.rooms.size(&room) >= self.config.room_capacity {
             return Err(SfuError::RoomFull);
         }
@@ -119,7 +120,7 @@ impl SfuCore {
         }));
         self.by_id.insert(id, slot);
         self.demux.add_ufrag(ufrag, slot);
-        self.rooms.add(&room, slot, live);
+        self.rooms.add(&room, slot, live, options.passcode);
         // Its m-lines become publications (MediaAdded) once its media connects; the room
         // hears about them then.
         self.poll_participant(slot, now);

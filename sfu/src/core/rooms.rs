@@ -2,13 +2,24 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::{api::Speaker, ids::ParticipantSlot};
+use crate::{
+    api::{SfuError, Speaker},
+    ids::ParticipantSlot,
+};
+
+/// Two digests compared in constant time: how long it takes says nothing of where they
+/// differ.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 #[derive(Debug, Default)]
 pub struct Rooms {
     members: HashMap<String, Vec<ParticipantSlot>>,
     /// Live rooms (H.264 video), as their first joiner made them.
     live: HashSet<String>,
+    /// Rooms with a passcode (its digest), as their first joiner set it.
+    passcodes: HashMap<String, [u8; 32]>,
     /// The speakers last announced to each room, loudest first.
     speakers: HashMap<String, Vec<Speaker>>,
 }
@@ -18,11 +29,34 @@ impl Rooms {
         self.members.get(room).map_or(0, Vec::len)
     }
 
-    /// Adds `slot`; a new room is live if `live` (an existing one stays what it is).
-    pub fn add(&mut self, room: &str, slot: ParticipantSlot, live: bool) {
+    /// Whether a joiner giving `passcode` may enter `room`: any joiner of a room without
+    /// one (a new room takes it at [`Rooms::add`]), only the same passcode otherwise.
+    pub fn admits(&self, room: &str, passcode: Option<&[u8; 32]>) -> Result<(), SfuError> {
+        match (self.passcodes.get(room), passcode) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(SfuError::PasscodeRequired),
+            (Some(set), Some(given)) if same_digest(set, given) => Ok(()),
+            (Some(_), Some(_)) => Err(SfuError::WrongPasscode),
+        }
+    }
+
+    /// Adds `slot`; a new room is live if `live` and has `passcode` if one is given (an
+    /// existing one stays what it is).
+    pub fn add(
+        &mut self,
+        room: &str,
+        slot: ParticipantSlot,
+        live: bool,
+        passcode: Option<[u8; 32]>,
+    ) {
         let members = self.members.entry(room.to_owned()).or_default();
-        if members.is_empty() && live {
-            self.live.insert(room.to_owned());
+        if members.is_empty() {
+            if live {
+                self.live.insert(room.to_owned());
+            }
+            if let Some(passcode) = passcode {
+                self.passcodes.insert(room.to_owned(), passcode);
+            }
         }
         members.push(slot);
     }
@@ -43,6 +77,7 @@ impl Rooms {
                 self.members.remove(room);
                 self.speakers.remove(room);
                 self.live.remove(room);
+                self.passcodes.remove(room);
             }
         }
     }
@@ -92,9 +127,9 @@ mod tests {
     #[test]
     fn members_in_joining_order_and_empty_rooms_forgotten() {
         let mut rooms = Rooms::default();
-        rooms.add("b", ParticipantSlot(2), false);
-        rooms.add("a", ParticipantSlot(0), false);
-        rooms.add("a", ParticipantSlot(1), false);
+        rooms.add("b", ParticipantSlot(2), false, None);
+        rooms.add("a", ParticipantSlot(0), false, None);
+        rooms.add("a", ParticipantSlot(1), false, None);
         assert_eq!(rooms.size("a"), 2);
         assert_eq!(
             rooms.members("a"),
@@ -117,15 +152,47 @@ mod tests {
     fn the_first_joiner_makes_a_room_live_until_it_empties() {
         let mut rooms = Rooms::default();
         assert!(rooms.is_live("a", true) && !rooms.is_live("a", false));
-        rooms.add("a", ParticipantSlot(0), true);
+        rooms.add("a", ParticipantSlot(0), true, None);
         // Later joiners take the room as it is, whatever they ask.
         assert!(rooms.is_live("a", false));
-        rooms.add("a", ParticipantSlot(1), false);
-        rooms.add("b", ParticipantSlot(2), false);
+        rooms.add("a", ParticipantSlot(1), false, None);
+        rooms.add("b", ParticipantSlot(2), false, None);
         assert!(!rooms.is_live("b", true));
         rooms.remove("a", ParticipantSlot(0));
         assert!(rooms.is_live("a", false), "one member is left");
         rooms.remove("a", ParticipantSlot(1));
         assert!(!rooms.is_live("a", false), "an emptied room is forgotten");
+    }
+
+    #[test]
+    fn the_first_joiner_sets_the_passcode_until_the_room_empties() {
+        let mut rooms = Rooms::default();
+        let (right, wrong) = ([7u8; 32], [8u8; 32]);
+        assert!(
+            rooms.admits("a", Some(&right)).is_ok(),
+            "a new room takes any"
+        );
+        rooms.add("a", ParticipantSlot(0), false, Some(right));
+        assert!(matches!(
+            rooms.admits("a", None),
+            Err(SfuError::PasscodeRequired)
+        ));
+        assert!(matches!(
+            rooms.admits("a", Some(&wrong)),
+            Err(SfuError::WrongPasscode)
+        ));
+        assert!(rooms.admits("a", Some(&right)).is_ok());
+        // A later joiner cannot change it, nor set one on a room without.
+        rooms.add("a", ParticipantSlot(1), false, Some(wrong));
+        assert!(rooms.admits("a", Some(&right)).is_ok());
+        rooms.add("b", ParticipantSlot(2), false, None);
+        rooms.add("b", ParticipantSlot(3), false, Some(wrong));
+        assert!(rooms.admits("b", None).is_ok());
+        rooms.remove("a", ParticipantSlot(0));
+        rooms.remove("a", ParticipantSlot(1));
+        assert!(
+            rooms.admits("a", None).is_ok(),
+            "an emptied room is forgotten"
+        );
     }
 }

@@ -21,19 +21,24 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, Path, RawQuery, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
 use media_out::hls::{
     packager::PackagerConfig,
-    playlist::{parse_uri, Resource},
+    playlist::{parse_uri, part_uri, segment_uri, Resource},
 };
 use serde_json::json;
 
+use crate::access::client_ip;
+
 use super::{
-    stream::{LiveStream, Lookup, PlaylistAnswer, INIT, MEDIA_PLAYLIST, MULTIVARIANT_PLAYLIST},
+    stream::{
+        wait_change, LiveStream, Lookup, PlaylistAnswer, INIT, MEDIA_PLAYLIST,
+        MULTIVARIANT_PLAYLIST,
+    },
     LiveRooms,
 };
 
@@ -41,6 +46,8 @@ use super::{
 /// parts). A player holds two or three per stream; a CDN collapses its viewers' requests
 /// into about one per stream.
 const MAX_WAITING_PER_ADDRESS: usize = 64;
+/// ... and all clients together: each waiting request holds a task and a watcher.
+const MAX_WAITING: usize = 8192;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// A playlist answer is good for a second: a viewer that gets it from a cache is at most
@@ -75,6 +82,9 @@ struct Waiting {
 impl Waiting {
     fn start(http: &LiveHttp, address: IpAddr) -> Option<Waiting> {
         let mut waiting = http.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.values().sum::<usize>() >= MAX_WAITING {
+            return None;
+        }
         let count = waiting.entry(address).or_default();
         if *count >= MAX_WAITING_PER_ADDRESS {
             return None;
@@ -172,6 +182,14 @@ struct PlaylistQuery {
     skip: bool,
 }
 
+/// A number written as we write it (no sign, no leading zero): one URL per answer, so
+/// nobody can walk around a cache with `_HLS_msn=007`.
+fn canonical<T: std::str::FromStr + ToString>(value: &str) -> Option<T> {
+    value.parse::<T>().ok().filter(|n| n.to_string() == value)
+}
+
+/// Only what LL-HLS players send: any other parameter would give the same answer under
+/// another cache key, a way to make a CDN pass every request to the origin.
 fn parse_query(query: Option<&str>) -> Result<PlaylistQuery, &'static str> {
     let mut msn = None;
     let mut part = None;
@@ -179,23 +197,11 @@ fn parse_query(query: Option<&str>) -> Result<PlaylistQuery, &'static str> {
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         match name {
-            "_HLS_msn" => {
-                msn = Some(
-                    value
-                        .parse::<u64>()
-                        .map_err(|_| "_HLS_msn must be a number")?,
-                )
-            }
-            "_HLS_part" => {
-                part = Some(
-                    value
-                        .parse::<u32>()
-                        .map_err(|_| "_HLS_part must be a number")?,
-                )
-            }
-            "_HLS_skip" => skip = matches!(value, "YES" | "v2"),
-            // Anything else (a player's cache buster) is ignored.
-            _ => {}
+            "_HLS_msn" => msn = Some(canonical(value).ok_or("_HLS_msn must be a number")?),
+            "_HLS_part" => part = Some(canonical(value).ok_or("_HLS_part must be a number")?),
+            "_HLS_skip" if matches!(value, "YES" | "v2") => skip = true,
+            "_HLS_skip" => return Err("_HLS_skip must be YES or v2"),
+            _ => return Err("only _HLS_msn, _HLS_part and _HLS_skip are taken"),
         }
     }
     match (msn, part) {
@@ -210,9 +216,12 @@ fn parse_query(query: Option<&str>) -> Result<PlaylistQuery, &'static str> {
 async fn file(
     State(http): State<LiveHttp>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path((key, participant, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // Behind a proxy on this machine (docs/deploy.md), the viewer it forwards for.
+    let address = client_ip(peer.ip(), &headers);
     let stream = valid_key(&key)
         .then(|| http.rooms.session(&key))
         .flatten()
@@ -229,7 +238,7 @@ async fn file(
             None => error(StatusCode::NOT_FOUND, "the stream has not started"),
         },
         MEDIA_PLAYLIST => match parse_query(query.as_deref()) {
-            Ok(query) => playlist(&http, peer.ip(), &stream, query).await,
+            Ok(query) => playlist(&http, address, &stream, query).await,
             Err(message) => error(StatusCode::BAD_REQUEST, message),
         },
         INIT => match stream.init() {
@@ -237,17 +246,18 @@ async fn file(
             None => error(StatusCode::NOT_FOUND, "the stream has not started"),
         },
         name => match parse_uri(name) {
-            Some(Resource::Part(msn, part)) => {
-                part_answer(&http, peer.ip(), &stream, (msn, part)).await
+            // One name per part and segment, as we write them (no `p007.1.m4s`).
+            Some(Resource::Part(msn, part)) if part_uri(msn, part) == name => {
+                part_answer(&http, address, &stream, (msn, part)).await
             }
-            Some(Resource::Segment(msn)) => match stream.segment(msn) {
+            Some(Resource::Segment(msn)) if segment_uri(msn) == name => match stream.segment(msn) {
                 Some(bytes) => with_headers(bytes, "video/mp4", IMMUTABLE),
                 None => error(
                     StatusCode::NOT_FOUND,
                     "no such segment (not complete, or gone)",
                 ),
             },
-            None => error(StatusCode::NOT_FOUND, "no such file"),
+            _ => error(StatusCode::NOT_FOUND, "no such file"),
         },
     }
 }
@@ -337,7 +347,7 @@ async fn hold(
             }
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !stream.wait_change(watcher, left).await {
+        if !wait_change(watcher, left).await {
             return error(StatusCode::SERVICE_UNAVAILABLE, timeout);
         }
     }
@@ -358,14 +368,21 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_query(Some("_HLS_msn=4&x=1")).map(|q| q.block),
-            Ok(Some((4, None)))
+            parse_query(Some("_HLS_msn=0&_HLS_skip=v2")),
+            Ok(PlaylistQuery {
+                block: Some((0, None)),
+                skip: true
+            })
         );
         for bad in [
             "_HLS_part=1",
             "_HLS_msn=-1",
             "_HLS_msn=1&_HLS_part=x",
             "_HLS_msn=99999999999999999999999",
+            "_HLS_msn=007",
+            "_HLS_msn=+7",
+            "_HLS_msn=4&x=1",
+            "_HLS_skip=NO",
         ] {
             assert!(parse_query(Some(bad)).is_err(), "{bad}");
         }

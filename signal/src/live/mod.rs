@@ -32,9 +32,13 @@ use crate::taps::Taps;
 
 /// Tap packets queued for one participant's thread: ~10 s of a camera and its microphone.
 const TAP_QUEUE: usize = 2048;
-/// An ended session's streams stay this long (viewers see the end of the playlist), unless
-/// the room goes live again.
+/// An ended session, or an ended stream of a session on air, stays this long: its viewers
+/// see the end of the playlist and play what they have.
 const ENDED_KEPT: Duration = Duration::from_secs(60);
+/// A session whose last stream ended waits this long before going off air: a speaker who
+/// reloads the page (or whose media reconnects) is back within it, and the viewers' link
+/// keeps working.
+const EMPTY_GRACE: Duration = Duration::from_secs(10);
 
 /// Whether a room is on air, as every participant is told (`live` event).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -83,7 +87,8 @@ pub struct LiveSession {
     state: LiveState,
     stop: Arc<AtomicBool>,
     streams: Mutex<Vec<StreamEntry>>,
-    /// Participants whose taps are being attached: not empty while any are.
+    /// Participants whose taps are being attached (the session is not empty while this is
+    /// non-zero).
     attaching: Mutex<usize>,
     ended_at: Mutex<Option<Instant>>,
 }
@@ -235,13 +240,29 @@ impl LiveRooms {
         }
         tracing::info!(%room, %by, "room on air");
         (self.announce)(room, &state);
-        for (participant, name) in publishers {
-            tokio::spawn(self.clone().stream_participant(
-                session.clone(),
-                participant,
-                name,
-                false,
-            ));
+        for (participant, name) in &publishers {
+            let stream =
+                self.clone()
+                    .stream_participant(session.clone(), *participant, name.clone(), false);
+            tokio::spawn(stream);
+        }
+        // Whoever joined while the first report was on its way came too early for `joined`
+        // (no session yet) and too late for the report.
+        let again = self.sfu.report().await;
+        let late: Vec<(ParticipantId, String)> = again
+            .rooms
+            .iter()
+            .filter(|r| r.room == room)
+            .flat_map(|r| r.participants.iter())
+            .filter(|p| !p.publishing.is_empty() && !publishers.iter().any(|(id, _)| *id == p.id))
+            .map(|p| (p.id, p.name.clone()))
+            .collect();
+        for (participant, name) in late {
+            *lock(&session.attaching) += 1;
+            let stream = self
+                .clone()
+                .stream_participant(session.clone(), participant, name, true);
+            tokio::spawn(stream);
         }
         Ok(state)
     }
@@ -249,13 +270,27 @@ impl LiveRooms {
     /// Takes `room` off air (not on: nothing happens). Its streams end; viewers see the end
     /// of the playlists.
     pub fn stop(&self, room: &str, reason: &'static str) {
-        let Some(session) = self.sessions().by_room.remove(room) else {
-            return;
-        };
+        let session = self.sessions().by_room.get(room).cloned();
+        if let Some(session) = session {
+            self.stop_session(&session, reason);
+        }
+    }
+
+    /// Takes `session` off air, if it still is: never a newer session of the same room.
+    fn stop_session(&self, session: &Arc<LiveSession>, reason: &'static str) {
+        {
+            let mut sessions = self.sessions();
+            match sessions.by_room.get(&session.room) {
+                Some(current) if Arc::ptr_eq(current, session) => {}
+                _ => return,
+            }
+            sessions.by_room.remove(&session.room);
+            // Under the same lock: nobody sees it gone from the room and still on air.
+            *lock(&session.ended_at) = Some(Instant::now());
+        }
         session.stop.store(true, Ordering::Relaxed);
-        *lock(&session.ended_at) = Some(Instant::now());
-        tracing::info!(%room, reason, "room off air");
-        (self.announce)(room, &LiveState::off(Some(reason)));
+        tracing::info!(room = %session.room, reason, "room off air");
+        (self.announce)(&session.room, &LiveState::off(Some(reason)));
     }
 
     /// A participant joined `room`: streamed too if the room is on air.
@@ -284,7 +319,7 @@ impl LiveRooms {
         }
         if taps.taps.is_empty() || !session.on_air() {
             taps.detach(&self.sfu);
-            self.participant_done(&session);
+            self.participant_done(&session).await;
             return;
         }
         let stream = Arc::new(LiveStream::default());
@@ -297,7 +332,7 @@ impl LiveRooms {
             sfu: self.sfu.clone(),
             participant,
             taps,
-            stream,
+            stream: stream.clone(),
             stop: session.stop.clone(),
         };
         let outcome = tokio::task::spawn_blocking(move || job.run()).await;
@@ -307,14 +342,28 @@ impl LiveRooms {
             Ok(Err(reason)) => tracing::warn!(%participant, reason, "live stream ended"),
             Err(error) => tracing::warn!(%participant, %error, "live stream thread failed"),
         }
-        self.participant_done(&session);
+        // Its parts go a while after its end (a session on air may see many come and go).
+        let kept = session.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ENDED_KEPT).await;
+            lock(&kept.streams).retain(|s| !Arc::ptr_eq(&s.stream, &stream));
+        });
+        self.participant_done(&session).await;
     }
 
-    /// A participant's stream ended: the session goes off air once nobody is streamed.
-    fn participant_done(&self, session: &LiveSession) {
-        let streaming = lock(&session.streams).iter().any(|s| !s.stream.ended());
-        if session.on_air() && !streaming && *lock(&session.attaching) == 0 {
-            self.stop(&session.room, "room_empty");
+    /// A participant's stream ended: the session goes off air once nobody has been
+    /// streamed for [`EMPTY_GRACE`].
+    async fn participant_done(&self, session: &Arc<LiveSession>) {
+        let empty = || {
+            let streaming = lock(&session.streams).iter().any(|s| !s.stream.ended());
+            session.on_air() && !streaming && *lock(&session.attaching) == 0
+        };
+        if !empty() {
+            return;
+        }
+        tokio::time::sleep(EMPTY_GRACE).await;
+        if empty() {
+            self.stop_session(session, "room_empty");
         }
     }
 }

@@ -47,6 +47,8 @@ struct Content {
     codecs: Option<String>,
     playlist: Option<MediaPlaylist>,
     parts: HashMap<PartPosition, Bytes>,
+    /// Ended, even if it never started (its publisher left before the first part).
+    ended: bool,
 }
 
 pub struct LiveStream {
@@ -107,6 +109,7 @@ impl LiveStream {
                 last.end();
             }
             content.playlist = last;
+            content.ended = true;
         }
         self.changed();
     }
@@ -130,10 +133,7 @@ impl LiveStream {
 
     /// Whether it ended.
     pub fn ended(&self) -> bool {
-        self.content()
-            .playlist
-            .as_ref()
-            .is_some_and(MediaPlaylist::ended)
+        self.content().ended
     }
 
     /// The playlist for a request naming `block` (`_HLS_msn`, `_HLS_part`), or none.
@@ -200,6 +200,7 @@ impl LiveStream {
                     _ => Lookup::Missing,
                 },
             },
+            None if content.ended => Lookup::Never,
             // Before the first part, the first one is the hint.
             None if position == (0, 0) => Lookup::Coming,
             None => Lookup::Missing,
@@ -223,18 +224,18 @@ impl LiveStream {
         Some(Bytes::from(whole))
     }
 
-    /// Waits until the stream changes, at most `limit`; `false`: it did not.
-    pub async fn wait_change(&self, mut watcher: watch::Receiver<u64>, limit: Duration) -> bool {
-        matches!(
-            tokio::time::timeout(limit, watcher.changed()).await,
-            Ok(Ok(()))
-        )
-    }
-
     /// A watcher to take *before* looking, so that a change in between is not missed.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// Waits until the stream `watcher` watches changes, at most `limit`; `false`: it did not.
+pub async fn wait_change(mut watcher: watch::Receiver<u64>, limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, watcher.changed()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The init segment's name beside the playlist.
@@ -284,6 +285,10 @@ mod tests {
         );
         assert_eq!(stream.part((0, 1)), Lookup::Missing);
         assert_eq!(stream.playlist(None, false), PlaylistAnswer::NotStarted);
+        let never = LiveStream::default();
+        never.end(None);
+        assert!(never.ended(), "a stream that never started ends too");
+        assert_eq!(never.part((0, 0)), Lookup::Never);
         let mut playlist = MediaPlaylist::new(PlaylistConfig::default());
         push(&mut playlist, &stream, true, 1);
         push(&mut playlist, &stream, false, 2);
@@ -371,9 +376,7 @@ mod tests {
     async fn waiting_requests_wake_on_a_new_part_or_give_up() {
         let stream = std::sync::Arc::new(LiveStream::default());
         let watcher = stream.watch();
-        let quiet = stream
-            .wait_change(stream.watch(), Duration::from_millis(20))
-            .await;
+        let quiet = wait_change(stream.watch(), Duration::from_millis(20)).await;
         assert!(!quiet, "nothing changed");
         let writer = stream.clone();
         tokio::spawn(async move {
@@ -381,7 +384,7 @@ mod tests {
             let mut playlist = MediaPlaylist::new(PlaylistConfig::default());
             push(&mut playlist, &writer, true, 1);
         });
-        assert!(stream.wait_change(watcher, Duration::from_secs(5)).await);
+        assert!(wait_change(watcher, Duration::from_secs(5)).await);
         assert!(matches!(stream.part((0, 0)), Lookup::Found(_)));
     }
 }

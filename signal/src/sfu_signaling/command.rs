@@ -2,7 +2,7 @@
 //! cause (no I/O).
 
 use serde_json::Value;
-use sfu::{IceCandidate, ParticipantId, Source};
+use sfu::{IceCandidate, JoinOptions, ParticipantId, Source};
 
 use crate::auth::Claims;
 
@@ -35,6 +35,14 @@ pub enum SfuSignalError {
     InvalidRecord,
     #[error("live must be {{on: true}} or {{on: false}}")]
     InvalidLive,
+    #[error("passcode must be a string of at most 64 printable characters")]
+    InvalidPasscode,
+    #[error("this room has a passcode: give it to join")]
+    PasscodeRequired,
+    #[error("wrong passcode for this room")]
+    WrongPasscode,
+    #[error("too many wrong passcodes from your address: wait a little before trying again")]
+    PasscodeRateLimited,
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,
     #[error("unknown event")]
@@ -87,6 +95,10 @@ impl SfuSignalError {
             SfuSignalError::InvalidShare => "invalid_share",
             SfuSignalError::InvalidRecord => "invalid_record",
             SfuSignalError::InvalidLive => "invalid_live",
+            SfuSignalError::InvalidPasscode => "invalid_passcode",
+            SfuSignalError::PasscodeRequired => "passcode_required",
+            SfuSignalError::WrongPasscode => "wrong_passcode",
+            SfuSignalError::PasscodeRateLimited => "passcode_rate_limited",
             SfuSignalError::PayloadTooLarge => "payload_too_large",
             SfuSignalError::UnknownEvent => "unknown_event",
             SfuSignalError::AlreadyJoined => "already_joined",
@@ -121,8 +133,9 @@ pub enum SfuCommand {
         room: RoomName,
         name: String,
         offer: String,
-        /// Make the room live-ready if this join creates it (H.264 video).
-        live: bool,
+        /// What the room is to be if this join creates it (live-ready, a passcode), and the
+        /// passcode to enter it otherwise.
+        options: JoinOptions,
     },
     /// `sdpMid`/`sdpMLineIndex` are validated and dropped: the server bundles every m-line
     /// on one transport.
@@ -209,11 +222,12 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
                 Some(Value::Bool(live)) => *live,
                 Some(_) => return Err(SfuSignalError::InvalidLive),
             };
+            let passcode = parse_passcode(object.get("passcode"))?;
             Ok(SfuCommand::Join {
                 room,
                 name,
                 offer,
-                live,
+                options: JoinOptions { live, passcode },
             })
         }
         "candidate" => {
@@ -279,6 +293,27 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
     }
 }
 
+/// The longest passcode, in characters.
+pub const MAX_PASSCODE_CHARS: usize = 64;
+
+/// A room passcode: absent, `null` or empty for none; else 1-64 printable characters, kept
+/// only as its SHA-256 digest (the media plane compares digests).
+fn parse_passcode(value: Option<&Value>) -> Result<Option<[u8; 32]>, SfuSignalError> {
+    let passcode = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(passcode)) if passcode.is_empty() => return Ok(None),
+        Some(Value::String(passcode)) => passcode,
+        Some(_) => return Err(SfuSignalError::InvalidPasscode),
+    };
+    if passcode.chars().count() > MAX_PASSCODE_CHARS || passcode.chars().any(char::is_control) {
+        return Err(SfuSignalError::InvalidPasscode);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, passcode.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    Ok(Some(out))
+}
+
 /// `{on: true}` or `{on: false}`.
 fn parse_on(data: &Value) -> Option<bool> {
     data.as_object()?.get("on")?.as_bool()
@@ -332,12 +367,16 @@ mod tests {
             room,
             name,
             offer,
-            live,
+            options,
         } = cmd
         else {
             panic!("not a join")
         };
-        assert!(!live, "a room is not live-ready unless asked");
+        assert_eq!(
+            options,
+            JoinOptions::default(),
+            "not live-ready, no passcode, unless asked"
+        );
         assert_eq!(
             (room.as_str(), name.as_str(), offer.as_str()),
             ("r1", "Ada", SDP)
@@ -374,7 +413,10 @@ mod tests {
         };
         assert!(matches!(
             join(json!(true)),
-            Ok(SfuCommand::Join { live: true, .. })
+            Ok(SfuCommand::Join {
+                options: JoinOptions { live: true, .. },
+                ..
+            })
         ));
         assert_eq!(join(json!("yes")).unwrap_err(), SfuSignalError::InvalidLive);
         let claims = |live| Claims {
@@ -395,6 +437,34 @@ mod tests {
             Err(SfuSignalError::LiveNotAllowed)
         );
         assert_eq!(permitted(&claims(true), &command), Ok(()));
+    }
+
+    #[test]
+    fn passcodes_are_kept_as_digests_and_validated() {
+        let join = |passcode: Value| {
+            parse_command(
+                "join",
+                &json!({"room": "r", "name": "A", "sdp": SDP, "passcode": passcode}),
+            )
+            .map(|command| match command {
+                SfuCommand::Join { options, .. } => options.passcode,
+                _ => panic!("not a join"),
+            })
+        };
+        let digest = join(json!("open sesame")).unwrap().unwrap();
+        assert_eq!(join(json!("open sesame")).unwrap(), Some(digest));
+        assert_ne!(join(json!("open sesame!")).unwrap(), Some(digest));
+        assert_eq!(join(json!("")).unwrap(), None, "empty: no passcode");
+        assert_eq!(join(Value::Null).unwrap(), None);
+        assert!(join(json!("é".repeat(64))).is_ok());
+        for bad in [
+            json!(1234),
+            json!("x".repeat(65)),
+            json!("a\nb"),
+            json!(["pw"]),
+        ] {
+            assert_eq!(join(bad).unwrap_err(), SfuSignalError::InvalidPasscode);
+        }
     }
 
     #[test]
@@ -474,7 +544,7 @@ mod tests {
             room: RoomName::parse(&json!(room)).unwrap(),
             name: "A".into(),
             offer: offer.into(),
-            live: false,
+            options: JoinOptions::default(),
         };
         assert_eq!(permitted(&claims("r", true), &join("r", sends)), Ok(()));
         assert_eq!(

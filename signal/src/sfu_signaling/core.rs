@@ -9,7 +9,7 @@
 use std::{collections::HashMap, hash::Hash, time::Duration, time::Instant};
 
 use serde_json::{json, Value};
-use sfu::{IceCandidate, ParticipantId, Source};
+use sfu::{IceCandidate, JoinOptions, ParticipantId, Source};
 
 use super::{
     command::{SfuCommand, SfuSignalError},
@@ -33,7 +33,7 @@ pub trait MediaPlane {
         room: &RoomName,
         name: &str,
         offer: String,
-        live: bool,
+        options: JoinOptions,
     ) -> (ParticipantId, Self::JoinReply);
     fn add_candidate(&mut self, id: ParticipantId, candidate: IceCandidate);
     fn restart(&mut self, id: ParticipantId);
@@ -128,10 +128,10 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
                 room,
                 name,
                 offer,
-                live,
+                options,
             } => {
                 conn.state = transition(conn.state, Input::Join)?;
-                let (id, reply) = media.join(&room, &name, offer, live);
+                let (id, reply) = media.join(&room, &name, offer, options);
                 conn.participant = Some(id);
                 Ok(Reply::Joining(id, reply))
             }
@@ -279,7 +279,13 @@ mod tests {
 
     impl MediaPlane for Recorder {
         type JoinReply = ();
-        fn join(&mut self, room: &RoomName, name: &str, _: String, _: bool) -> (ParticipantId, ()) {
+        fn join(
+            &mut self,
+            room: &RoomName,
+            name: &str,
+            _: String,
+            _: JoinOptions,
+        ) -> (ParticipantId, ()) {
             let id = self
                 .ids
                 .get_or_insert_with(|| IdGen::new(0, 1))
@@ -316,7 +322,7 @@ mod tests {
             room: RoomName::parse(&json!("r")).unwrap(),
             name: "Ada".into(),
             offer: "v=0".into(),
-            live: false,
+            options: JoinOptions::default(),
         }
     }
 

@@ -9,9 +9,12 @@
 
 use std::{
     future::{ready, Ready},
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, MutexGuard},
-    time::Instant,
+    time::{Duration, Instant},
 };
+
+use axum::extract::ConnectInfo;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -30,7 +33,7 @@ use super::{
     command::{ack_error, parse_command, parse_sdp, permitted, SfuCommand, SfuSignalError},
     core::{MediaPlane, Reply, SfuSignalingCore},
 };
-use crate::access::{Access, ConnectRefused};
+use crate::access::{self, Access, AddressLimiter, ConnectRefused};
 use crate::auth::Claims;
 use crate::live::{self, LiveError, LiveRooms};
 use crate::recordings::room::{Announce, RoomRecorder, RoomRecordingError};
@@ -47,7 +50,14 @@ pub struct SfuHub {
     core: Mutex<SfuSignalingCore<Sid>>,
     recorder: Arc<RoomRecorder>,
     live: Arc<LiveRooms>,
+    /// Wrong (or missing) room passcodes per client address: a few, then one now and then.
+    passcode_failures: Mutex<AddressLimiter>,
 }
+
+/// Wrong passcodes one client address may give at once, then one per interval: guessing a
+/// 6-digit passcode takes months.
+const PASSCODE_FAILURE_BURST: u32 = 5;
+const PASSCODE_FAILURE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a joined socket is, kept in its extensions: the room (also its socket.io room, for
 /// what concerns everyone in it) and its name.
@@ -102,11 +112,9 @@ impl MediaPlane for Plane<'_> {
         room: &RoomName,
         name: &str,
         offer: String,
-        live: bool,
+        options: JoinOptions,
     ) -> (ParticipantId, JoinRequest) {
-        let request = self
-            .0
-            .join(room.as_str(), name, offer, JoinOptions { live });
+        let request = self.0.join(room.as_str(), name, offer, options);
         (request.id, request)
     }
 
@@ -150,7 +158,41 @@ impl SfuHub {
             core: Mutex::new(SfuSignalingCore::new(rate_limit)),
             recorder,
             live,
+            passcode_failures: Mutex::new(AddressLimiter::new(
+                PASSCODE_FAILURE_BURST,
+                PASSCODE_FAILURE_INTERVAL,
+            )),
         })
+    }
+
+    /// The client's address (behind a local proxy, the one it forwards for).
+    fn client_ip(socket: &SocketRef) -> Option<IpAddr> {
+        let parts = socket.req_parts();
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0;
+        Some(access::client_ip(peer.ip(), &parts.headers))
+    }
+
+    /// Whether `socket`'s address gave too many wrong passcodes lately.
+    fn passcode_blocked(&self, socket: &SocketRef) -> bool {
+        let Some(ip) = Self::client_ip(socket) else {
+            return false;
+        };
+        let limiter = self
+            .passcode_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        limiter.blocked(ip, Instant::now())
+    }
+
+    /// `socket`'s address gave a wrong (or no) passcode.
+    fn passcode_failed(&self, socket: &SocketRef) {
+        if let Some(ip) = Self::client_ip(socket) {
+            let mut limiter = self
+                .passcode_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let _ = limiter.take(ip, Instant::now());
+        }
     }
 
     pub fn sfu(&self) -> &Arc<Sfu> {
@@ -191,6 +233,9 @@ impl SfuHub {
             if let Err(error) = permitted(&claims, &command) {
                 return refuse(socket, &event, error, ack);
             }
+        }
+        if matches!(command, SfuCommand::Join { .. }) && self.passcode_blocked(socket) {
+            return refuse(socket, &event, SfuSignalError::PasscodeRateLimited, ack);
         }
         let joining = match &command {
             SfuCommand::Join { room, name, .. } => Some(Member {
@@ -330,6 +375,14 @@ impl SfuHub {
                 tracing::info!(sid = %socket.id, %error, "sfu: join refused");
                 let error = match error {
                     SfuError::RoomFull => SfuSignalError::RoomFull,
+                    SfuError::PasscodeRequired => {
+                        self.passcode_failed(&socket);
+                        SfuSignalError::PasscodeRequired
+                    }
+                    SfuError::WrongPasscode => {
+                        self.passcode_failed(&socket);
+                        SfuSignalError::WrongPasscode
+                    }
                     _ => SfuSignalError::MediaError,
                 };
                 refuse(&socket, "join", error, ack);

@@ -135,18 +135,17 @@ impl Job {
             }
             let now = Instant::now();
             if let Stage::Learning(probe) = &mut stage {
-                if !probe.done(&self.taps.taps, now) {
-                    continue;
+                if probe.done(&self.taps.taps, now) {
+                    let probed = std::mem::take(probe).finish();
+                    let skipped = probed.unwritable_video.map(|codec| {
+                        format!("video in {codec}: not recorded (VP8, VP9 and H.264 are)")
+                    });
+                    let mut segment = self.open(1, (probed.video, probed.audio), skipped)?;
+                    for packet in probed.held {
+                        self.taps.feed(&mut segment.recording, packet);
+                    }
+                    stage = Stage::Recording(Box::new(segment));
                 }
-                let probed = std::mem::take(probe).finish();
-                let skipped = probed.unwritable_video.map(|codec| {
-                    format!("video in {codec}: not recorded (VP8, VP9 and H.264 are)")
-                });
-                let mut segment = self.open(1, (probed.video, probed.audio), skipped)?;
-                for packet in probed.held {
-                    self.taps.feed(&mut segment.recording, packet);
-                }
-                stage = Stage::Recording(Box::new(segment));
             }
             if let Stage::Recording(segment) = &mut stage {
                 self.keep_up(segment, now)?;
