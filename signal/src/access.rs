@@ -196,15 +196,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// A per-address budget (GCRA: one "theoretical arrival time" per address), time passed in.
+/// A per-address budget (GCRA: one "theoretical arrival time" per address, or per any key
+/// `K` that includes one), time passed in.
 #[derive(Debug)]
-pub struct AddressLimiter {
+pub struct AddressLimiter<K = IpAddr> {
     burst: u32,
     interval: Duration,
-    next: HashMap<IpAddr, Instant>,
+    next: HashMap<K, Instant>,
 }
 
-impl AddressLimiter {
+impl<K: std::hash::Hash + Eq + Clone> AddressLimiter<K> {
     pub fn new(burst: u32, interval: Duration) -> Self {
         AddressLimiter {
             burst,
@@ -215,13 +216,13 @@ impl AddressLimiter {
 
     /// Whether `ip` has used its budget up (what [`AddressLimiter::take`] would refuse),
     /// without taking anything.
-    pub fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+    pub fn blocked(&self, ip: &K, now: Instant) -> bool {
         let ahead = now + self.interval * self.burst.saturating_sub(1);
-        self.next.get(&ip).is_some_and(|tat| *tat > ahead)
+        self.next.get(ip).is_some_and(|tat| *tat > ahead)
     }
 
     /// Takes one request for `ip`; `Err` says how long until the next one is allowed.
-    pub fn take(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub fn take(&mut self, ip: K, now: Instant) -> Result<(), Duration> {
         if self.next.len() >= MAX_TRACKED_ADDRESSES && !self.next.contains_key(&ip) {
             // Addresses whose budget is full again are the same as never seen.
             self.next.retain(|_, at| *at > now);
@@ -573,10 +574,10 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(!limiter.blocked(a, t0), "blocked says what take would");
+            assert!(!limiter.blocked(&a, t0), "blocked says what take would");
             assert_eq!(limiter.take(a, t0), Ok(()));
         }
-        assert!(limiter.blocked(a, t0));
+        assert!(limiter.blocked(&a, t0));
         assert_eq!(limiter.take(a, t0), Err(Duration::from_secs(3)));
         assert_eq!(
             limiter.take(b, t0),
@@ -587,7 +588,7 @@ mod tests {
             limiter.take(a, t0 + Duration::from_secs(2)),
             Err(Duration::from_secs(1))
         );
-        assert!(!limiter.blocked(a, t0 + Duration::from_secs(3)));
+        assert!(!limiter.blocked(&a, t0 + Duration::from_secs(3)));
         assert_eq!(limiter.take(a, t0 + Duration::from_secs(3)), Ok(()));
         assert!(limiter.take(a, t0 + Duration::from_secs(3)).is_err());
         // A long pause refills the whole burst, not more.

@@ -230,6 +230,10 @@ describe('/sfu signaling', () => {
     for (let i = 0; i < 3; i++) assert.equal((await join(`guess ${i}`)).error?.code, 'wrong_passcode');
     const blocked = await join('open sesame');
     assert.equal(blocked.error?.code, 'passcode_rate_limited', JSON.stringify(blocked));
+    // Other rooms stay open to this address.
+    const elsewhere = await ack(guest, 'join', { room: 'r-pass-other', name: 'Gus', sdp: offer(2, 'recvonly') });
+    assert.ok(elsewhere.id, JSON.stringify(elsewhere));
+    assert.deepEqual(await ack(guest, 'leave', {}), { ok: true });
     // The room is forgotten once empty; a new opener sets what it likes (rate limit aside,
     // which is per address: a fresh server starts clean).
     assert.deepEqual(await ack(opener, 'leave', {}), { ok: true });

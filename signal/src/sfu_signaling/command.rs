@@ -41,7 +41,7 @@ pub enum SfuSignalError {
     PasscodeRequired,
     #[error("wrong passcode for this room")]
     WrongPasscode,
-    #[error("too many wrong passcodes from your address: wait a little before trying again")]
+    #[error("too many wrong passcodes for this room from your address: wait a little before trying again")]
     PasscodeRateLimited,
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,

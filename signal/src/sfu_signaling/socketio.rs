@@ -50,8 +50,10 @@ pub struct SfuHub {
     core: Mutex<SfuSignalingCore<Sid>>,
     recorder: Arc<RoomRecorder>,
     live: Arc<LiveRooms>,
-    /// Wrong (or missing) room passcodes per client address: a few, then one now and then.
-    passcode_failures: Mutex<AddressLimiter>,
+    /// Wrong (or missing) passcodes per client address and room: a few, then one now and
+    /// then. Per room, so that guessing one room's passcode does not lock the address (a
+    /// whole office behind one NAT) out of the others.
+    passcode_failures: Mutex<AddressLimiter<(IpAddr, String)>>,
 }
 
 /// Wrong passcodes one client address may give at once, then one per interval: guessing a
@@ -172,8 +174,8 @@ impl SfuHub {
         Some(access::client_ip(peer.ip(), &parts.headers))
     }
 
-    /// Whether `socket`'s address gave too many wrong passcodes lately.
-    fn passcode_blocked(&self, socket: &SocketRef) -> bool {
+    /// Whether `socket`'s address gave too many wrong passcodes for `room` lately.
+    fn passcode_blocked(&self, socket: &SocketRef, room: &RoomName) -> bool {
         let Some(ip) = Self::client_ip(socket) else {
             return false;
         };
@@ -181,17 +183,17 @@ impl SfuHub {
             .passcode_failures
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        limiter.blocked(ip, Instant::now())
+        limiter.blocked(&(ip, room.as_str().to_owned()), Instant::now())
     }
 
-    /// `socket`'s address gave a wrong (or no) passcode.
-    fn passcode_failed(&self, socket: &SocketRef) {
+    /// `socket`'s address gave a wrong (or no) passcode for `room`.
+    fn passcode_failed(&self, socket: &SocketRef, room: &RoomName) {
         if let Some(ip) = Self::client_ip(socket) {
             let mut limiter = self
                 .passcode_failures
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let _ = limiter.take(ip, Instant::now());
+            let _ = limiter.take((ip, room.as_str().to_owned()), Instant::now());
         }
     }
 
@@ -234,8 +236,10 @@ impl SfuHub {
                 return refuse(socket, &event, error, ack);
             }
         }
-        if matches!(command, SfuCommand::Join { .. }) && self.passcode_blocked(socket) {
-            return refuse(socket, &event, SfuSignalError::PasscodeRateLimited, ack);
+        if let SfuCommand::Join { room, .. } = &command {
+            if self.passcode_blocked(socket, room) {
+                return refuse(socket, &event, SfuSignalError::PasscodeRateLimited, ack);
+            }
         }
         let joining = match &command {
             SfuCommand::Join { room, name, .. } => Some(Member {
@@ -376,11 +380,11 @@ impl SfuHub {
                 let error = match error {
                     SfuError::RoomFull => SfuSignalError::RoomFull,
                     SfuError::PasscodeRequired => {
-                        self.passcode_failed(&socket);
+                        self.passcode_failed(&socket, &member.room);
                         SfuSignalError::PasscodeRequired
                     }
                     SfuError::WrongPasscode => {
-                        self.passcode_failed(&socket);
+                        self.passcode_failed(&socket, &member.room);
                         SfuSignalError::WrongPasscode
                     }
                     _ => SfuSignalError::MediaError,
