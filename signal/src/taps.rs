@@ -12,7 +12,9 @@ use media_out::{
     codec::Codec,
     recording::{ParticipantRecording, SenderReport, TrackKind as MediaKind},
 };
-use sfu::{MediaCodec, ParticipantId, Sfu, SfuError, TapId, TapOutput, TapPacket, TrackKind};
+use sfu::{
+    MediaCodec, ParticipantId, RoomsReport, Sfu, SfuError, TapId, TapOutput, TapPacket, TrackKind,
+};
 
 /// A joiner's tracks may not be published yet when its join is answered: tried again once.
 const ATTACH_RETRY: Duration = Duration::from_millis(1500);
@@ -21,6 +23,18 @@ const ATTACH_RETRY: Duration = Duration::from_millis(1500);
 /// (measured: more than 2 s now and then, in a live room just put on air); without it a live
 /// stream would be audio only for good, and a recording's first file would have no video.
 const CODEC_WAIT: Duration = Duration::from_secs(5);
+
+/// The participants of `room` who publish media (id, display name), as `report` saw them.
+pub fn publishers(report: &RoomsReport, room: &str) -> Vec<(ParticipantId, String)> {
+    report
+        .rooms
+        .iter()
+        .filter(|r| r.room == room)
+        .flat_map(|r| r.participants.iter())
+        .filter(|p| !p.publishing.is_empty())
+        .map(|p| (p.id, p.name.clone()))
+        .collect()
+}
 
 /// Taps on a participant's camera and microphone, and the queue they feed.
 pub struct Taps {

@@ -28,7 +28,7 @@ pub mod stream;
 use job::Job;
 use stream::LiveStream;
 
-use crate::taps::Taps;
+use crate::taps::{publishers, Taps};
 
 /// Tap packets queued for one participant's thread: ~10 s of a camera and its microphone.
 const TAP_QUEUE: usize = 2048;
@@ -202,14 +202,7 @@ impl LiveRooms {
             return Ok(session.state.clone());
         }
         let report = self.sfu.report().await;
-        let publishers: Vec<(ParticipantId, String)> = report
-            .rooms
-            .iter()
-            .filter(|r| r.room == room)
-            .flat_map(|r| r.participants.iter())
-            .filter(|p| !p.publishing.is_empty())
-            .map(|p| (p.id, p.name.clone()))
-            .collect();
+        let publishers = publishers(&report, room);
         if publishers.is_empty() {
             return Err(LiveError::NothingToStream);
         }
@@ -249,14 +242,9 @@ impl LiveRooms {
         // Whoever joined while the first report was on its way came too early for `joined`
         // (no session yet) and too late for the report.
         let again = self.sfu.report().await;
-        let late: Vec<(ParticipantId, String)> = again
-            .rooms
-            .iter()
-            .filter(|r| r.room == room)
-            .flat_map(|r| r.participants.iter())
-            .filter(|p| !p.publishing.is_empty() && !publishers.iter().any(|(id, _)| *id == p.id))
-            .map(|p| (p.id, p.name.clone()))
-            .collect();
+        let late = crate::taps::publishers(&again, room)
+            .into_iter()
+            .filter(|(id, _)| !publishers.iter().any(|(first, _)| first == id));
         for (participant, name) in late {
             *lock(&session.attaching) += 1;
             let stream = self

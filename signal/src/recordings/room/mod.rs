@@ -35,7 +35,7 @@ mod manifest;
 use job::Job;
 use manifest::{safe_component, session_id, unix_ms, write_manifest, Manifest};
 
-use crate::taps::Taps;
+use crate::taps::{publishers, Taps};
 
 /// Tap packets queued for one participant's thread: ~10 s of a 1.5 Mbit/s camera and its
 /// microphone. A thread that cannot keep up with that has lost its disk.
@@ -167,14 +167,7 @@ impl RoomRecorder {
             return Ok(session.state.clone());
         }
         let report = self.sfu.report().await;
-        let publishers: Vec<(ParticipantId, String)> = report
-            .rooms
-            .iter()
-            .filter(|r| r.room == room)
-            .flat_map(|r| r.participants.iter())
-            .filter(|p| !p.publishing.is_empty())
-            .map(|p| (p.id, p.name.clone()))
-            .collect();
+        let publishers = publishers(&report, room);
         if publishers.is_empty() {
             return Err(RoomRecordingError::NothingToRecord);
         }
