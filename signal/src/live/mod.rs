@@ -311,11 +311,23 @@ impl LiveRooms {
             return;
         }
         let stream = Arc::new(LiveStream::default());
-        lock(&session.streams).push(StreamEntry {
-            participant,
-            name,
-            stream: stream.clone(),
-        });
+        {
+            // Asked twice (a joiner also in the second report of `start`): one stream.
+            let mut streams = lock(&session.streams);
+            if streams
+                .iter()
+                .any(|s| s.participant == participant && !s.stream.ended())
+            {
+                drop(streams);
+                taps.detach(&self.sfu);
+                return;
+            }
+            streams.push(StreamEntry {
+                participant,
+                name,
+                stream: stream.clone(),
+            });
+        }
         let job = Job {
             sfu: self.sfu.clone(),
             participant,
