@@ -1,4 +1,5 @@
-//! Wall-clock times as text: the dates recordings and live playlists carry.
+//! Wall-clock times: as text (the dates recordings and live playlists carry) and as Unix
+//! milliseconds (manifests, signaling events).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,13 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// `2026-11-28T09:30:00.250Z`: UTC to the millisecond (HLS `EXT-X-PROGRAM-DATE-TIME`).

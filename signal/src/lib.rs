@@ -10,6 +10,7 @@
 //! - [`recordings`]: recordings made in the browser: resumable upload, seekable WebM, playback;
 //!   and SFU rooms recorded by the server.
 //! - [`live`]: SFU rooms watched live over Low-Latency HLS.
+//! - [`keys`]: unguessable ids (recordings, live sessions).
 //! - [`taps`]: what recordings and live streams share: listening to a participant's media.
 //! - [`config`], [`server`]: configuration and wiring.
 
@@ -17,6 +18,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod ice;
+pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod recordings;

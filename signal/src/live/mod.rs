@@ -28,7 +28,12 @@ pub mod stream;
 use job::Job;
 use stream::LiveStream;
 
-use crate::taps::{publishers, Taps};
+use media_out::clock::unix_ms;
+
+use crate::{
+    keys::random_key,
+    taps::{publishers, Taps},
+};
 
 /// Tap packets queued for one participant's thread: ~10 s of a camera and its microphone.
 const TAP_QUEUE: usize = 2048;
@@ -366,16 +371,4 @@ impl LiveRooms {
             self.stop_session(session, "room_empty");
         }
     }
-}
-
-/// 128 random bits, hex: a session's path, which only those told can guess.
-fn random_key() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS's random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

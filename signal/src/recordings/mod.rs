@@ -42,6 +42,7 @@ use tower_http::services::ServeFile;
 use crate::{
     access::{self, Access},
     auth::unix_now,
+    keys::{is_key, random_key},
 };
 use catalog::{Catalog, Chunk, Limits, Recording, RecordingError, State as RecState};
 
@@ -170,7 +171,7 @@ impl Recordings {
             let record = std::fs::read(&path)
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<Recording>(&bytes).ok());
-            let Some(recording) = record.filter(|r| valid_id(&r.id)) else {
+            let Some(recording) = record.filter(|r| is_key(&r.id)) else {
                 tracing::warn!(path = %path.display(), "not a recording record; ignored");
                 continue;
             };
@@ -353,17 +354,6 @@ pub fn routes(recordings: Arc<Recordings>) -> Router {
         .with_state(recordings)
 }
 
-/// 32 lowercase hex digits.
-fn valid_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random number generator is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn upload_key(headers: &HeaderMap) -> &str {
     headers
         .get(UPLOAD_KEY)
@@ -418,8 +408,8 @@ async fn create(
     let recording = {
         let mut catalog = recordings.catalog();
         let created = catalog.create(
-            random_hex(),
-            random_hex(),
+            random_key(),
+            random_key(),
             &owner,
             request.room,
             &request.mime,

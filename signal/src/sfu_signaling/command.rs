@@ -359,6 +359,18 @@ mod tests {
 
     const SDP: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n";
 
+    /// A token's claims for `room` with `grants`.
+    fn token(room: &str, grants: crate::auth::Grants) -> Claims {
+        Claims {
+            sub: "a".into(),
+            room: room.into(),
+            exp: 0,
+            nbf: None,
+            iat: None,
+            grants,
+        }
+    }
+
     #[test]
     fn join() {
         let cmd =
@@ -419,17 +431,14 @@ mod tests {
             })
         ));
         assert_eq!(join(json!("yes")).unwrap_err(), SfuSignalError::InvalidLive);
-        let claims = |live| Claims {
-            sub: "a".into(),
-            room: "r".into(),
-            exp: 0,
-            nbf: None,
-            iat: None,
-            grants: Grants {
-                publish: true,
-                record: false,
-                live,
-            },
+        let claims = |live| {
+            token(
+                "r",
+                Grants {
+                    live,
+                    ..Grants::default()
+                },
+            )
         };
         let command = SfuCommand::Live { on: true };
         assert_eq!(
@@ -521,18 +530,15 @@ mod tests {
 
     #[test]
     fn a_token_limits_the_room_and_publishing() {
-        use crate::auth::{Claims, Grants};
-        let claims = |room: &str, publish| Claims {
-            sub: "a".into(),
-            room: room.into(),
-            exp: 0,
-            nbf: None,
-            iat: None,
-            grants: Grants {
-                publish,
-                record: false,
-                live: false,
-            },
+        use crate::auth::Grants;
+        let claims = |room: &str, publish| {
+            token(
+                room,
+                Grants {
+                    publish,
+                    ..Grants::default()
+                },
+            )
         };
         let sends = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
         let receives = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n";
@@ -606,18 +612,15 @@ mod tests {
                 "{bad}"
             );
         }
-        use crate::auth::{Claims, Grants};
-        let claims = |record| Claims {
-            sub: "a".into(),
-            room: "r".into(),
-            exp: 0,
-            nbf: None,
-            iat: None,
-            grants: Grants {
-                publish: true,
-                record,
-                live: false,
-            },
+        use crate::auth::Grants;
+        let claims = |record| {
+            token(
+                "r",
+                Grants {
+                    record,
+                    ..Grants::default()
+                },
+            )
         };
         for on in [true, false] {
             assert_eq!(

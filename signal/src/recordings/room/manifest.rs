@@ -99,11 +99,7 @@ pub(super) fn session_id(now: SystemTime) -> String {
     )
 }
 
-pub(super) fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
+pub(super) use media_out::clock::unix_ms;
 
 #[cfg(test)]
 mod tests {
