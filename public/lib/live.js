@@ -11,6 +11,7 @@
 const REASONS = {
   stopped: 'ended',
   room_empty: 'ended: nobody left to stream',
+  room_ended: 'ended: a moderator ended the room',
 };
 
 /** What the LIVE chip and the button show. `liveRoom`: the room can go live at all. */

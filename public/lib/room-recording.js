@@ -6,6 +6,7 @@
 const REASONS = {
   stopped: 'stopped',
   room_empty: 'stopped: nobody left to record',
+  room_ended: 'stopped: a moderator ended the room',
   storage_failed: 'stopped: the server could not store it',
   fell_behind: 'stopped: the server could not keep up',
   size_limit: 'stopped: it reached the size the server allows',

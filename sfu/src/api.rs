@@ -163,6 +163,10 @@ pub enum SfuError {
     PasscodeRequired,
     #[error("wrong passcode")]
     WrongPasscode,
+    #[error("only a moderator may do that")]
+    NotModerator,
+    #[error("participant {0} is not in this room")]
+    NotInRoom(ParticipantId),
 }
 
 /// Audio or video.
@@ -254,6 +258,31 @@ pub enum ParticipantEvent {
         source: Source,
         paused: bool,
     },
+    /// A moderator (`by`, their name) took this participant out of the room, alone or with
+    /// everyone (`ended`): its media has stopped; treat as a leave.
+    Removed { by: String, ended: bool },
+}
+
+/// What a moderator does to a room (`core/moderation.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderation {
+    /// Take one participant out of the room.
+    Remove(ParticipantId),
+    /// Stop (`true`) or restart forwarding one participant's audio to the room, its
+    /// recording and its live stream.
+    Mute(ParticipantId, bool),
+    /// Take everyone out of the room.
+    EndRoom,
+}
+
+/// Why the participant asking may moderate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeratorRight {
+    /// Its join token grants it (the caller checked).
+    Granted,
+    /// Without tokens: only while it is the room's longest-present member (its creator,
+    /// while the creator stays).
+    IfHost,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -293,6 +322,8 @@ pub struct ParticipantInfo {
     pub screen: Option<String>,
     /// Its connection quality; `None` until its first statistics interval.
     pub quality: Option<Quality>,
+    /// A moderator muted its audio: nobody receives it until a moderator lifts that.
+    pub muted: bool,
 }
 
 /// The join answer for the browser, and who is in the room.

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     api::{
-        IceCandidate, JoinAnswer, JoinOptions, ParticipantEvent, ParticipantInfo, SfuConfig,
-        SfuError, Source, TrackKind,
+        IceCandidate, JoinAnswer, JoinOptions, Moderation, ModeratorRight, ParticipantEvent,
+        ParticipantInfo, SfuConfig, SfuError, Source, TrackKind,
     },
     core::{Command, Reply, SfuCore, TapOutput},
     driver::{self, Request, Shared},
@@ -191,6 +191,21 @@ impl Sfu {
     /// offers (or stops) the m-line it sends it on.
     pub fn share(&self, id: ParticipantId, on: bool) {
         self.tell(Command::Share { id, on });
+    }
+
+    /// `by` moderates its room with `right` (a token's grant, checked by the caller, or
+    /// the room-host rule): [`SfuError::NotModerator`] or [`SfuError::NotInRoom`] if not
+    /// done. A removed participant's signaling hears [`ParticipantEvent::Removed`].
+    pub async fn moderate(
+        &self,
+        by: ParticipantId,
+        action: Moderation,
+        right: ModeratorRight,
+    ) -> Result<(), SfuError> {
+        self.ask(Command::Moderate { by, action, right })
+            .await
+            .unwrap_or(Err(SfuError::Stopped))
+            .map(drop)
     }
 
     /// Leaves the room (also on disconnect). Idempotent. Sent at once; the future resolves

@@ -113,6 +113,7 @@ impl Client {
                     | ParticipantEvent::PublishLayers(_)
                     | ParticipantEvent::VideoPaused { .. } => {}
                     ParticipantEvent::Failed => panic!("the media connection failed"),
+                    ParticipantEvent::Removed { by, .. } => panic!("removed by {by}"),
                 },
             }
         }

@@ -45,6 +45,9 @@ pub struct Grants {
     /// Put SFU rooms on air for live viewers (HLS; not granted unless named: it shows
     /// everyone in the room to an audience).
     pub live: bool,
+    /// Moderate SFU rooms: remove a participant, mute someone's audio for the room, end the
+    /// room (not granted unless named).
+    pub moderate: bool,
 }
 
 impl Default for Grants {
@@ -53,6 +56,7 @@ impl Default for Grants {
             publish: true,
             record: false,
             live: false,
+            moderate: false,
         }
     }
 }

@@ -152,6 +152,9 @@ pub struct TokenArgs {
     /// May put the room on air for live viewers (HLS).
     #[arg(long)]
     pub live: bool,
+    /// May moderate the room: remove a participant, mute someone's audio, end the room.
+    #[arg(long)]
+    pub moderate: bool,
     /// The auth secret [default: `[access] auth_secret` of --config].
     #[arg(long, env = "SIGNAL_AUTH_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
@@ -212,6 +215,7 @@ impl TokenArgs {
                 publish: !self.no_publish,
                 record: self.record,
                 live: self.live,
+                moderate: self.moderate,
             },
         };
         Ok(crate::auth::Authority::new(&secret).mint(&claims))

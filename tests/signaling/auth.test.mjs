@@ -142,6 +142,21 @@ describe('going live needs its grant', () => {
   });
 });
 
+describe('moderating a room needs its grant', () => {
+  test('SFU: `moderate` refused without the grant, even to the room\'s first participant; done with it', async () => {
+    const { socket: first } = await connect('v4', '/sfu', cliToken('--room', 'r-mod', '--identity', 'first'));
+    const joined = await ack(first, 'join', { room: 'r-mod', name: 'First', sdp: offer() });
+    assert.equal(joined.moderation, 'none');
+    assert.equal((await ack(first, 'moderate', { action: 'end' })).error?.code, 'not_moderator');
+    const { socket: mod } = await connect('v4', '/sfu', cliToken('--room', 'r-mod', '--identity', 'mod', '--moderate'));
+    const modJoined = await ack(mod, 'join', { room: 'r-mod', name: 'Mod', sdp: offer() });
+    assert.equal(modJoined.moderation, 'granted');
+    const out = next(first, 'removed');
+    assert.deepEqual(await ack(mod, 'moderate', { action: 'remove', participant: joined.id }), { ok: true });
+    assert.deepEqual(await out, { by: 'Mod', reason: 'removed' });
+  });
+});
+
 describe('TURN credentials need a token too', () => {
   test('/api/ice-servers', async () => {
     const none = await fetch(`${server.url}/api/ice-servers`);

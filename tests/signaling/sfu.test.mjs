@@ -240,6 +240,45 @@ describe('/sfu signaling', () => {
     await until('the room is gone', async () => !(await room('r-pass')), 5000);
   });
 
+  test('moderation without tokens: the longest-present participant removes, mutes and ends the room; nobody else may', async () => {
+    const removed = (socket) => new Promise((resolve) => socket.once('removed', resolve));
+    const [ada, bob, cy] = [client(), client(), client()];
+    const joined = {};
+    for (const [socket, name] of [[ada, 'Ada'], [bob, 'Bob'], [cy, 'Cy']]) {
+      joined[name] = await ack(socket, 'join', { room: 'r-mod', name, sdp: offer() });
+      assert.equal(joined[name].moderation, 'host', JSON.stringify(joined[name]));
+    }
+    const id = (name) => joined[name].id;
+    // Only Ada, first in the list, moderates.
+    const refused = await ack(bob, 'moderate', { action: 'remove', participant: id('Cy') });
+    assert.equal(refused.error?.code, 'not_moderator', JSON.stringify(refused));
+    assert.match(refused.error.message, /moderator/);
+    assert.equal((await ack(bob, 'moderate', { action: 'end' })).error?.code, 'not_moderator');
+    for (const bad of [{ action: 'remove' }, { action: 'kick', participant: id('Cy') }, 'end', null]) {
+      assert.equal((await ack(ada, 'moderate', bad)).error?.code, 'invalid_moderate', JSON.stringify(bad));
+    }
+    assert.equal((await ack(ada, 'moderate', { action: 'remove', participant: 'p000000000000' })).error?.code, 'no_such_participant');
+    // Muting shows in everyone's list; the media plane drops the audio (tests in sfu/tests/core).
+    assert.deepEqual(await ack(ada, 'moderate', { action: 'mute', participant: id('Bob') }), { ok: true });
+    await until('Cy sees Bob muted', () => cy.participants.at(-1)?.find((p) => p.name === 'Bob')?.muted === true, 3000);
+    assert.deepEqual(await ack(ada, 'moderate', { action: 'unmute', participant: id('Bob') }), { ok: true });
+    await until('Cy sees Bob unmuted', () => cy.participants.at(-1)?.find((p) => p.name === 'Bob')?.muted === false, 3000);
+    // Removing: Bob hears who did it and is out of the room (he may join again).
+    const bobOut = removed(bob);
+    assert.deepEqual(await ack(ada, 'moderate', { action: 'remove', participant: id('Bob') }), { ok: true });
+    assert.deepEqual(await bobOut, { by: 'Ada', reason: 'removed' });
+    await until('Bob is gone', async () => (await room('r-mod'))?.participants.length === 2, 3000);
+    assert.equal((await ack(bob, 'moderate', { action: 'end' })).error?.code, 'not_joined');
+    assert.equal((await ack(bob, 'leave', {})).error?.code, 'not_joined', 'his session is over');
+    // Ada leaves: Cy has been there longest and moderates now.
+    assert.ok((await ack(bob, 'join', { room: 'r-mod', name: 'Bob', sdp: offer() })).id);
+    assert.deepEqual(await ack(ada, 'leave', {}), { ok: true });
+    const ends = [removed(bob), removed(cy)];
+    assert.deepEqual(await ack(cy, 'moderate', { action: 'end' }), { ok: true });
+    assert.deepEqual(await Promise.all(ends), [{ by: 'Cy', reason: 'room_ended' }, { by: 'Cy', reason: 'room_ended' }]);
+    await until('the room is gone', async () => !(await room('r-mod')), 3000);
+  });
+
   test('a media port that cannot be bound stops the server with a clear message', async () => {
     const taken = createSocket('udp4');
     await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));

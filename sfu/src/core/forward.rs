@@ -35,6 +35,11 @@ impl SfuCore {
         else {
             return;
         };
+        // Muted by a moderator: its audio reaches no subscriber, recording or live stream,
+        // and its level no speaker ranking.
+        if participant.muted && self.publications[publication.0].kind == TrackKind::Audio {
+            return;
+        }
         let sender_report = packet.last_sender_info.map(|info| SenderClock {
             ntp: info.ntp_time,
             rtp_time: info.rtp_time.numer() as u32,

@@ -103,6 +103,7 @@ impl SfuCore {
             dirty: false,
             connected: false,
             failed: false,
+            muted: false,
             ufrag: ufrag.clone(),
             sending_to: None,
             moved_to: None,
@@ -345,6 +346,7 @@ impl SfuCore {
                     video,
                     screen: screen.then(|| stream_id(participant.id, Source::Screen)),
                     quality: participant.quality.reported(),
+                    muted: participant.muted,
                 }
             })
             .collect()

@@ -18,7 +18,8 @@
 //! [`liveness`], [`quality`] and [`sdp`] hold state and rules; `membership.rs` (join, publish, leave),
 //! `rounds.rs` (building offers, applying answers, ICE restarts), [`screen`] (screen sharing), `forward.rs` (the packet
 //! path, see [`crate::media`]), `selection.rs` (which simulcast layer each subscription
-//! gets), `speakers.rs` (who speaks in each room) and `report.rs` put them together.
+//! gets), `speakers.rs` (who speaks in each room), `moderation.rs` (removing, muting, ending)
+//! and `report.rs` put them together.
 
 pub(crate) mod demux;
 pub mod liveness;
@@ -32,6 +33,7 @@ pub mod sdp;
 
 mod forward;
 mod membership;
+mod moderation;
 mod report;
 mod rounds;
 mod selection;
@@ -51,8 +53,8 @@ use str0m::{
 
 use crate::{
     api::{
-        IceCandidate, JoinAnswer, JoinOptions, ParticipantEvent, SfuConfig, SfuError, Source,
-        TrackKind,
+        IceCandidate, JoinAnswer, JoinOptions, Moderation, ModeratorRight, ParticipantEvent,
+        SfuConfig, SfuError, Source, TrackKind,
     },
     ids::{IdGen, ParticipantId, ParticipantSlot, Round, TapId},
     media::{fanout::Tap, publication::Publication},
@@ -130,6 +132,12 @@ pub enum Command {
     /// The tap's consumer lost frames (or has none to start from): ask for a keyframe.
     TapKeyframe {
         tap: TapId,
+    },
+    /// `by` moderates its room (`moderation.rs`).
+    Moderate {
+        by: ParticipantId,
+        action: Moderation,
+        right: ModeratorRight,
     },
     Report,
 }
@@ -288,6 +296,9 @@ impl SfuCore {
                 .prefer_layer(now, id, publisher, source, layer)
                 .map(|()| Reply::Done),
             Command::Share { id, on } => self.share(now, id, on).map(|()| Reply::Done),
+            Command::Moderate { by, action, right } => {
+                self.moderate(now, by, action, right).map(|()| Reply::Done)
+            }
             Command::Report => Ok(Reply::Report(Box::new(self.report(now)))),
         }
     }

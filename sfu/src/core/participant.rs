@@ -82,6 +82,8 @@ pub struct Participant {
     pub layer_wishes: Vec<(ParticipantId, Source, Option<u8>)>,
     /// Its screen m-line (`core/screen.rs`).
     pub screen: ScreenShare,
+    /// A moderator muted it: its audio goes nowhere (`moderation.rs`).
+    pub muted: bool,
     pub stats: Stats,
     /// Connection quality, both directions, with hysteresis.
     pub quality: QualityMeter,

@@ -82,6 +82,11 @@ impl Rooms {
         }
     }
 
+    /// The room's longest-present member: without tokens, the one who moderates it.
+    pub fn host(&self, room: &str) -> Option<ParticipantSlot> {
+        self.members(room).first().copied()
+    }
+
     pub fn members(&self, room: &str) -> &[ParticipantSlot] {
         self.members.get(room).map_or(&[], Vec::as_slice)
     }

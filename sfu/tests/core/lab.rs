@@ -118,6 +118,8 @@ pub struct Client {
     pub answer: String,
     pub offers: Vec<String>,
     pub failed_at: Option<Instant>,
+    /// A moderator took it out: (their name, the whole room ended).
+    pub removed: Option<(String, bool)>,
     pub frames: Vec<Frame>,
     pub keyframe_requests: Vec<Instant>,
     pending_offer: Option<SdpPendingOffer>,
@@ -214,6 +216,7 @@ impl Lab {
             answer: String::new(),
             offers: Vec::new(),
             failed_at: None,
+            removed: None,
             frames: Vec::new(),
             keyframe_requests: Vec::new(),
             pending_offer: None,
@@ -502,6 +505,13 @@ impl Lab {
             }
             ParticipantEvent::Speakers(list) => {
                 self.clients[c].speakers = list.iter().map(|s| s.id).collect()
+            }
+            ParticipantEvent::Removed { by, ended } => {
+                // What the signaling side does: tell the page, and leave (a no-op for the
+                // core, which already took the participant out).
+                self.clients[c].removed = Some((by, ended));
+                self.clients[c].id = None;
+                let _ = self.command(Command::Leave { id });
             }
             ParticipantEvent::Failed => {
                 // What the signaling side does: leave (the page may join again).

@@ -4,5 +4,6 @@
 
 mod lab;
 mod liveness;
+mod moderation;
 mod rooms;
 mod screen;

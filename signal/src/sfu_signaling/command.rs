@@ -2,7 +2,7 @@
 //! cause (no I/O).
 
 use serde_json::Value;
-use sfu::{IceCandidate, JoinOptions, ParticipantId, Source};
+use sfu::{IceCandidate, JoinOptions, Moderation, ParticipantId, Source};
 
 use crate::auth::Claims;
 
@@ -35,6 +35,11 @@ pub enum SfuSignalError {
     InvalidRecord,
     #[error("live must be {{on: true}} or {{on: false}}")]
     InvalidLive,
+    #[error(
+        "moderate must be {{action, participant}} with action one of remove, mute, unmute, or \
+         {{action: \"end\"}}"
+    )]
+    InvalidModerate,
     #[error("passcode must be a string of at most 64 printable characters")]
     InvalidPasscode,
     #[error("this room has a passcode: give it to join")]
@@ -76,6 +81,13 @@ pub enum SfuSignalError {
     NotLiveRoom,
     #[error("nobody in the room publishes media: nothing to stream")]
     NothingToStream,
+    #[error(
+        "only a moderator may do that: a token with the moderate grant or, without tokens, the \
+         room's longest-present participant"
+    )]
+    NotModerator,
+    #[error("no such participant in this room")]
+    NoSuchParticipant,
 }
 
 /// An `/sfu` error as sent to the client: the ack `{error: {...}}` and the `sfu_error`
@@ -95,6 +107,7 @@ impl SfuSignalError {
             SfuSignalError::InvalidShare => "invalid_share",
             SfuSignalError::InvalidRecord => "invalid_record",
             SfuSignalError::InvalidLive => "invalid_live",
+            SfuSignalError::InvalidModerate => "invalid_moderate",
             SfuSignalError::InvalidPasscode => "invalid_passcode",
             SfuSignalError::PasscodeRequired => "passcode_required",
             SfuSignalError::WrongPasscode => "wrong_passcode",
@@ -114,6 +127,8 @@ impl SfuSignalError {
             SfuSignalError::LiveNotAllowed => "live_not_allowed",
             SfuSignalError::NotLiveRoom => "not_live_room",
             SfuSignalError::NothingToStream => "nothing_to_stream",
+            SfuSignalError::NotModerator => "not_moderator",
+            SfuSignalError::NoSuchParticipant => "no_such_participant",
         }
     }
 
@@ -163,6 +178,8 @@ pub enum SfuCommand {
     Live {
         on: bool,
     },
+    /// Remove someone, mute or unmute their audio, or end the room.
+    Moderate(Moderation),
     Leave,
 }
 
@@ -181,6 +198,7 @@ pub fn permitted(claims: &Claims, command: &SfuCommand) -> Result<(), SfuSignalE
         }
         SfuCommand::Record { .. } if !claims.grants.record => Err(SfuSignalError::RecordNotAllowed),
         SfuCommand::Live { .. } if !claims.grants.live => Err(SfuSignalError::LiveNotAllowed),
+        SfuCommand::Moderate(_) if !claims.grants.moderate => Err(SfuSignalError::NotModerator),
         _ => Ok(()),
     }
 }
@@ -288,8 +306,28 @@ pub fn parse_command(event: &str, data: &Value) -> Result<SfuCommand, SfuSignalE
         "live" => Ok(SfuCommand::Live {
             on: parse_on(data).ok_or(SfuSignalError::InvalidLive)?,
         }),
+        "moderate" => parse_moderation(data).map(SfuCommand::Moderate),
         "leave" => Ok(SfuCommand::Leave),
         _ => Err(SfuSignalError::UnknownEvent),
+    }
+}
+
+/// `{action: "remove" | "mute" | "unmute", participant}` or `{action: "end"}`.
+fn parse_moderation(data: &Value) -> Result<Moderation, SfuSignalError> {
+    let object = data.as_object().ok_or(SfuSignalError::InvalidModerate)?;
+    let participant = || -> Result<ParticipantId, SfuSignalError> {
+        object
+            .get("participant")
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse().ok())
+            .ok_or(SfuSignalError::InvalidModerate)
+    };
+    match object.get("action").and_then(Value::as_str) {
+        Some("remove") => Ok(Moderation::Remove(participant()?)),
+        Some("mute") => Ok(Moderation::Mute(participant()?, true)),
+        Some("unmute") => Ok(Moderation::Mute(participant()?, false)),
+        Some("end") => Ok(Moderation::EndRoom),
+        _ => Err(SfuSignalError::InvalidModerate),
     }
 }
 
@@ -355,6 +393,7 @@ pub fn parse_sdp(value: Option<&Value>, expected_type: &str) -> Result<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Grants;
     use serde_json::json;
 
     const SDP: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n";
@@ -402,8 +441,62 @@ mod tests {
     }
 
     #[test]
+    fn moderation_names_a_participant_and_needs_its_grant() {
+        let id: ParticipantId = "p0123456789ab".parse().unwrap();
+        for (data, expected) in [
+            (
+                json!({"action": "remove", "participant": id}),
+                Moderation::Remove(id),
+            ),
+            (
+                json!({"action": "mute", "participant": id}),
+                Moderation::Mute(id, true),
+            ),
+            (
+                json!({"action": "unmute", "participant": id}),
+                Moderation::Mute(id, false),
+            ),
+            (json!({"action": "end"}), Moderation::EndRoom),
+        ] {
+            let Ok(SfuCommand::Moderate(got)) = parse_command("moderate", &data) else {
+                panic!("{data}")
+            };
+            assert_eq!(got, expected);
+        }
+        for bad in [
+            json!(null),
+            json!("end"),
+            json!({"action": "remove"}),
+            json!({"action": "mute", "participant": "alice"}),
+            json!({"action": "ban", "participant": id}),
+            json!({"action": ["end"]}),
+        ] {
+            assert_eq!(
+                parse_command("moderate", &bad).unwrap_err(),
+                SfuSignalError::InvalidModerate,
+                "{bad}"
+            );
+        }
+        let command = SfuCommand::Moderate(Moderation::EndRoom);
+        let claims = |moderate| {
+            token(
+                "r",
+                Grants {
+                    moderate,
+                    ..Grants::default()
+                },
+            )
+        };
+        assert_eq!(
+            permitted(&claims(false), &command),
+            Err(SfuSignalError::NotModerator)
+        );
+        assert_eq!(permitted(&claims(true), &command), Ok(()));
+        assert!(!Grants::default().moderate, "never granted unless named");
+    }
+
+    #[test]
     fn live_needs_its_grant_and_a_boolean() {
-        use crate::auth::Grants;
         for on in [true, false] {
             let Ok(SfuCommand::Live { on: got }) = parse_command("live", &json!({ "on": on }))
             else {
@@ -530,7 +623,6 @@ mod tests {
 
     #[test]
     fn a_token_limits_the_room_and_publishing() {
-        use crate::auth::Grants;
         let claims = |room: &str, publish| {
             token(
                 room,
@@ -612,7 +704,6 @@ mod tests {
                 "{bad}"
             );
         }
-        use crate::auth::Grants;
         let claims = |record| {
             token(
                 "r",

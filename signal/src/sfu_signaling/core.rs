@@ -9,7 +9,7 @@
 use std::{collections::HashMap, hash::Hash, time::Duration, time::Instant};
 
 use serde_json::{json, Value};
-use sfu::{IceCandidate, JoinOptions, ParticipantId, Source};
+use sfu::{IceCandidate, JoinOptions, Moderation, ParticipantId, Source};
 
 use super::{
     command::{SfuCommand, SfuSignalError},
@@ -61,6 +61,9 @@ pub enum Reply<J> {
     /// Participant `.0` asks to put the room on (`true`) or off air: the caller does it and
     /// acks.
     Live(ParticipantId, bool),
+    /// Participant `.0` moderates the room: the caller asks the media plane (which checks
+    /// the room-host rule) and acks.
+    Moderate(ParticipantId, Moderation),
 }
 
 #[derive(Debug)]
@@ -162,6 +165,10 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
                 transition(conn.state, Input::Live)?;
                 Ok(Reply::Live(conn.id()?, on))
             }
+            SfuCommand::Moderate(action) => {
+                transition(conn.state, Input::Moderate)?;
+                Ok(Reply::Moderate(conn.id()?, action))
+            }
             SfuCommand::Restart => {
                 let next = transition(conn.state, Input::Restart)?;
                 if conn
@@ -211,9 +218,10 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
         Ok(())
     }
 
-    /// The media plane gave up on participant `id`. Returns whether this connection was in
-    /// that session (then it has left, and the page must hear `media_failed`).
-    pub fn media_failed<M: MediaPlane>(
+    /// The media plane ended participant `id`'s session (gave up on its media, or a
+    /// moderator removed it). Returns whether this connection was in that session (then it
+    /// has left, and the page must hear why).
+    pub fn session_ended<M: MediaPlane>(
         &mut self,
         sid: Sid,
         id: ParticipantId,
@@ -226,9 +234,9 @@ impl<Sid: Copy + Eq + Hash> SfuSignalingCore<Sid> {
         else {
             return false;
         };
-        // Only a joined session is ended by its media failing (a joining one learns it
-        // from the join's answer).
-        let next = transition(conn.state, Input::MediaFailed).unwrap_or(conn.state);
+        // Only a joined session is ended so (a joining one learns it from the join's
+        // answer).
+        let next = transition(conn.state, Input::SessionEnded).unwrap_or(conn.state);
         if next == conn.state {
             return false;
         }
@@ -434,8 +442,11 @@ mod tests {
             h.send(1, SfuCommand::Restart).unwrap_err(),
             SfuSignalError::NotJoined
         );
+        let end = || SfuCommand::Moderate(Moderation::EndRoom);
+        assert_eq!(h.send(1, end()).unwrap_err(), SfuSignalError::NotJoined);
         h.core.join_settled(1, id, false).unwrap();
         assert_eq!(h.core.state(1), Some((ConnState::Idle, None)));
+        assert_eq!(h.send(1, end()).unwrap_err(), SfuSignalError::NotJoined);
         // The same connection may join again.
         h.joining(1);
     }
@@ -469,11 +480,15 @@ mod tests {
         h.core.join_settled(1, id, true).unwrap();
         let other: ParticipantId = "p0123456789ab".parse().unwrap();
         assert!(
-            !h.core.media_failed(1, other, &mut h.media),
+            !h.core.session_ended(1, other, &mut h.media),
             "another session"
         );
-        assert!(h.core.media_failed(1, id, &mut h.media));
-        assert!(!h.core.media_failed(1, id, &mut h.media), "once");
+        assert!(matches!(
+            h.send(1, SfuCommand::Moderate(Moderation::EndRoom)),
+            Ok(Reply::Moderate(by, Moderation::EndRoom)) if by == id
+        ));
+        assert!(h.core.session_ended(1, id, &mut h.media));
+        assert!(!h.core.session_ended(1, id, &mut h.media), "once");
         assert_eq!(h.core.state(1), Some((ConnState::Idle, None)));
         h.core.disconnect(1, &mut h.media);
         // Disconnecting while joining leaves too.

@@ -19,7 +19,8 @@ use axum::extract::ConnectInfo;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sfu::{
-    IceCandidate, JoinOptions, JoinRequest, ParticipantEvent, ParticipantId, Sfu, SfuError, Source,
+    IceCandidate, JoinOptions, JoinRequest, Moderation, ModeratorRight, ParticipantEvent,
+    ParticipantId, Sfu, SfuError, Source,
 };
 use socketioxide::{
     extract::{AckSender, Event, SocketRef, TryData},
@@ -284,7 +285,54 @@ impl SfuHub {
                 }
                 tokio::spawn(self.clone().go_live(socket.clone(), member, on, ack));
             }
+            Ok(Reply::Moderate(id, action)) => {
+                let Some(member) = socket.extensions.get::<Member>() else {
+                    return refuse(socket, &event, SfuSignalError::NotJoined, ack);
+                };
+                // With tokens, `permitted` has checked the grant; without, the media plane
+                // lets the room's longest-present participant moderate.
+                let right = match socket.extensions.get::<Claims>() {
+                    Some(_) => ModeratorRight::Granted,
+                    None => ModeratorRight::IfHost,
+                };
+                tokio::spawn(
+                    self.clone()
+                        .moderate(socket.clone(), member, id, action, right, ack),
+                );
+            }
             Err(error) => refuse(socket, &event, error, ack),
+        }
+    }
+
+    /// Asks the media plane to carry out a moderator's `action`; ending a room also ends its
+    /// recording and its broadcast.
+    async fn moderate(
+        self: Arc<Self>,
+        socket: SocketRef,
+        member: Member,
+        id: ParticipantId,
+        action: Moderation,
+        right: ModeratorRight,
+        ack: AckSender,
+    ) {
+        match self.sfu.moderate(id, action, right).await {
+            Ok(()) => {
+                tracing::info!(%id, room = %member.room, ?action, "sfu: moderated");
+                if action == Moderation::EndRoom {
+                    self.recorder.stop(member.room.as_str(), "room_ended");
+                    self.live.stop(member.room.as_str(), "room_ended");
+                }
+                let _ = ack.send(&json!({ "ok": true }));
+            }
+            Err(error) => {
+                let error = match error {
+                    SfuError::NotModerator => SfuSignalError::NotModerator,
+                    SfuError::NotInRoom(_) => SfuSignalError::NoSuchParticipant,
+                    SfuError::NotJoined => SfuSignalError::NotJoined,
+                    _ => SfuSignalError::MediaError,
+                };
+                refuse(&socket, "moderate", error, ack);
+            }
         }
     }
 
@@ -365,6 +413,7 @@ impl SfuHub {
                     "recording": self.recorder.state(room),
                     "live_room": joined.live,
                     "live": self.live.state(room),
+                    "moderation": moderation(&socket),
                 });
                 let _ = ack.send(&reply);
                 self.sfu.ready(id);
@@ -392,6 +441,17 @@ impl SfuHub {
                 refuse(&socket, "join", error, ack);
             }
         }
+    }
+}
+
+/// Who moderates, as the join answer tells the page: `granted` (its token says it may),
+/// `none` (its token does not), or `host` (no tokens: the room's longest-present
+/// participant, first in the `participants` list).
+fn moderation(socket: &SocketRef) -> &'static str {
+    match socket.extensions.get::<Claims>() {
+        Some(claims) if claims.grants.moderate => "granted",
+        Some(_) => "none",
+        None => "host",
     }
 }
 
@@ -453,9 +513,22 @@ async fn pump(
                     &json!({ "participant": publisher, "source": source, "state": state }),
                 );
             }
+            ParticipantEvent::Removed { by, ended } => {
+                hub.left(&socket);
+                if hub
+                    .lock()
+                    .session_ended(socket.id, id, &mut Plane(&hub.sfu))
+                {
+                    let reason = if ended { "room_ended" } else { "removed" };
+                    let _ = socket.emit("removed", &json!({ "by": by, "reason": reason }));
+                }
+                return;
+            }
             ParticipantEvent::Failed => {
                 hub.left(&socket);
-                let left = hub.lock().media_failed(socket.id, id, &mut Plane(&hub.sfu));
+                let left = hub
+                    .lock()
+                    .session_ended(socket.id, id, &mut Plane(&hub.sfu));
                 if left {
                     tracing::info!(%id, "sfu: media connection failed; left");
                     let report = ErrorReport {

@@ -39,20 +39,23 @@ pub enum Input {
     Record,
     /// The client puts the room on or off air (`live`).
     Live,
+    /// The client moderates the room (`moderate`).
+    Moderate,
     /// The client leaves (`leave`).
     Leave,
     /// The media plane accepted the join.
     JoinAccepted,
     /// The media plane refused the join (full room, bad offer).
     JoinRefused,
-    /// The media plane gave up on the participant's media (`media_failed`).
-    MediaFailed,
+    /// The media plane ended the participant's session: it gave up on its media
+    /// (`media_failed`), or a moderator removed it (`removed`).
+    SessionEnded,
     /// The socket is gone.
     Disconnect,
 }
 
 impl Input {
-    pub const ALL: [Input; 12] = [
+    pub const ALL: [Input; 13] = [
         Input::Join,
         Input::Candidate,
         Input::Restart,
@@ -60,10 +63,11 @@ impl Input {
         Input::Share,
         Input::Record,
         Input::Live,
+        Input::Moderate,
         Input::Leave,
         Input::JoinAccepted,
         Input::JoinRefused,
-        Input::MediaFailed,
+        Input::SessionEnded,
         Input::Disconnect,
     ];
 }
@@ -97,6 +101,9 @@ pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignal
         (Idle | Joining, Input::Live) => Err(SfuSignalError::NotJoined),
         (Joined, Input::Live) => Ok(Joined),
 
+        (Idle | Joining, Input::Moderate) => Err(SfuSignalError::NotJoined),
+        (Joined, Input::Moderate) => Ok(Joined),
+
         (Idle, Input::Leave) => Err(SfuSignalError::NotJoined),
         (Joining | Joined, Input::Leave) => Ok(Idle),
 
@@ -107,8 +114,8 @@ pub fn transition(state: ConnState, input: Input) -> Result<ConnState, SfuSignal
         (Joining, Input::JoinRefused) => Ok(Idle),
         (Idle | Joined, Input::JoinRefused) => Ok(state),
 
-        (Joined, Input::MediaFailed) => Ok(Idle),
-        (Idle | Joining, Input::MediaFailed) => Ok(state),
+        (Joined, Input::SessionEnded) => Ok(Idle),
+        (Idle | Joining, Input::SessionEnded) => Ok(state),
 
         (_, Input::Disconnect) => Ok(Idle),
     }
@@ -138,14 +145,16 @@ mod tests {
                 Input::Record => Err(SfuSignalError::NotJoined),
                 Input::Live if state == Joined => Ok(Joined),
                 Input::Live => Err(SfuSignalError::NotJoined),
+                Input::Moderate if state == Joined => Ok(Joined),
+                Input::Moderate => Err(SfuSignalError::NotJoined),
                 Input::Leave if state == Idle => Err(SfuSignalError::NotJoined),
                 Input::Leave => Ok(Idle),
                 Input::JoinAccepted if state == Joining => Ok(Joined),
                 Input::JoinAccepted => Err(SfuSignalError::NotJoined),
                 Input::JoinRefused if state == Joining => Ok(Idle),
                 Input::JoinRefused => Ok(state),
-                Input::MediaFailed if state == Joined => Ok(Idle),
-                Input::MediaFailed => Ok(state),
+                Input::SessionEnded if state == Joined => Ok(Idle),
+                Input::SessionEnded => Ok(state),
                 Input::Disconnect => Ok(Idle),
             }
         };
@@ -160,7 +169,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 36);
+        assert_eq!(checked, 39);
     }
 
     #[test]
@@ -175,7 +184,7 @@ mod tests {
             Input::Restart,
             Input::Layer,
             Input::Share,
-            Input::MediaFailed,
+            Input::SessionEnded,
             Input::Join,
             Input::JoinRefused,
             Input::Join,
