@@ -352,6 +352,7 @@ function resetModeration() {
   hooks.mutedByModerator = false;
   document.body.classList.remove('moderating');
   $('end-room').hidden = true;
+  $('toggle-mic').title = 'Microphone';
 }
 
 function removeTile(key) {

@@ -168,6 +168,25 @@ describe('TURN credentials need a token too', () => {
     const expired = craftedToken({ sub: 'al', room: 'r', exp: now() - 120 });
     assert.equal((await fetch(`${server.url}/api/ice-servers?token=${expired}`)).status, 401);
   });
+
+  test('/api/ice-servers: bad tokens are refused with the reason, and give nothing away', async () => {
+    const ask = async (token) => {
+      const res = await fetch(`${server.url}/api/ice-servers`, { headers: { authorization: `Bearer ${token}` } });
+      const text = await res.text();
+      assert.doesNotMatch(text, /turn:|credential/, 'no TURN credentials in a refusal');
+      return `${res.status} ${text.split(':')[0]}`;
+    };
+    const later = now() + 600;
+    assert.equal(await ask('x'.repeat(5000)), '401 invalid_token', 'oversized');
+    assert.equal(await ask('not.a.token'), '401 invalid_token', 'malformed');
+    assert.equal(await ask(craftedToken({ sub: 'eve', room: 'r', exp: later }, 'another-secret-of-enough-length-0123456')), '401 invalid_token', 'another secret');
+    assert.equal(await ask(craftedToken({ room: 'r', exp: later })), '401 invalid_token', 'no identity');
+    assert.equal(await ask(craftedToken({ sub: 'al', room: 'r', exp: now() - 120 })), '401 token_expired');
+    assert.equal(await ask(craftedToken({ sub: 'al', room: 'r', exp: later + 3600, nbf: later })), '401 token_not_yet_valid');
+    // alg "none" with the signature stripped: not a token we accept.
+    const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    assert.equal(await ask(`${part({ alg: 'none', typ: 'JWT' })}.${part({ sub: 'al', room: 'r', exp: later })}.`), '401 invalid_token', 'alg none');
+  });
 });
 
 describe('signal token', () => {
