@@ -3,7 +3,7 @@
 //! participant's ICE username, its connection. The fuzzer cannot guess the server's random
 //! ufrag, so the harness writes it wherever the input says `UFRG`.
 //!
-//! One core per process with one joined participant (a join makes a DTLS certificate, too
+//! One core per process with one joined participant (a join builds a str0m connection, too
 //! slow per input); it is joined again if a datagram made it fail or leave.
 #![no_main]
 
@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use sfu::{
     core::{Command, Output, Reply, SfuCore},
     ids::{IdGen, ParticipantId},
-    JoinOptions, NetConfig, SfuConfig,
+    JoinOptions,
 };
 use str0m::{
     media::{Direction, MediaKind},
@@ -34,18 +34,11 @@ struct Harness {
 
 static HARNESS: Mutex<Option<Harness>> = Mutex::new(None);
 
-const SERVER: &str = "192.0.2.10:4000";
-
 impl Harness {
     fn new() -> Self {
-        let local: SocketAddr = SERVER.parse().unwrap();
-        let config = SfuConfig::new(NetConfig {
-            bind_ip: local.ip(),
-            public_ip: None,
-        });
-        let now = Instant::now();
+        let (core, now) = rtc_fuzz::sfu_core();
         Harness {
-            core: SfuCore::new(config, local, 1, now),
+            core,
             ids: IdGen::new(0, 3),
             now,
             joined: None,

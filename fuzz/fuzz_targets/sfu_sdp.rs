@@ -1,11 +1,10 @@
 //! The SFU's SDP intake: a browser's offer as it arrives in `join`, arbitrary text. The
 //! pure helpers see everything; an offer that str0m parses is joined to a real core (one per
-//! process, reused: a join makes a DTLS certificate, too slow to do per input) and left.
+//! process, reused: a join builds a str0m connection, too slow to do per input) and left.
 //! Nothing panics, and a join's answer is SDP str0m reads back.
 #![no_main]
 
 use std::{
-    net::SocketAddr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -14,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use sfu::{
     core::{sdp, Command, Output, Reply, SfuCore},
     ids::IdGen,
-    JoinOptions, NetConfig, SfuConfig,
+    JoinOptions,
 };
 use str0m::change::{SdpAnswer, SdpOffer};
 
@@ -27,14 +26,9 @@ struct Harness {
 static HARNESS: Mutex<Option<Harness>> = Mutex::new(None);
 
 fn harness() -> Harness {
-    let local: SocketAddr = "192.0.2.10:4000".parse().unwrap();
-    let config = SfuConfig::new(NetConfig {
-        bind_ip: local.ip(),
-        public_ip: None,
-    });
-    let now = Instant::now();
+    let (core, now) = rtc_fuzz::sfu_core();
     Harness {
-        core: SfuCore::new(config, local, 1, now),
+        core,
         ids: IdGen::new(0, 2),
         now,
     }

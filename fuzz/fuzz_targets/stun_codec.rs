@@ -24,11 +24,17 @@ fuzz_target!(|data: &[u8]| {
             attr::XOR_PEER_ADDRESS | attr::XOR_MAPPED_ADDRESS | attr::XOR_RELAYED_ADDRESS => {
                 let _ = attr::decode_xor_address(value, &message.transaction_id);
             }
-            attr::LIFETIME | attr::PRIORITY => drop(decode_u32(value)),
-            attr::CHANNEL_NUMBER => drop(decode_channel_number(value)),
-            attr::ERROR_CODE => drop(decode_error(value)),
+            attr::LIFETIME | attr::PRIORITY => {
+                let _ = decode_u32(value);
+            }
+            attr::CHANNEL_NUMBER => {
+                let _ = decode_channel_number(value);
+            }
+            attr::ERROR_CODE => {
+                let _ = decode_error(value);
+            }
             attr::REQUESTED_TRANSPORT | attr::REQUESTED_ADDRESS_FAMILY => {
-                drop(decode_family(value))
+                let _ = decode_family(value);
             }
             _ => {}
         }
