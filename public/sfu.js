@@ -42,7 +42,8 @@ import { createStatsPanel } from './lib/stats-panel.js';
 import { createCallRecorder } from './lib/record-call.js';
 import { recordingError, recordingNotice, recordingView } from './lib/room-recording.js';
 import { liveError, liveNotice, liveView, preferH264 } from './lib/live.js';
-import { canModerate, isMuted, moderationError, muteNotice, removalNotice } from './lib/moderation.js';
+import { removalNotice } from './lib/moderation.js';
+import { createModerationControls } from './lib/moderation-controls.js';
 import { pinnedTile, roomTiles, tileOfStream } from './lib/tiles.js';
 import { PHASE, inRoom, initialRoom, reduce } from './lib/room-state.js';
 import { emitWithAck, socketIo } from './lib/signaling.js';
@@ -254,7 +255,7 @@ function ensureTile(where, info) {
       ? '<svg class="screen-icon"><use href="#i-screen"/></svg><span class="tile-name"></span>'
       : '<span class="speaking-dot"></span><span class="tile-name"></span><span class="muted-mic"><svg><use href="#i-mic-off"/></svg></span><span class="connection"><i></i><i></i><i></i></span>';
     el.append(video, avatar, paused, caption);
-    if (!screen) el.append(moderationActions(where.participant));
+    if (!screen) el.append(moderation.tileActions(where.participant));
     $('grid').append(el);
     tile = { ...where, el, video, stream: new MediaStream(), meter: null, name: '', visible: true, quality: null };
     video.srcObject = tile.stream;
@@ -272,87 +273,29 @@ function ensureTile(where, info) {
   tile.el.querySelector('.avatar').textContent = initials(info.name);
   if (!screen) {
     tile.el.classList.toggle('mic-off', info.audio === false || info.muted === true);
-    tile.el.classList.toggle('moderator-muted', info.muted === true);
-    const mute = tile.el.querySelector('[data-testid="mod-mute"]');
-    mute.textContent = info.muted ? 'Unmute' : 'Mute';
-    mute.title = info.muted ? `Let ${info.name} be heard again` : `Mute ${info.name} for everyone`;
+    moderation.showTile(tile.el, info);
     showConnection(tile.el, info.quality);
   }
   return tile;
 }
 
 // ------------------------------------------------------------------ moderation
-let moderation = 'none';   // the join answer's `moderation` (lib/moderation.js)
-let mutedByModerator = false;
-
-/** A camera tile's moderator buttons (shown while we may moderate: body.moderating). */
-function moderationActions(participant) {
-  const box = document.createElement('div');
-  box.className = 'mod-actions';
-  const button = (testid, label, onclick) => {
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.dataset.testid = testid;
-    b.textContent = label;
-    // A click on the tile pins it; one on its buttons does only what the button says.
-    b.addEventListener('click', (e) => { e.stopPropagation(); onclick(); });
-    box.append(b);
-  };
-  button('mod-mute', 'Mute', () => moderate(isMuted(hooks.participants, participant) ? 'unmute' : 'mute', participant));
-  button('mod-remove', 'Remove', () => {
-    const name = hooks.participants.find((p) => p.id === participant)?.name ?? 'this participant';
-    if (confirm(`Remove ${name} from the room?`)) moderate('remove', participant);
-  });
-  return box;
-}
-
-async function moderate(action, participant) {
-  log('moderate', { action, participant });
-  const reply = await emitWithAck(socket, 'moderate', { action, participant }, 5000).catch((err) => ({ error: { message: err.message } }));
-  if (reply?.error) showCallError(moderationError(reply.error));
-}
-
-async function endRoom() {
-  if (confirm('End the room for everyone?')) await moderate('end');
-}
-
-/** Who may moderate, and whether a moderator muted us, as the participant list now says. */
-function showModeration(list) {
-  const may = canModerate(moderation, list, hooks.id);
-  document.body.classList.toggle('moderating', may);
-  $('end-room').hidden = !may;
-  const muted = isMuted(list, hooks.id);
-  if (muted === mutedByModerator) return;
-  mutedByModerator = muted;
-  hooks.mutedByModerator = muted;
-  // The server drops our audio anyway; the page says so and keeps the microphone off.
-  const tracks = localStream?.getAudioTracks() ?? [];
-  const mic = $('toggle-mic');
-  if (muted) {
-    tracks.forEach((t) => { t.enabled = false; });
-    mic.setAttribute('aria-pressed', 'false');
-    mic.querySelector('use').setAttribute('href', '#i-mic-off');
-  }
-  mic.disabled = muted || !tracks.length;
-  mic.title = muted ? 'A moderator muted you' : 'Microphone';
-  status(muteNotice(muted));
-  log('muted-by-moderator', muted);
-}
+const moderation = createModerationControls({
+  hooks,
+  send: (data) => emitWithAck(socket, 'moderate', data, 5000).catch((err) => ({ error: { message: err.message } })),
+  mic: $('toggle-mic'),
+  endRoom: $('end-room'),
+  audioTracks: () => localStream?.getAudioTracks() ?? [],
+  notice: (text) => status(text),
+  error: (text) => showCallError(text),
+  log,
+});
 
 async function onRemoved(event) {
   log('removed', event);
   await leave();
   showError(removalNotice(event));
   status(removalNotice(event));
-}
-
-function resetModeration() {
-  moderation = 'none';
-  mutedByModerator = false;
-  hooks.mutedByModerator = false;
-  document.body.classList.remove('moderating');
-  $('end-room').hidden = true;
-  $('toggle-mic').title = 'Microphone';
 }
 
 function removeTile(key) {
@@ -381,7 +324,7 @@ function onParticipants(list) {
   const wanted = roomTiles(list, hooks.id);
   for (const where of wanted) ensureTile(where, where.info);
   for (const key of [...tiles.keys()]) if (!wanted.some((t) => t.key === key)) removeTile(key);
-  showModeration(list);
+  moderation.update(list);
   layout();
 }
 
@@ -677,7 +620,7 @@ async function startMedia() {
   hooks.id = reply.id;
   await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
   dispatch({ type: 'joined', id: reply.id });
-  moderation = reply.moderation ?? 'none';
+  moderation.joined(reply.moderation);
   onParticipants(reply.participants);
   showRoomRecording(reply.recording ?? null);
   liveRoom = Boolean(reply.live_room);
@@ -794,7 +737,6 @@ function enterCall(room, name) {
   $('record').onclick = toggleRecording;
   $('record-room').onclick = toggleRoomRecording;
   $('go-live').onclick = toggleLive;
-  $('end-room').onclick = endRoom;
   statsPanel.start();
   layout();
 }
@@ -907,7 +849,7 @@ async function leave() {
   liveState = null;
   $('live-chip').hidden = true;
   $('go-live').hidden = true;
-  resetModeration();
+  moderation.reset();
   status('Left the room');
   log('left');
   await startPreview();
