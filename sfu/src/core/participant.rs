@@ -28,7 +28,7 @@ use crate::{
         screen::ScreenShare,
     },
     ids::{ParticipantId, PublicationSlot},
-    media::{allocator::Hysteresis, subscription::Subscription},
+    media::{allocator::Hysteresis, loss_control::LossControl, subscription::Subscription},
 };
 
 /// A timeout str0m's pacer wants within this of `now` is given at once (see
@@ -123,6 +123,8 @@ pub struct Downlink {
     /// When the desired rate was last raised to make str0m probe, and whether it still is.
     pub probed_at: Option<Instant>,
     pub bumped: bool,
+    /// A ceiling on the estimate from the loss the subscriber's feedback reports.
+    pub loss: LossControl,
 }
 
 /// What a poll of one participant's `Rtc` turned up that concerns the rest of the core.
@@ -299,6 +301,16 @@ impl Participant {
             }
             Event::PeerStats(stats) => {
                 self.stats.rtt_ms = stats.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                // What got through of what we sent: a ceiling on the estimate.
+                if self.connected {
+                    let downlink = &mut self.downlink;
+                    downlink.loss.interval(
+                        stats.timestamp,
+                        stats.egress_loss_fraction,
+                        stats.peer_bytes_tx,
+                        downlink.estimate,
+                    );
+                }
                 // An interval's statistics start with the peer's; the media streams' follow
                 // in the same poll (str0m queues them together). Graded once connected.
                 // Loss from transport-wide feedback, both ways: this hop only. (Receiver

@@ -147,6 +147,10 @@ impl SfuCore {
                 .downlink
                 .estimate
                 .filter(|_| now.saturating_duration_since(participant.joined_at) >= BWE_WARMUP);
+            // Heavy loss reported: no more than what got through (a link that suddenly
+            // carries less is seen there before the estimate follows).
+            let loss = &participant.downlink.loss;
+            let estimate = estimate.map(|e| loss.cap(e));
             let budget = estimate.map(|e| (e * BUDGET_SHARE / 100).saturating_sub(audio));
             let plan = allocate(budget.unwrap_or(u64::MAX), &tracks);
             // A track whose wish (or what its publisher sends) changed is allocated afresh:
@@ -162,11 +166,14 @@ impl SfuCore {
                 })
                 .collect();
             let lowest: Vec<Option<u8>> = tracks.iter().map(Track::lowest).collect();
-            let settled =
-                participant
-                    .downlink
-                    .hysteresis
-                    .settle(now, &current, &plan.layers, &lowest);
+            let congested = budget.is_some() && loss.congested();
+            let settled = participant.downlink.hysteresis.settle_congested(
+                now,
+                &current,
+                &plan.layers,
+                &lowest,
+                congested,
+            );
             let span = &participant.span;
             for ((track, key), layer) in tracks.iter().zip(&keys).zip(settled) {
                 let sub = &mut participant.subscriptions[*key];

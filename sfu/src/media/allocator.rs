@@ -10,7 +10,8 @@
 //!
 //! [`Hysteresis`] keeps layers from flapping: a step down is taken at once (the link is
 //! congested now), a step up only once the budget has allowed it for [`UP_HOLD`], and a pause
-//! only once it has been wanted for [`PAUSE_HOLD`] (the lowest layer meanwhile).
+//! only once it has been wanted for [`PAUSE_HOLD`] (the lowest layer meanwhile), unless the
+//! subscriber's feedback says even that is not getting through ([`Hysteresis::settle_congested`]).
 
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,19 @@ impl Hysteresis {
         planned: &[Option<u8>],
         lowest: &[Option<u8>],
     ) -> Vec<Option<u8>> {
+        self.settle_congested(now, current, planned, lowest, false)
+    }
+
+    /// [`settle`](Self::settle), where `congested` (the subscriber lost heavily: the lowest
+    /// layers do not get through either) pauses at once what the allocation wants paused.
+    pub fn settle_congested(
+        &mut self,
+        now: Instant,
+        current: &[Option<Option<u8>>],
+        planned: &[Option<u8>],
+        lowest: &[Option<u8>],
+        congested: bool,
+    ) -> Vec<Option<u8>> {
         let is_up = |current: Option<u8>, planned: Option<u8>| match (current, planned) {
             (None, Some(_)) => true,
             (Some(c), Some(p)) => p > c,
@@ -158,7 +172,8 @@ impl Hysteresis {
         let wants_up = pairs().any(|(c, p)| c.is_some_and(|c| is_up(c, *p)));
         let wants_pause = pairs().any(|(c, p)| c.is_some_and(|c| is_pause(c, *p)));
         let up_now = held(&mut self.up_wanted_since, wants_up, UP_HOLD);
-        let pause_now = held(&mut self.pause_wanted_since, wants_pause, PAUSE_HOLD);
+        let pause_now =
+            held(&mut self.pause_wanted_since, wants_pause, PAUSE_HOLD) || congested && wants_pause;
         pairs()
             .zip(lowest)
             .map(|((current, planned), lowest)| match current {
@@ -350,6 +365,24 @@ mod tests {
         assert_eq!(
             h.settle(t0 + ms(6200), &[None], &[None], &[Some(0)]),
             vec![None]
+        );
+    }
+
+    #[test]
+    fn heavy_loss_pauses_at_once() {
+        let t0 = Instant::now();
+        let mut h = Hysteresis::default();
+        let lowest = [Some(0), Some(0)];
+        let current = [Some(Some(2)), Some(Some(1))];
+        let plan = [Some(0), None];
+        assert_eq!(
+            h.settle_congested(t0, &current, &plan, &lowest, true),
+            vec![Some(0), None]
+        );
+        // Loss alone pauses nothing the allocation keeps.
+        assert_eq!(
+            h.settle_congested(t0, &current, &[Some(2), Some(1)], &lowest, true),
+            vec![Some(2), Some(1)]
         );
     }
 

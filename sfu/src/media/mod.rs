@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod ingest;
 pub mod keyframe;
 pub mod layers;
+pub mod loss_control;
 pub mod munger;
 pub mod publication;
 pub mod sink;
