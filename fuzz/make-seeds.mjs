@@ -11,10 +11,10 @@ const ATTR = {
   USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, CHANNEL_NUMBER: 0x000c,
   LIFETIME: 0x000d, XOR_PEER_ADDRESS: 0x0012, DATA: 0x0013, REALM: 0x0014, NONCE: 0x0015,
   EVEN_PORT: 0x0018, REQUESTED_TRANSPORT: 0x0019, PRIORITY: 0x0024, ICE_CONTROLLING: 0x802a,
-  RESERVATION_TOKEN: 0x0022, FINGERPRINT: 0x8028,
+  RESERVATION_TOKEN: 0x0022, CONNECTION_ID: 0x002a, FINGERPRINT: 0x8028,
 };
 // Method | class bits (RFC 8489 §5): requests, indications, error responses.
-const TYPE = { BINDING: 0x0001, ALLOCATE: 0x0003, REFRESH: 0x0004, SEND: 0x0016, CREATE_PERMISSION: 0x0008, CHANNEL_BIND: 0x0009, ALLOCATE_ERROR: 0x0113 };
+const TYPE = { BINDING: 0x0001, ALLOCATE: 0x0003, REFRESH: 0x0004, SEND: 0x0016, CREATE_PERMISSION: 0x0008, CHANNEL_BIND: 0x0009, CONNECT: 0x000a, CONNECTION_BIND: 0x000b, ALLOCATE_ERROR: 0x0113 };
 
 const u16 = (n) => Buffer.from([n >> 8, n & 255]);
 const u32 = (n) => { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; };
@@ -59,6 +59,11 @@ const messages = {
   channel_bind: stun(TYPE.CHANNEL_BIND, [[ATTR.CHANNEL_NUMBER, Buffer.from([0x40, 0, 0, 0])], [ATTR.XOR_PEER_ADDRESS, peer]]),
   send: stun(TYPE.SEND, [[ATTR.XOR_PEER_ADDRESS, peer], [ATTR.DATA, Buffer.from('hello peer')]]),
   refresh: stun(TYPE.REFRESH, [[ATTR.LIFETIME, u32(0)]]),
+  allocate_tcp: stun(TYPE.ALLOCATE, [[ATTR.REQUESTED_TRANSPORT, Buffer.from([6, 0, 0, 0])]]),
+  connect: stun(TYPE.CONNECT, [[ATTR.XOR_PEER_ADDRESS, peer]]),
+  connection_bind: stun(TYPE.CONNECTION_BIND, [[ATTR.CONNECTION_ID, u32(0)]]),
+  // The harness makes the id one the relay gave out, picked by the first byte: the second.
+  connection_bind_second: stun(TYPE.CONNECTION_BIND, [[ATTR.CONNECTION_ID, u32(0x01000000)]]),
   error: stun(TYPE.ALLOCATE_ERROR, [[ATTR.ERROR_CODE, Buffer.concat([Buffer.from([0, 0, 4, 1]), Buffer.from('Unauthorized')])], [ATTR.REALM, Buffer.from('rtc.local')], [ATTR.NONCE, Buffer.from('abcdef')]]),
   signed: stun(TYPE.ALLOCATE, [[ATTR.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0])], [ATTR.USERNAME, Buffer.from('alice')], [ATTR.REALM, Buffer.from('rtc.local')], [ATTR.NONCE, Buffer.from('abcdef')]], { integrity: key, fingerprint: true }),
 };
@@ -72,6 +77,11 @@ seeds.stun_codec = { ...messages, channel_data: channelData };
 const client = (signed, packet, selector = 0) => Buffer.concat([Buffer.from([signed ? 1 : 0, selector]), u16(packet.length), packet]);
 const fromPeer = (bytes, selector = 0) => Buffer.concat([Buffer.from([2, selector]), u16(bytes.length), bytes]);
 const clock = (eighths) => Buffer.from([3, eighths]);
+// [2][selector ≥ 0x80]: a TCP allocation's event, by selector % 3: a Connect completes (0),
+// a peer connects (1; to 203.0.113.<selector % 4>), a bound connection ends (2).
+const tcpEvent = (selector) => Buffer.from([2, selector]);
+// Five-tuple selectors: % 3 = 1 is TCP, (selector / 3) % 4 the client's port.
+const [CONTROL, DATA_1, DATA_2] = [1, 4, 7];
 seeds.turn_relay = {
   session: Buffer.concat([
     Buffer.from([0]),
@@ -84,6 +94,19 @@ seeds.turn_relay = {
     fromPeer(Buffer.from('hello client')),
     clock(10),
     client(true, messages.refresh),
+  ]),
+  tcp_allocation: Buffer.concat([
+    Buffer.from([0]),
+    client(false, messages.allocate_tcp, CONTROL),
+    client(true, messages.allocate_tcp, CONTROL),
+    client(true, messages.connect, CONTROL),
+    tcpEvent(129), // connected
+    client(true, messages.connection_bind, DATA_1),
+    client(true, messages.create_permission, CONTROL),
+    tcpEvent(136), // 203.0.113.0 connects in
+    client(true, messages.connection_bind_second, DATA_2),
+    tcpEvent(128), // a bound connection ends
+    clock(5),
   ]),
   reservations: Buffer.concat([
     Buffer.from([5]),

@@ -7,7 +7,7 @@
 #   bench/turn/run.sh                 # defaults below
 #   REPEATS=5 CLIENTS=50 MESSAGES=4000 bench/turn/run.sh
 #
-#   ONLY="channel send" bench/turn/run.sh   # a subset of the profiles
+#   ONLY="channel send" bench/turn/run.sh   # a subset of the profiles (channel send paced tcp)
 #
 # Every run is bounded: fixed message counts and a `timeout` on each client.
 set -euo pipefail
@@ -99,13 +99,15 @@ PROFILES=(
   "channel|-m $CLIENTS -n $MESSAGES -z $INTERVAL"
   "send|-s -m $CLIENTS -n $MESSAGES -z $INTERVAL"
   "paced|-m $CLIENTS -n $PACED_MESSAGES -z $PACED_INTERVAL"
+  # TCP allocations (RFC 6062): clients in pairs, each pair's messages through two TCP relays.
+  "tcp|-T -m $CLIENTS -n $MESSAGES -z $INTERVAL"
 )
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; load $(cut -d" " -f1-3 /proc/loadavg); repeats=$REPEATS; clients=$CLIENTS; len=$LEN"
 printf "%-8s %-7s %10s %8s %8s %10s\n" profile server "pkt/s" "loss%" "rtt_ms" "cpu_us/pkt"
 for p in "${PROFILES[@]}"; do
   name=${p%%|*}; flags=${p#*|}
-  case " ${ONLY:-channel send paced} " in *" $name "*) ;; *) continue ;; esac
+  case " ${ONLY:-channel send paced tcp} " in *" $name "*) ;; *) continue ;; esac
   declare -A med=()
   for server in coturn ours; do
     : >"$OUT/$name-$server.runs"

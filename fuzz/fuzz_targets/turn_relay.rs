@@ -4,6 +4,8 @@
 //! Random bytes never carry a valid MESSAGE-INTEGRITY, so a step may ask the harness to sign
 //! its STUN message as user `alice` with the last NONCE the relay gave: that way the
 //! fuzzer reaches Allocate, permissions, channels and Send behind the authentication.
+//! TCP allocations (RFC 6062) too: the fake I/O records the connections the core asks for,
+//! and steps complete them (or not), bring in peers on TCP listeners and close bound ones.
 //! Checks: nothing panics; every answer is a well-formed STUN message; a relayed range lies
 //! within the packet; a peer packet's ChannelData fits the buffer.
 #![no_main]
@@ -20,8 +22,8 @@ use turn_relay::{
     policy::PeerPolicy,
     quota::Quotas,
     relay::{
-        BoundRelay, ClientAction, CoreConfig, Family, PeerAction, PortWish, Relay, RelayBindError,
-        RelayIo, PEER_HEADROOM,
+        BoundRelay, ClientAction, ConnectionId, CoreConfig, Family, PeerAction, PortWish, Relay,
+        RelayBindError, RelayIo, PEER_HEADROOM,
     },
     stun::{attributes as attr, integrity::long_term_key, Message, MessageWriter},
     Transport,
@@ -35,6 +37,10 @@ const REALM: &str = "rtc.local";
 struct FakeIo {
     next: u16,
     live: Vec<(u16, AllocId)>,
+    /// TCP allocations' listeners.
+    listening: Vec<(u16, AllocId)>,
+    /// Connections the core asked the driver to make.
+    connecting: Vec<ConnectionId>,
 }
 
 impl RelayIo for FakeIo {
@@ -65,6 +71,23 @@ impl RelayIo for FakeIo {
     }
     fn release_relay(&mut self, relay: &u16) {
         self.live.retain(|(port, _)| port != relay);
+        self.listening.retain(|(port, _)| port != relay);
+    }
+    fn listen_tcp(
+        &mut self,
+        id: AllocId,
+        family: Family,
+    ) -> Result<(SocketAddr, u16), RelayBindError> {
+        let bound = self.bind_relay(id, family, PortWish::Any)?;
+        self.live.retain(|(port, _)| *port != bound.relay);
+        self.listening.push((bound.relay, id));
+        Ok((bound.local, bound.relay))
+    }
+    fn connect_peer(&mut self, connection: ConnectionId, _from: SocketAddr, _peer: SocketAddr) {
+        self.connecting.push(connection);
+    }
+    fn close_connection(&mut self, connection: ConnectionId) {
+        self.connecting.retain(|c| *c != connection);
     }
 }
 
@@ -100,8 +123,9 @@ fn five_tuple(selector: u8) -> FiveTuple {
     }
 }
 
-/// `packet` re-signed as alice with `nonce`, if it is a STUN message.
-fn signed(packet: &[u8], nonce: &[u8], out: &mut Vec<u8>) -> bool {
+/// `packet` re-signed as alice with `nonce`, if it is a STUN message; a CONNECTION-ID in it
+/// names one of `ids` (picked by its first byte).
+fn signed(packet: &[u8], nonce: &[u8], ids: &[ConnectionId], out: &mut Vec<u8>) -> bool {
     let Ok(message) = Message::parse(packet) else {
         return false;
     };
@@ -115,7 +139,14 @@ fn signed(packet: &[u8], nonce: &[u8], out: &mut Vec<u8>) -> bool {
                 | attr::MESSAGE_INTEGRITY
                 | attr::FINGERPRINT
         ) {
-            writer.add(t, value);
+            match (t, value.first()) {
+                (attr::CONNECTION_ID, Some(pick)) if !ids.is_empty() => {
+                    writer.add_u32(t, ids[*pick as usize % ids.len()].0);
+                }
+                _ => {
+                    writer.add(t, value);
+                }
+            }
         }
     }
     writer.add(attr::USERNAME, b"alice");
@@ -153,13 +184,16 @@ fuzz_target!(|data: &[u8]| {
     );
     let (mut out, mut signed_packet, mut nonce) = (Vec::new(), Vec::new(), b"none".to_vec());
     let mut peer_buf = vec![0u8; 1600];
+    let mut bound = Vec::new();
+    // CONNECTION-IDs the relay handed out: a signed ConnectionBind names one of them.
+    let mut ids: Vec<ConnectionId> = Vec::new();
     while let Some(step) = steps.byte() {
         match step % 4 {
             // A client packet, signed by the harness when the step says so.
             0 | 1 => {
                 let Some(selector) = steps.byte() else { return };
                 let Some(packet) = steps.chunk() else { return };
-                let packet = if step % 4 == 1 && signed(packet, &nonce, &mut signed_packet) {
+                let packet = if step % 4 == 1 && signed(packet, &nonce, &ids, &mut signed_packet) {
                     &signed_packet[..]
                 } else {
                     packet
@@ -175,7 +209,43 @@ fuzz_target!(|data: &[u8]| {
                     ClientAction::ToPeer { data, .. } => {
                         assert!(data.end <= packet.len() && data.start <= data.end)
                     }
+                    ClientAction::ConnectionBound { connection } => {
+                        Message::parse(&out).expect("a ConnectionBind answer is well-formed STUN");
+                        bound.push(connection);
+                    }
                     ClientAction::None => {}
+                }
+            }
+            // TCP allocations: a connection to a peer completes or fails, a peer connects,
+            // or a bound connection ends.
+            2 if steps.0.first().is_some_and(|b| b & 0x80 != 0) => {
+                let Some(selector) = steps.byte() else { return };
+                let peer =
+                    SocketAddr::from(([203, 0, 113, selector % 4], 4000 + (selector as u16 % 3)));
+                let io = relay.io();
+                match selector % 3 {
+                    0 if !io.connecting.is_empty() => {
+                        let connection = io.connecting[selector as usize % io.connecting.len()];
+                        if relay
+                            .peer_connected(now, connection, selector & 8 == 0, &mut out)
+                            .is_some()
+                        {
+                            Message::parse(&out).expect("a Connect answer is well-formed STUN");
+                            ids.push(connection);
+                        }
+                    }
+                    1 if !io.listening.is_empty() => {
+                        let (_, id) = io.listening[selector as usize % io.listening.len()];
+                        if let Some((connection, ..)) = relay.peer_accepted(now, id, peer, &mut out)
+                        {
+                            Message::parse(&out).expect("a ConnectionAttempt is well-formed STUN");
+                            ids.push(connection);
+                        }
+                    }
+                    _ if !bound.is_empty() => {
+                        relay.connection_closed(bound.swap_remove(selector as usize % bound.len()));
+                    }
+                    _ => {}
                 }
             }
             // A peer's datagram to one of the relay's sockets.

@@ -83,6 +83,9 @@ pub struct Allocation<R, C> {
     pub relay: R,
     pub client: C,
     pub bucket: Option<TokenBucket>,
+    /// A TCP allocation (RFC 6062): peers connect and are connected to over TCP, each
+    /// connection piped to its own client data connection; no channels, no Send.
+    pub tcp: bool,
 }
 
 impl<R, C> Allocation<R, C> {
@@ -293,6 +296,7 @@ mod tests {
             relay: (),
             client: (),
             bucket: None,
+            tcp: false,
         }
     }
 

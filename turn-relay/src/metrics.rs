@@ -84,6 +84,13 @@ pub fn render(stats: &Stats, allocations: usize) -> String {
         stats.dropped_rate_limited,
     );
     metric(
+        "turn_tcp_connections_total",
+        "counter",
+        "Peer connections of TCP allocations (RFC 6062) bound to a client data connection; \
+         their bytes are not in the byte counters.",
+        stats.tcp_connections_bound,
+    );
+    metric(
         "turn_malformed_total",
         "counter",
         "Packets that were not valid STUN or ChannelData.",

@@ -54,6 +54,13 @@ impl NonceIssuer {
         token
     }
 
+    /// The `seq`-th CONNECTION-ID of a TCP allocation (RFC 6062): unguessable, like the
+    /// reservation tokens.
+    pub fn connection_id(&self, seq: u64) -> u32 {
+        let mac = hmac_sha1(&self.key, &[b"connection", &seq.to_be_bytes()]);
+        u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]])
+    }
+
     /// Issue a nonce at `now_secs` for a client at `ip`.
     pub fn issue(&self, now_secs: u64, ip: IpAddr) -> [u8; NONCE_LEN] {
         let ts = now_secs as u32;

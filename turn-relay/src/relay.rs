@@ -5,6 +5,10 @@
 //! [`RelayIo`] (binding and releasing relay sockets), which tests replace with a
 //! fake. The tokio driver in `server/` owns the sockets and calls into this.
 
+mod tcp;
+
+pub use tcp::{ConnectionId, CONNECTION_BIND_TIMEOUT, MAX_CONNECTIONS};
+
 use crate::allocation::{AllocId, Allocation, AllocationTable, BindError, FiveTuple};
 use crate::auth::Authenticator;
 use crate::nonce::{NonceCheck, NonceIssuer};
@@ -118,6 +122,22 @@ pub trait RelayIo {
 
     /// The allocation (or reservation) is gone: stop the relay socket's receive path.
     fn release_relay(&mut self, relay: &Self::Relay);
+
+    /// A TCP allocation (RFC 6062): listen on a relayed address for peers' connections,
+    /// which must be fed to [`Relay::peer_accepted`] with `id`. Released with
+    /// [`release_relay`](Self::release_relay).
+    fn listen_tcp(
+        &mut self,
+        id: AllocId,
+        family: Family,
+    ) -> Result<(SocketAddr, Self::Relay), RelayBindError>;
+
+    /// Open a TCP connection from the relayed address `from` to `peer`, and report how it
+    /// went to [`Relay::peer_connected`].
+    fn connect_peer(&mut self, connection: ConnectionId, from: SocketAddr, peer: SocketAddr);
+
+    /// Close `connection`'s peer connection, and its client data connection if bound.
+    fn close_connection(&mut self, connection: ConnectionId);
 }
 
 /// How long a port reserved by `EVEN-PORT` with the R bit waits to be redeemed (RFC 8656
@@ -147,6 +167,7 @@ pub struct Stats {
     pub dropped_no_permission: u64,
     pub dropped_rate_limited: u64,
     pub malformed: u64,
+    pub tcp_connections_bound: u64,
 }
 
 /// What to do with a packet from a client.
@@ -160,6 +181,11 @@ pub enum ClientAction<R> {
         relay: R,
         peer: SocketAddr,
         data: Range<usize>,
+    },
+    /// Send `out` back to the client; from then on this (TCP/TLS) connection is the client
+    /// data connection of `connection` (RFC 6062): its bytes and the peer's are piped.
+    ConnectionBound {
+        connection: ConnectionId,
     },
 }
 
@@ -198,6 +224,7 @@ pub struct Relay<I: RelayIo> {
     epoch: Instant,
     epoch_unix: u64,
     indication_seq: u64,
+    connections: tcp::Connections,
     pub stats: Stats,
 }
 
@@ -229,6 +256,7 @@ impl<I: RelayIo> Relay<I> {
             epoch: now,
             epoch_unix: unix_now,
             indication_seq: 0,
+            connections: tcp::Connections::default(),
             stats: Stats::default(),
         }
     }
@@ -367,18 +395,31 @@ impl<I: RelayIo> Relay<I> {
             Method::ALLOCATE
             | Method::REFRESH
             | Method::CREATE_PERMISSION
-            | Method::CHANNEL_BIND => {
+            | Method::CHANNEL_BIND
+            | Method::CONNECT
+            | Method::CONNECTION_BIND => {
                 let cred = match self.authenticate(now, ft, m, fp, out) {
                     Ok(c) => c,
                     Err(a) => return a,
                 };
-                let code = match m.method {
+                let done = match m.method {
                     Method::ALLOCATE => self.allocate(now, ft, client, m, &cred, fp, out),
                     Method::REFRESH => self.refresh(now, ft, m, &cred, fp, out),
                     Method::CREATE_PERMISSION => self.create_permission(now, ft, m, &cred, fp, out),
-                    _ => self.channel_bind(now, ft, m, &cred, fp, out),
+                    Method::CHANNEL_BIND => self.channel_bind(now, ft, m, &cred, fp, out),
+                    Method::CONNECT => match self.connect(ft, m, &cred, fp) {
+                        // Answered once the connection to the peer is made (or not).
+                        Ok(()) => return ClientAction::None,
+                        Err(code) => Err(code),
+                    },
+                    _ => match self.connection_bind(ft, m, &cred, fp, out) {
+                        // The answer goes out first; then the connection carries the peer's
+                        // bytes.
+                        Ok(connection) => return ClientAction::ConnectionBound { connection },
+                        Err(code) => Err(code),
+                    },
                 };
-                if let Err(code) = code {
+                if let Err(code) = done {
                     self.error(out, m, code, cred.key.as_ref(), fp);
                 }
                 ClientAction::Reply
@@ -545,12 +586,16 @@ impl<I: RelayIo> Relay<I> {
             self.allocate_success(out, m, (relayed, left, None), ft.client, cred, fp);
             return Ok(());
         }
-        match m.get(attr::REQUESTED_TRANSPORT) {
+        let tcp = match m.get(attr::REQUESTED_TRANSPORT) {
             None => return Err(400),
-            Some([17, _, _, _]) => {}
+            Some([17, _, _, _]) => false,
+            Some([6, _, _, _]) => {
+                tcp::check_allocate(ft, m)?;
+                true
+            }
             Some(v) if v.len() == 4 => return Err(442),
             Some(_) => return Err(400),
-        }
+        };
         let family_attr = m.get(attr::REQUESTED_ADDRESS_FAMILY);
         let even_port = m.get(attr::EVEN_PORT);
         let token = match m.get(attr::RESERVATION_TOKEN) {
@@ -609,6 +654,14 @@ impl<I: RelayIo> Relay<I> {
                     next: None,
                 })
                 .inspect_err(|_| self.io.release_relay(&reservation.relay)),
+            None if tcp => self
+                .io
+                .listen_tcp(id, family)
+                .map(|(local, relay)| BoundRelay {
+                    local,
+                    relay,
+                    next: None,
+                }),
             None => self.io.bind_relay(id, family, wish),
         };
         let BoundRelay { local, relay, next } = match bound {
@@ -648,10 +701,11 @@ impl<I: RelayIo> Relay<I> {
             relay,
             client: client.clone(),
             bucket,
+            tcp,
         });
         debug_assert_eq!(inserted, id);
         self.stats.allocations_created += 1;
-        tracing::debug!(username = &*cred.username, client = %ft.client, relayed = %relayed, "allocation created");
+        tracing::debug!(username = &*cred.username, client = %ft.client, relayed = %relayed, tcp, "allocation created");
         self.allocate_success(
             out,
             m,
@@ -815,7 +869,12 @@ impl<I: RelayIo> Relay<I> {
         out: &mut Vec<u8>,
     ) -> Result<(), u16> {
         let id = self.owned(ft, cred)?;
-        let local = self.table.get(id).ok_or(437u16)?.local;
+        let a = self.table.get(id).ok_or(437u16)?;
+        // A TCP allocation has no channels (RFC 6062 §5.1).
+        if a.tcp {
+            return Err(400);
+        }
+        let local = a.local;
         let number = m
             .get(attr::CHANNEL_NUMBER)
             .and_then(|v| attr::decode_channel_number(v).ok())
@@ -862,7 +921,8 @@ impl<I: RelayIo> Relay<I> {
         let Some(a) = self.table.get_mut(id) else {
             return ClientAction::None;
         };
-        if a.expires <= now || peer.is_ipv4() != a.local.is_ipv4() {
+        // A TCP allocation's peers are reached over their own connections only.
+        if a.expires <= now || a.tcp || peer.is_ipv4() != a.local.is_ipv4() {
             return ClientAction::None;
         }
         if !a.has_permission(peer.ip(), now) {
@@ -949,6 +1009,9 @@ impl<I: RelayIo> Relay<I> {
         if let Some(a) = self.table.remove(id) {
             self.quotas.release(&a.username);
             self.io.release_relay(&a.relay);
+            if a.tcp {
+                self.close_connections_of(id);
+            }
         }
     }
 
@@ -982,6 +1045,7 @@ impl<I: RelayIo> Relay<I> {
         for a in self.table.iter_mut() {
             a.expire(now);
         }
+        self.expire_connections(now);
         n
     }
 
@@ -1002,13 +1066,17 @@ mod tests {
     use crate::stun::integrity::long_term_key;
     use crate::Transport;
 
-    /// Relay handles are the bound port; released ports are recorded.
+    /// Relay handles are the bound port; released ports are recorded, and so are the
+    /// TCP connections asked for and closed.
     #[derive(Default)]
-    struct FakeIo {
+    pub(super) struct FakeIo {
         next: u16,
-        released: Vec<u16>,
+        pub(super) released: Vec<u16>,
         adopted: Vec<u16>,
         exhausted: bool,
+        /// `connect_peer` calls: (connection, from, peer).
+        pub(super) connecting: Vec<(ConnectionId, SocketAddr, SocketAddr)>,
+        pub(super) closed: Vec<ConnectionId>,
     }
 
     impl RelayIo for FakeIo {
@@ -1050,18 +1118,32 @@ mod tests {
         fn release_relay(&mut self, relay: &u16) {
             self.released.push(*relay);
         }
+        fn listen_tcp(
+            &mut self,
+            id: AllocId,
+            family: Family,
+        ) -> Result<(SocketAddr, u16), RelayBindError> {
+            let bound = self.bind_relay(id, family, PortWish::Any)?;
+            Ok((bound.local, bound.relay))
+        }
+        fn connect_peer(&mut self, connection: ConnectionId, from: SocketAddr, peer: SocketAddr) {
+            self.connecting.push((connection, from, peer));
+        }
+        fn close_connection(&mut self, connection: ConnectionId) {
+            self.closed.push(connection);
+        }
     }
 
-    const REALM: &str = "rtc.local";
+    pub(super) const REALM: &str = "rtc.local";
 
-    struct T {
-        relay: Relay<FakeIo>,
+    pub(super) struct T {
+        pub(super) relay: Relay<FakeIo>,
         t0: Instant,
-        out: Vec<u8>,
-        tid: u8,
+        pub(super) out: Vec<u8>,
+        pub(super) tid: u8,
     }
 
-    fn ft(port: u16) -> FiveTuple {
+    pub(super) fn ft(port: u16) -> FiveTuple {
         FiveTuple {
             transport: Transport::Udp,
             client: SocketAddr::from(([198, 51, 100, 7], port)),
@@ -1069,12 +1151,12 @@ mod tests {
         }
     }
 
-    fn peer(s: &str) -> SocketAddr {
+    pub(super) fn peer(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
     impl T {
-        fn new(policy: PeerPolicy, quotas: Quotas) -> T {
+        pub(super) fn new(policy: PeerPolicy, quotas: Quotas) -> T {
             Self::with(CoreConfig::default(), policy, quotas)
         }
 
@@ -1100,27 +1182,26 @@ mod tests {
             }
         }
 
-        fn at(&self, secs: u64) -> Instant {
+        pub(super) fn at(&self, secs: u64) -> Instant {
             self.t0 + Duration::from_secs(secs)
         }
 
-        fn nonce(&mut self, now: Instant, ft: &FiveTuple) -> Vec<u8> {
+        pub(super) fn nonce(&mut self, now: Instant, ft: &FiveTuple) -> Vec<u8> {
             // Ask for a challenge, the way a client does on its first request.
             let r = self.request(now, ft, Method::ALLOCATE, None, &[]);
             assert_eq!(r.0, 401);
             r.1.expect("401 carries a nonce")
         }
 
-        /// Send a request; returns (status code or 0 for success, NONCE if any, raw response).
-        #[allow(clippy::type_complexity)]
-        fn request(
+        /// Send a request; returns what the core made of it (its answer in `self.out`).
+        pub(super) fn send(
             &mut self,
             now: Instant,
             ft: &FiveTuple,
             method: Method,
             auth: Option<(&str, &str, &[u8])>,
             attrs: &[(u16, Vec<u8>)],
-        ) -> (u16, Option<Vec<u8>>, Vec<u8>) {
+        ) -> ClientAction<u16> {
             self.tid += 1;
             let tid = [self.tid; 12];
             let mut req = Vec::new();
@@ -1134,8 +1215,22 @@ mod tests {
                 w.add(attr::NONCE, nonce);
                 w.add_integrity(&long_term_key(user, REALM, pass));
             }
-            let action = self.relay.handle_client(now, ft, &(), &req, &mut self.out);
+            self.relay.handle_client(now, ft, &(), &req, &mut self.out)
+        }
+
+        /// Send a request; returns (status code or 0 for success, NONCE if any, raw response).
+        #[allow(clippy::type_complexity)]
+        pub(super) fn request(
+            &mut self,
+            now: Instant,
+            ft: &FiveTuple,
+            method: Method,
+            auth: Option<(&str, &str, &[u8])>,
+            attrs: &[(u16, Vec<u8>)],
+        ) -> (u16, Option<Vec<u8>>, Vec<u8>) {
+            let action = self.send(now, ft, method, auth, attrs);
             assert_eq!(action, ClientAction::Reply);
+            let tid = [self.tid; 12];
             let m = Message::parse(&self.out).unwrap();
             assert_eq!(m.transaction_id, tid);
             let code = match m.class {
@@ -1178,7 +1273,7 @@ mod tests {
                 .0
         }
 
-        fn peer_attr(&self, p: SocketAddr) -> (u16, Vec<u8>) {
+        pub(super) fn peer_attr(&self, p: SocketAddr) -> (u16, Vec<u8>) {
             // XOR with the *next* request's transaction id.
             let mut v = [0u8; 20];
             let n = attr::encode_xor_address(p, &[self.tid + 2; 12], &mut v);
@@ -1199,7 +1294,7 @@ mod tests {
         (attr::LIFETIME, s.to_be_bytes().to_vec())
     }
 
-    fn open_policy() -> PeerPolicy {
+    pub(super) fn open_policy() -> PeerPolicy {
         PeerPolicy::default()
     }
 
@@ -1500,8 +1595,11 @@ mod tests {
         let nonce = t.nonce(now, &f);
         let creds = Some(("alice", "pw", nonce.as_slice()));
         assert_eq!(t.request(now, &f, Method::ALLOCATE, creds, &[]).0, 400);
+        // SCTP: not ours to relay. TCP (RFC 6062) is, but not for a client over UDP.
+        let sctp = (attr::REQUESTED_TRANSPORT, vec![132, 0, 0, 0]);
+        assert_eq!(t.request(now, &f, Method::ALLOCATE, creds, &[sctp]).0, 442);
         let tcp = (attr::REQUESTED_TRANSPORT, vec![6, 0, 0, 0]);
-        assert_eq!(t.request(now, &f, Method::ALLOCATE, creds, &[tcp]).0, 442);
+        assert_eq!(t.request(now, &f, Method::ALLOCATE, creds, &[tcp]).0, 400);
         let v6 = (attr::REQUESTED_ADDRESS_FAMILY, vec![2, 0, 0, 0]);
         assert_eq!(
             t.request(now, &f, Method::ALLOCATE, creds, &[transport_udp(), v6])

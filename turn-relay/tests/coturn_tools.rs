@@ -24,31 +24,42 @@ fn stunclient_binding() {
     );
 }
 
-/// Run uclient with `flags` against a turnutils_peer echo and check delivery; the relay's log.
-fn uclient_roundtrip(name: &str, flags: &[&str], creds: &[&str]) -> String {
-    require_coturn_tools(name);
-    let relay = Relay::start("allow-loopback-peers");
-    let peer_port = free_port();
-    let _peer = spawn_peer(peer_port);
-    let port = relay.port.to_string();
-    let peer_port = peer_port.to_string();
+/// Runs uclient with `flags` (10 clients × 200 messages of 160 bytes) against the relay on
+/// `port`, with a turnutils_peer echo on `peer_port`; its report, or its output.
+fn uclient(
+    port: u16,
+    peer_port: u16,
+    flags: &[&str],
+    creds: &[&str],
+) -> Result<UclientReport, String> {
+    let (port, peer_port) = (port.to_string(), peer_port.to_string());
     let mut args: Vec<&str> = flags.to_vec();
     args.extend(["-e", "127.0.0.1", "-r", &peer_port, "-p", &port]);
     args.extend(["-n", "200", "-m", "10", "-l", "160", "-z", "5"]);
     args.extend(creds);
     args.push("127.0.0.1");
     let (_, out) = run_bounded(Command::new("turnutils_uclient").args(&args), LIMIT);
-    let r = parse_uclient(&out).unwrap_or_else(|| {
+    parse_uclient(&out).ok_or(out)
+}
+
+/// Run uclient with `flags` against a turnutils_peer echo and check delivery; the relay's log.
+fn uclient_roundtrip(name: &str, flags: &[&str], creds: &[&str]) -> String {
+    require_coturn_tools(name);
+    let relay = Relay::start("allow-loopback-peers");
+    let peer_port = free_port();
+    let _peer = spawn_peer(peer_port);
+    let r = uclient(relay.port, peer_port, flags, creds).unwrap_or_else(|out| {
         panic!(
             "no summary from uclient:\n{out}\nrelay log:\n{}",
             relay.log_text()
         )
     });
     println!("{name}: {r:?}");
-    assert_eq!(r.sent, 2000, "{out}");
-    assert!(r.lost_pct <= 1.0, "loss {}%:\n{out}", r.lost_pct);
-    assert!(r.received >= 1980, "{out}");
-    relay.log_text()
+    let log = relay.log_text();
+    assert_eq!(r.sent, 2000, "{r:?}\nrelay log:\n{log}");
+    assert!(r.lost_pct <= 1.0, "{r:?}\nrelay log:\n{log}");
+    assert!(r.received >= 1980, "{r:?}\nrelay log:\n{log}");
+    log
 }
 
 // `-c`: one allocation per client. Without it uclient allocates RTP/RTCP pairs: the RTP one
@@ -93,6 +104,45 @@ fn uclient_tcp_send_indications() {
         "uclient_tcp_send_indications",
         &["-c", "-t", "-s"],
         &["-u", "test", "-w", "pw"],
+    );
+}
+
+// `-T`: TCP allocations (RFC 6062). Clients pair up: one Connects to the other's relayed
+// address, the other is told by a ConnectionAttempt, both bind a data connection with
+// ConnectionBind, and the messages go through two TCP relays.
+#[test]
+fn uclient_tcp_relay() {
+    uclient_roundtrip("uclient_tcp_relay", &["-T"], &["-u", "test", "-w", "pw"]);
+}
+
+// `-P` ("passive TCP", RFC 6062 with an active peer): uclient counts only half of the
+// messages as received, against coturn as against us (the clients that play the active peer
+// do not count theirs). So coturn runs beside us, and we must do as well.
+#[test]
+fn uclient_tcp_relay_passive_as_coturn() {
+    require_coturn_tools("uclient_tcp_relay_passive_as_coturn");
+    if which("turnserver").is_none() {
+        println!("SKIP uclient_tcp_relay_passive_as_coturn: coturn's turnserver not installed");
+        return;
+    }
+    let creds = ["-u", "test", "-w", "pw"];
+    let coturn_port = free_port();
+    let _coturn = spawn_coturn(coturn_port);
+    let theirs =
+        uclient(coturn_port, free_port(), &["-P"], &creds).expect("uclient against coturn");
+    let relay = Relay::start("allow-loopback-peers");
+    let ours = uclient(relay.port, free_port(), &["-P"], &creds).unwrap_or_else(|out| {
+        panic!(
+            "no summary from uclient:\n{out}\nrelay log:\n{}",
+            relay.log_text()
+        )
+    });
+    println!("uclient -P: coturn {theirs:?}, turn-relay {ours:?}");
+    assert_eq!(ours.sent, 2000);
+    assert_eq!(theirs.sent, 2000);
+    assert!(
+        ours.received > 0 && ours.received >= theirs.received,
+        "turn-relay {ours:?}, coturn {theirs:?}"
     );
 }
 

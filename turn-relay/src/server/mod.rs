@@ -11,6 +11,7 @@
 
 mod relay_socket;
 mod stream;
+mod tcp_relay;
 mod udp;
 
 use crate::allocation::AllocId;
@@ -18,7 +19,9 @@ use crate::auth::Authenticator;
 use crate::config::{RelayConfig, UserSecret};
 use crate::policy::PeerPolicy;
 use crate::quota::Quotas;
-use crate::relay::{BoundRelay, CoreConfig, Family, PortWish, Relay, RelayBindError, RelayIo};
+use crate::relay::{
+    BoundRelay, ConnectionId, CoreConfig, Family, PortWish, Relay, RelayBindError, RelayIo,
+};
 use crate::{Error, Transport};
 use std::net::UdpSocket;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,6 +31,23 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub(crate) use relay_socket::RelaySocket;
+use tcp_relay::{TcpListenerHandle, TcpPlane};
+
+/// An allocation's relay: a UDP socket, or the listener of a TCP allocation (RFC 6062).
+#[derive(Clone)]
+pub enum RelayHandle {
+    Udp(Arc<RelaySocket>),
+    Tcp(Arc<TcpListenerHandle>),
+}
+
+impl RelayHandle {
+    /// Sends a datagram from a UDP relay (the core never asks that of a TCP one).
+    pub fn send_to(&self, data: &[u8], peer: SocketAddr) {
+        if let RelayHandle::Udp(socket) = self {
+            socket.send_to(data, peer);
+        }
+    }
+}
 
 /// Where a client's packets go back to.
 #[derive(Clone)]
@@ -62,6 +82,7 @@ impl ClientSink {
 
 pub(crate) struct Shared {
     core: Mutex<Relay<TokioIo>>,
+    tcp: Arc<TcpPlane>,
 }
 
 impl Shared {
@@ -79,9 +100,31 @@ pub struct TokioIo {
     min_port: u16,
     max_port: u16,
     next_port: u32,
+    tcp: Arc<TcpPlane>,
 }
 
 impl TokioIo {
+    fn relay_ip(&self, family: Family) -> Result<IpAddr, RelayBindError> {
+        match family {
+            Family::V4 => self.relay_v4,
+            Family::V6 => self.relay_v6,
+        }
+        .ok_or(RelayBindError::FamilyUnsupported)
+    }
+
+    /// The next port of the range to try (a moving cursor: a busy port costs one failed
+    /// bind), and how many there are.
+    fn next_port(&mut self) -> u16 {
+        let span = (self.max_port - self.min_port) as u32 + 1;
+        let port = self.min_port as u32 + self.next_port % span;
+        self.next_port = self.next_port.wrapping_add(1);
+        port as u16
+    }
+
+    fn port_count(&self) -> u32 {
+        (self.max_port - self.min_port) as u32 + 1
+    }
+
     /// Peer traffic on `rs` goes to allocation `id` from now on.
     fn register(&self, rs: &RelaySocket, id: AllocId) -> Result<(), RelayBindError> {
         self.planes.register_relay(rs, id).map_err(|e| {
@@ -92,7 +135,7 @@ impl TokioIo {
 }
 
 impl RelayIo for TokioIo {
-    type Relay = Arc<RelaySocket>;
+    type Relay = RelayHandle;
     type Client = ClientSink;
 
     fn bind_relay(
@@ -100,17 +143,10 @@ impl RelayIo for TokioIo {
         id: AllocId,
         family: Family,
         wish: PortWish,
-    ) -> Result<BoundRelay<Arc<RelaySocket>>, RelayBindError> {
-        let ip = match family {
-            Family::V4 => self.relay_v4,
-            Family::V6 => self.relay_v6,
-        }
-        .ok_or(RelayBindError::FamilyUnsupported)?;
-        let span = (self.max_port - self.min_port) as u32 + 1;
-        // Walk the range from a moving cursor: a busy port costs one failed bind.
-        for _ in 0..span {
-            let port = self.min_port as u32 + self.next_port % span;
-            self.next_port = self.next_port.wrapping_add(1);
+    ) -> Result<BoundRelay<RelayHandle>, RelayBindError> {
+        let ip = self.relay_ip(family)?;
+        for _ in 0..self.port_count() {
+            let port = u32::from(self.next_port());
             if wish != PortWish::Any && port % 2 == 1 {
                 continue;
             }
@@ -124,7 +160,7 @@ impl RelayIo for TokioIo {
                     match relay_socket::bind(SocketAddr::new(ip, port as u16 + 1)) {
                         Ok(next) => {
                             let at = next.local_addr().map_err(|_| RelayBindError::Exhausted)?;
-                            Some((at, Arc::new(next)))
+                            Some((at, RelayHandle::Udp(Arc::new(next))))
                         }
                         Err(_) => continue,
                     }
@@ -135,21 +171,51 @@ impl RelayIo for TokioIo {
             self.register(&rs, id)?;
             return Ok(BoundRelay {
                 local,
-                relay: Arc::new(rs),
+                relay: RelayHandle::Udp(Arc::new(rs)),
                 next,
             });
         }
         Err(RelayBindError::Exhausted)
     }
 
-    fn adopt_relay(&mut self, relay: &Arc<RelaySocket>, id: AllocId) -> Result<(), RelayBindError> {
-        self.register(relay, id)
+    fn adopt_relay(&mut self, relay: &RelayHandle, id: AllocId) -> Result<(), RelayBindError> {
+        match relay {
+            RelayHandle::Udp(rs) => self.register(rs, id),
+            RelayHandle::Tcp(_) => Err(RelayBindError::Exhausted),
+        }
     }
 
-    fn release_relay(&mut self, _relay: &Arc<RelaySocket>) {
-        // A reserved socket that nobody adopted was never registered: dropping it is all.
-        // The socket closes (and leaves its epoll set) when the allocation's
-        // handle, the last one, is dropped.
+    fn release_relay(&mut self, relay: &RelayHandle) {
+        match relay {
+            // A reserved socket that nobody adopted was never registered: dropping it is
+            // all. The socket closes (and leaves its epoll set) when the allocation's
+            // handle, the last one, is dropped.
+            RelayHandle::Udp(_) => {}
+            RelayHandle::Tcp(listener) => listener.stop(),
+        }
+    }
+
+    fn listen_tcp(
+        &mut self,
+        id: AllocId,
+        family: Family,
+    ) -> Result<(SocketAddr, RelayHandle), RelayBindError> {
+        let ip = self.relay_ip(family)?;
+        for _ in 0..self.port_count() {
+            let port = self.next_port();
+            if let Ok(listening) = self.tcp.listen(id, SocketAddr::new(ip, port)) {
+                return Ok(listening);
+            }
+        }
+        Err(RelayBindError::Exhausted)
+    }
+
+    fn connect_peer(&mut self, connection: ConnectionId, from: SocketAddr, peer: SocketAddr) {
+        self.tcp.connect(connection, from, peer);
+    }
+
+    fn close_connection(&mut self, connection: ConnectionId) {
+        self.tcp.close(connection);
     }
 }
 
@@ -348,6 +414,7 @@ impl TurnServer {
             .unwrap_or_default()
             .as_secs();
         let planes = udp::Planes::new(udp_sockets_per_address())?;
+        let tcp = TcpPlane::new();
         let shared = Arc::new(Shared {
             core: Mutex::new(Relay::new(
                 core_config(&config),
@@ -361,6 +428,7 @@ impl TurnServer {
                     min_port: config.min_port,
                     max_port: config.max_port,
                     next_port: start_port,
+                    tcp: tcp.clone(),
                 },
                 // The nonce key must be secret but need not be the port seed; derive
                 // a separate one.
@@ -372,7 +440,9 @@ impl TurnServer {
                 Instant::now(),
                 unix_now,
             )),
+            tcp: tcp.clone(),
         });
+        tcp.attach(&shared);
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -2,7 +2,7 @@
 
 use super::{ClientSink, Shared};
 use crate::allocation::FiveTuple;
-use crate::relay::ClientAction;
+use crate::relay::{ClientAction, ConnectionId};
 use crate::stun::{channel_data, classify, PacketKind};
 use crate::{Error, Transport};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -147,21 +147,25 @@ async fn serve<S>(
     ft: FiveTuple,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    // Hands the write half back once the queue is closed (for a data connection, which
+    // goes on as a pipe).
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
-                break;
+                return None;
             }
         }
-        let _ = wr.shutdown().await;
+        Some(wr)
     });
     let sink = ClientSink::Stream(tx);
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out = Vec::with_capacity(512);
+    // Set by a successful ConnectionBind (RFC 6062): what is left of `buf` goes to the peer.
+    let mut bound = None;
     'conn: loop {
         let mut start = 0;
         loop {
@@ -182,6 +186,11 @@ async fn serve<S>(
                 ClientAction::None => {}
                 ClientAction::Reply => sink.send(&out, ft.client),
                 ClientAction::ToPeer { relay, peer, data } => relay.send_to(&frame[data], peer),
+                ClientAction::ConnectionBound { connection } => {
+                    sink.send(&out, ft.client);
+                    bound = Some((connection, buf.split_off(start + need)));
+                    break 'conn;
+                }
             }
             start += need;
         }
@@ -197,9 +206,50 @@ async fn serve<S>(
             },
         }
     }
+    if let Some((connection, early)) = bound {
+        drop(sink);
+        // The answer is written before the first byte of the peer's.
+        if let Ok(Some(wr)) = writer.await {
+            pipe(&shared, connection, rd.unsplit(wr), early, shutdown).await;
+        }
+        shared.core().connection_closed(connection);
+        return;
+    }
     if shared.core().remove_client(&ft) {
         tracing::debug!(client = %ft.client, "connection closed, allocation removed");
     }
     drop(sink);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    if let Ok(Ok(Some(mut wr))) = tokio::time::timeout(Duration::from_secs(1), writer).await {
+        let _ = wr.shutdown().await;
+    }
+}
+
+/// A bound client data connection and its peer connection, byte for byte until either
+/// side closes, the core closes the connection (its allocation went) or the relay stops.
+async fn pipe<S>(
+    shared: &Shared,
+    connection: ConnectionId,
+    mut client: S,
+    early: Vec<u8>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some((mut peer, closed)) = shared.tcp.take(connection) else {
+        return;
+    };
+    if !early.is_empty() && peer.write_all(&early).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut client, &mut peer) => {
+            if let Ok((up, down)) = r {
+                tracing::debug!(connection = connection.0, up, down, "peer connection ended");
+            }
+        }
+        _ = closed => {}
+        _ = shutdown.changed() => {}
+    }
+    let _ = client.shutdown().await;
+    let _ = peer.shutdown().await;
 }

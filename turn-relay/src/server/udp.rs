@@ -16,7 +16,7 @@
 //! TCP/TLS clients stay on tokio (`stream.rs`); their allocations' relay sockets
 //! are served here too, and data for them is queued to the connection's writer.
 
-use super::{ClientSink, RelaySocket, Shared};
+use super::{ClientSink, RelayHandle, RelaySocket, Shared};
 use crate::allocation::{AllocId, FiveTuple};
 use crate::relay::{ClientAction, PeerAction, PEER_HEADROOM};
 use crate::Transport;
@@ -363,12 +363,19 @@ impl Worker {
                             owner: Owner::Listener,
                         });
                     }
-                    ClientAction::ToPeer { relay, peer, data } => sends.push(Out {
+                    ClientAction::ToPeer {
+                        relay: RelayHandle::Udp(relay),
+                        peer,
+                        data,
+                    } => sends.push(Out {
                         fd: relay.fd(),
                         to: peer,
                         buf: Buf::Rx(k * SLOT + data.start, data.len()),
                         owner: Owner::Relay(relay),
                     }),
+                    // Not over UDP: a TCP allocation's peers get no datagrams, and a
+                    // ConnectionBind over UDP is answered 400.
+                    ClientAction::ToPeer { .. } | ClientAction::ConnectionBound { .. } => {}
                 }
             }
         }
@@ -383,7 +390,10 @@ impl Worker {
                 .iter()
                 .filter_map(|&t| {
                     let id = AllocId::from_u64(t);
-                    core.relay_of(id).map(|r| (id, r.clone()))
+                    match core.relay_of(id) {
+                        Some(RelayHandle::Udp(r)) => Some((id, r.clone())),
+                        _ => None,
+                    }
                 })
                 .collect()
         };

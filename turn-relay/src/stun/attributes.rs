@@ -30,6 +30,8 @@ pub const PRIORITY: AttrType = 0x0024;
 pub const USE_CANDIDATE: AttrType = 0x0025;
 pub const PADDING: AttrType = 0x0026;
 pub const RESPONSE_PORT: AttrType = 0x0027;
+/// RFC 6062: names a peer data connection of a TCP allocation.
+pub const CONNECTION_ID: AttrType = 0x002A;
 // Comprehension-optional range.
 pub const ADDITIONAL_ADDRESS_FAMILY: AttrType = 0x8000;
 pub const PASSWORD_ALGORITHMS: AttrType = 0x8002;
@@ -65,6 +67,7 @@ pub fn is_known(t: AttrType) -> bool {
             | DONT_FRAGMENT
             | XOR_MAPPED_ADDRESS
             | RESERVATION_TOKEN
+            | CONNECTION_ID
             | PRIORITY
             | USE_CANDIDATE
             | PADDING
@@ -202,6 +205,8 @@ pub fn reason(code: u16) -> &'static str {
         441 => "Wrong Credentials",
         442 => "Unsupported Transport Protocol",
         443 => "Peer Address Family Mismatch",
+        446 => "Connection Already Exists",
+        447 => "Connection Timeout or Failure",
         486 => "Allocation Quota Reached",
         500 => "Server Error",
         508 => "Insufficient Capacity",

@@ -28,6 +28,10 @@ impl Method {
     pub const DATA: Method = Method(0x007);
     pub const CREATE_PERMISSION: Method = Method(0x008);
     pub const CHANNEL_BIND: Method = Method(0x009);
+    /// RFC 6062 (TCP allocations).
+    pub const CONNECT: Method = Method(0x00a);
+    pub const CONNECTION_BIND: Method = Method(0x00b);
+    pub const CONNECTION_ATTEMPT: Method = Method(0x00c);
 }
 
 /// Interleave method and class bits into the 14-bit message type (RFC 8489 §5).

@@ -155,6 +155,55 @@ pub fn spawn_peer(port: u16) -> Bg {
     Bg(c)
 }
 
+/// coturn's own server on loopback `port`, with the test user (`test`/`pw`), for what is
+/// compared with it in the same run.
+pub fn spawn_coturn(port: u16) -> Bg {
+    let c = Command::new("turnserver")
+        .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+        .args([
+            "--listening-port",
+            &port.to_string(),
+            "--min-port",
+            "43000",
+            "--max-port",
+            "44999",
+        ])
+        .args([
+            "--allow-loopback-peers",
+            "--lt-cred-mech",
+            "--user",
+            "test:pw",
+            "--realm",
+            REALM,
+        ])
+        .args([
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--no-stdout-log",
+            "--log-file",
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn turnserver");
+    let coturn = Bg(c);
+    let probe = StunClient::new(([127, 0, 0, 1], port).into());
+    probe
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe.try_binding().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "coturn did not answer within 10 s"
+        );
+    }
+    coturn
+}
+
 /// Run a command, killing it after `limit`. Returns its combined output.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<i32>, String) {
     let mut child = cmd
