@@ -66,11 +66,11 @@ function seriesPixels(page) {
 
 /** Opens the panel after a few seconds of call, and checks it draws live, growing data. */
 async function checkPanel(page, { received, t }) {
-  // Readings taken before the panel opens are charted too: a few, whatever the machine's
-  // load makes of the one-a-second timer.
-  const readings = await until('three readings before the panel opens', async () => {
-    const points = byId(await charts(page)).bitrate.points;
-    return points >= 3 ? points : null;
+  // Readings taken before the panel opens are charted too: a few, with what this page
+  // receives among them, whatever the machine's load makes of the one-a-second timer.
+  const readings = await until('three readings before the panel opens, with what is received', async () => {
+    const { points, labels } = byId(await charts(page)).bitrate;
+    return points >= 3 && received.every((label) => labels.includes(label)) ? points : null;
   }, WAIT_MS, 250);
   assert.equal(await page.getByTestId('stats-panel').isVisible(), false, 'not drawn yet');
   await page.getByTestId('toggle-stats').click();
