@@ -123,6 +123,7 @@ const EVENTS = ['join', 'leave', 'message', 'candidate', 'restart', 'layer', 'sh
 const event = (name, sfu, payload) => Buffer.concat([Buffer.from([EVENTS.indexOf(name) | (sfu ? 0x80 : 0)]), Buffer.from(JSON.stringify(payload))]);
 seeds.signal_commands = {
   join_1to1: event('join', false, ['room-1']),
+  join_1to1_passcode: event('join', false, ['room-1', 'sesame']),
   message_1to1: event('message', false, ['room-1', { type: 'offer', sdp: offer() }]),
   join_sfu: event('join', true, { room: 'r', name: 'Ada', sdp: offer(), live: true, passcode: 'sesame' }),
   candidate: event('candidate', true, { candidate: 'candidate:1 1 udp 2130706431 192.0.2.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 }),

@@ -1,7 +1,7 @@
 // rtc·call — 1-to-1 WebRTC call client.
 //
 // Implements the signaling protocol of docs/protocol.md (the course's 1-to-1 demo, seed 002):
-//   client → server: join(room), leave(room), message(room, data)
+//   client → server: join(room[, passcode]), leave(room), message(room, data)
 //   server → client: joined(room, id, info), other_joined(room, id), full(room, id),
 //                    leaved(room, id), bye(room, id), message(room, data), signal_error({code, message, event})
 // and mirrors the server's per-client state machine in a pure reducer (lib/call-state.js):
@@ -31,7 +31,7 @@ import { isStale, loadIceServers } from './lib/ice.js';
 import { isTokenError, pageToken } from './lib/token.js';
 import { openCameraAndMic, stopStream } from './lib/media.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
-import { ROOM_HINT, isValidRoom } from './lib/room.js';
+import { ROOM_HINT, isValidRoom, joinRefusal } from './lib/room.js';
 import { sameSession } from './lib/sdp.js';
 import { latest } from './lib/charts.js';
 import { CHARTS, chartData } from './lib/stats.js';
@@ -66,6 +66,7 @@ const ui = {
   body: document.body,
   form: $('join-form'),
   room: $('room'),
+  passcode: $('passcode'),
   join: $('join'),
   notice: $('notice'),
   lobby: $('lobby'),
@@ -109,6 +110,7 @@ const ui = {
 const hooks = createHooks('call');
 let call = initialCall;     // the signaling state mirror (lib/call-state.js)
 let joinTimer = 0;          // while a join awaits joined/full/signal_error
+let passcode = '';          // the room's, as given at join (a rejoin gives it again)
 let leaving = null;         // timer while a leave awaits `leaved`
 let socket = null;
 let localStream = null;     // camera + microphone
@@ -182,6 +184,7 @@ function render() {
   ui.body.classList.toggle('busy', busy);
   ui.join.disabled = inRoom || busy || ui.room.value.trim() === '';
   ui.room.disabled = inRoom || busy;
+  ui.passcode.disabled = inRoom || busy;
   ui.leave.disabled = !inRoom || Boolean(leaving);
 
   const audio = localStream?.getAudioTracks()[0];
@@ -275,6 +278,7 @@ async function join(name) {
     return;
   }
   showNotice('');
+  passcode = ui.passcode.value;
   dispatch({ type: 'join', room: name });
   try {
     ensureSocket();
@@ -286,7 +290,7 @@ async function join(name) {
       stopMedia();
       showNotice('The signaling server did not answer. Check your connection and try again.');
     }, JOIN_TIMEOUT_MS);
-    socket.emit('join', name);
+    emitJoin(name);
   } catch (err) {
     console.error(err);
     dispatch({ type: 'signal_error', event: 'join' });
@@ -349,7 +353,13 @@ function rejoin() {
   if (!call.rejoining || !socket?.connected) return;
   rejoinAttempts += 1;
   logEvent(hooks, 'rejoin', call.room);
-  socket.emit('join', call.room);
+  emitJoin(call.room);
+}
+
+/** `join(room)`, as the course's client sends it, with the passcode after it if there is one. */
+function emitJoin(room) {
+  if (passcode) socket.emit('join', room, passcode);
+  else socket.emit('join', room);
 }
 
 async function onJoined(r, _id, info) {
@@ -436,10 +446,12 @@ async function onSignalError(err) {
   const msg = err?.message ?? '';
   toast(`${code}${msg && msg !== code ? `: ${msg}` : ''}`, 'error');
   if (err?.event === 'join' && call.pending) {
+    const room = call.pending;
     clearTimeout(joinTimer);
     dispatch({ type: 'signal_error', event: 'join' });
     stopMedia();
-    showNotice(msg || code);
+    showNotice(joinRefusal(err, room));
+    if (/passcode/.test(code)) ui.passcode.focus();
   }
 }
 

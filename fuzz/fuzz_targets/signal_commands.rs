@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
             Value::Array(items) => items.clone(),
             other => vec![other.clone()],
         };
-        if let Ok(Command::Join(room) | Command::Leave(room) | Command::Message(room, _)) =
+        if let Ok(Command::Join(room, _) | Command::Leave(room) | Command::Message(room, _)) =
             one_to_one::parse_command(event, args, payload.len())
         {
             let name = room.as_str();

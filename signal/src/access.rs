@@ -196,6 +196,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
+/// A socket.io client's address, as [`client_ip`] reads it.
+pub fn socket_ip(socket: &socketioxide::extract::SocketRef) -> Option<IpAddr> {
+    let parts = socket.req_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
+        .0;
+    Some(client_ip(peer.ip(), &parts.headers))
+}
+
 /// A per-address budget (GCRA: one "theoretical arrival time" per address, or per any key
 /// `K` that includes one), time passed in.
 #[derive(Debug)]

@@ -21,6 +21,7 @@ pub mod ice;
 pub mod keys;
 pub mod live;
 pub mod metrics;
+pub mod passcode;
 pub mod recordings;
 pub mod server;
 pub mod sfu_signaling;

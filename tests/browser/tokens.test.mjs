@@ -1,7 +1,8 @@
 // Join tokens in real Chromium (docs/security.md): a server with an auth secret lets pages in
 // only with a token in their link. A 1-to-1 call and an SFU room work with tokens minted by
 // `signal token`; the token leaves the address bar; a page whose link carries an expired
-// token says so. Run it like tests/browser/sfu.test.mjs (scripts/test does).
+// token says so. Room passcodes, in both kinds of room: a wrong one is explained, the right
+// one lets in. Run it like tests/browser/sfu.test.mjs (scripts/test does).
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,6 +52,32 @@ describe('join tokens in the pages', { timeout: 120_000 }, () => {
         return s?.framesDecoded > 10 && s.audioPackets > 20 ? s : null;
       }, WAIT_MS);
     }
+  });
+
+  it('a 1-to-1 room passcode: a wrong one gets a clear message, the right one connects the call', async () => {
+    const link = (who) => `${server.url}/?token=${token('call-p', who)}`;
+    const ada = await page1to1(link('ada'));
+    await ada.getByTestId('room').fill('call-p');
+    await ada.getByTestId('passcode').fill('sesame');
+    await ada.getByTestId('join').click({ timeout: WAIT_MS });
+    await ada.waitForFunction(() => document.querySelector('[data-testid="state"]')?.textContent === 'joined', null, { timeout: WAIT_MS });
+    const bob = await page1to1(link('bob'));
+    await bob.getByTestId('room').fill('call-p');
+    await bob.getByTestId('passcode').fill('open sesame');
+    await bob.getByTestId('join').click({ timeout: WAIT_MS });
+    await until('the page says the passcode is wrong', async () => (await bob.getByTestId('notice').textContent()) === 'Wrong passcode for room "call-p".', WAIT_MS);
+    assert.equal(await bob.getByTestId('state').textContent(), 'leaved', 'not in the room');
+    assert.equal(await ada.getByTestId('state').textContent(), 'joined', 'Ada still waits alone');
+    await bob.getByTestId('passcode').fill('sesame');
+    await bob.getByTestId('join').click({ timeout: WAIT_MS });
+    for (const page of [ada, bob]) {
+      await until('media flows both ways', async () => {
+        const s = await callStats(page);
+        return s?.framesDecoded > 10 && s.audioPackets > 20 ? s : null;
+      }, WAIT_MS);
+    }
+    await ada.context().close();
+    await bob.context().close();
   });
 
   it('an SFU room with tokens in the links', async () => {

@@ -192,6 +192,48 @@ for (const [version, io] of Object.entries(clients)) {
       assert.equal((await c.next('joined'))[0], other);
     });
 
+    test('passcodes: join(room, passcode); the opener sets one, the other needs it; wrong ones are refused, then rate limited; an emptied room forgets it', async () => {
+      const room = freshRoom();
+      const [a, b] = await Promise.all([peer('A'), peer('B')]);
+      a.emit('join', room, 1234);
+      await a.error('invalid_passcode');
+      a.emit('join', room, 'open sesame');
+      await a.next('joined');
+      b.emit('join', room);
+      assert.match((await b.error('passcode_required')).message, /has a passcode/);
+      b.emit('join', room, 'open sesame!');
+      await b.error('wrong_passcode');
+      await a.none('other_joined', 100);
+      b.emit('join', room, 'open sesame');
+      assert.equal((await b.next('joined'))[0], room);
+      await a.next('other_joined');
+      b.emit('leave', room);
+      await b.next('leaved');
+      await a.next('bye');
+      // Once empty, the room is forgotten, passcode and all: the next opener sets its own.
+      a.emit('leave', room);
+      await a.next('leaved');
+      b.emit('join', room);
+      assert.equal((await b.next('joined'))[0], room);
+      b.emit('leave', room);
+      await b.next('leaved');
+      a.emit('join', room, 'open sesame');
+      await a.next('joined');
+      // Five failures from this address (the two above, three more), then even the right
+      // passcode waits: guessing is slow. Other rooms stay open to the address.
+      for (let i = 0; i < 3; i++) {
+        b.emit('join', room, `guess ${i}`);
+        await b.error('wrong_passcode');
+      }
+      b.emit('join', room, 'open sesame');
+      await b.error('passcode_rate_limited');
+      const other = freshRoom();
+      b.emit('join', other);
+      assert.equal((await b.next('joined'))[0], other);
+      b.emit('leave', other);
+      await b.next('leaved');
+    });
+
     test('bye when the peer disconnects', async () => {
       const room = freshRoom();
       const [a, b] = await Promise.all([peer('A'), peer('B')]);

@@ -5,6 +5,7 @@ use serde_json::Value;
 use sfu::{IceCandidate, JoinOptions, Moderation, ParticipantId, Source};
 
 use crate::auth::Claims;
+use crate::passcode::{InvalidPasscode, Passcode};
 
 use crate::signaling::{
     command::{RoomName, MAX_MESSAGE_BYTES},
@@ -331,25 +332,11 @@ fn parse_moderation(data: &Value) -> Result<Moderation, SfuSignalError> {
     }
 }
 
-/// The longest passcode, in characters.
-pub const MAX_PASSCODE_CHARS: usize = 64;
-
-/// A room passcode: absent, `null` or empty for none; else 1-64 printable characters, kept
-/// only as its SHA-256 digest (the media plane compares digests).
+/// A room passcode's digest (the media plane compares digests).
 fn parse_passcode(value: Option<&Value>) -> Result<Option<[u8; 32]>, SfuSignalError> {
-    let passcode = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(passcode)) if passcode.is_empty() => return Ok(None),
-        Some(Value::String(passcode)) => passcode,
-        Some(_) => return Err(SfuSignalError::InvalidPasscode),
-    };
-    if passcode.chars().count() > MAX_PASSCODE_CHARS || passcode.chars().any(char::is_control) {
-        return Err(SfuSignalError::InvalidPasscode);
-    }
-    let digest = ring::digest::digest(&ring::digest::SHA256, passcode.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    Ok(Some(out))
+    Passcode::parse(value)
+        .map(|p| p.map(|p| p.digest()))
+        .map_err(|InvalidPasscode| SfuSignalError::InvalidPasscode)
 }
 
 /// `{on: true}` or `{on: false}`.

@@ -9,12 +9,9 @@
 
 use std::{
     future::{ready, Ready},
-    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant},
+    time::Instant,
 };
-
-use axum::extract::ConnectInfo;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -34,9 +31,10 @@ use super::{
     command::{ack_error, parse_command, parse_sdp, permitted, SfuCommand, SfuSignalError},
     core::{MediaPlane, Reply, SfuSignalingCore},
 };
-use crate::access::{self, Access, AddressLimiter, ConnectRefused};
+use crate::access::{Access, ConnectRefused};
 use crate::auth::Claims;
 use crate::live::{self, LiveError, LiveRooms};
+use crate::passcode::PasscodeGuard;
 use crate::recordings::room::{Announce, RoomRecorder, RoomRecordingError};
 use crate::signaling::{
     command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
@@ -54,13 +52,8 @@ pub struct SfuHub {
     /// Wrong (or missing) passcodes per client address and room: a few, then one now and
     /// then. Per room, so that guessing one room's passcode does not lock the address (a
     /// whole office behind one NAT) out of the others.
-    passcode_failures: Mutex<AddressLimiter<(IpAddr, String)>>,
+    passcodes: PasscodeGuard,
 }
-
-/// Wrong passcodes one client address may give at once, then one per interval: guessing a
-/// 6-digit passcode takes months.
-const PASSCODE_FAILURE_BURST: u32 = 5;
-const PASSCODE_FAILURE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a joined socket is, kept in its extensions: the room (also its socket.io room, for
 /// what concerns everyone in it) and its name.
@@ -161,41 +154,8 @@ impl SfuHub {
             core: Mutex::new(SfuSignalingCore::new(rate_limit)),
             recorder,
             live,
-            passcode_failures: Mutex::new(AddressLimiter::new(
-                PASSCODE_FAILURE_BURST,
-                PASSCODE_FAILURE_INTERVAL,
-            )),
+            passcodes: PasscodeGuard::default(),
         })
-    }
-
-    /// The client's address (behind a local proxy, the one it forwards for).
-    fn client_ip(socket: &SocketRef) -> Option<IpAddr> {
-        let parts = socket.req_parts();
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0;
-        Some(access::client_ip(peer.ip(), &parts.headers))
-    }
-
-    /// Whether `socket`'s address gave too many wrong passcodes for `room` lately.
-    fn passcode_blocked(&self, socket: &SocketRef, room: &RoomName) -> bool {
-        let Some(ip) = Self::client_ip(socket) else {
-            return false;
-        };
-        let limiter = self
-            .passcode_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        limiter.blocked(&(ip, room.as_str().to_owned()), Instant::now())
-    }
-
-    /// `socket`'s address gave a wrong (or no) passcode for `room`.
-    fn passcode_failed(&self, socket: &SocketRef, room: &RoomName) {
-        if let Some(ip) = Self::client_ip(socket) {
-            let mut limiter = self
-                .passcode_failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let _ = limiter.take((ip, room.as_str().to_owned()), Instant::now());
-        }
     }
 
     pub fn sfu(&self) -> &Arc<Sfu> {
@@ -238,7 +198,7 @@ impl SfuHub {
             }
         }
         if let SfuCommand::Join { room, .. } = &command {
-            if self.passcode_blocked(socket, room) {
+            if self.passcodes.blocked(socket, room.as_str()) {
                 return refuse(socket, &event, SfuSignalError::PasscodeRateLimited, ack);
             }
         }
@@ -429,11 +389,11 @@ impl SfuHub {
                 let error = match error {
                     SfuError::RoomFull => SfuSignalError::RoomFull,
                     SfuError::PasscodeRequired => {
-                        self.passcode_failed(&socket, &member.room);
+                        self.passcodes.failed(&socket, member.room.as_str());
                         SfuSignalError::PasscodeRequired
                     }
                     SfuError::WrongPasscode => {
-                        self.passcode_failed(&socket, &member.room);
+                        self.passcodes.failed(&socket, member.room.as_str());
                         SfuSignalError::WrongPasscode
                     }
                     _ => SfuSignalError::MediaError,

@@ -6,6 +6,7 @@ use std::{fmt, sync::Arc};
 use serde_json::{Map, Value};
 
 use super::error::SignalError;
+use crate::passcode::{InvalidPasscode, Passcode};
 
 pub const MAX_ROOM_LEN: usize = 64;
 /// Largest `message` payload accepted (an SDP offer with many codecs is ~10 KiB).
@@ -54,7 +55,8 @@ pub type Payload = Arc<Value>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Join(RoomName),
+    /// A room, and its passcode (the one to set if the room is new, else to enter it).
+    Join(RoomName, Option<Passcode>),
     Leave(RoomName),
     Message(RoomName, Payload),
 }
@@ -68,7 +70,12 @@ pub fn parse_command(
 ) -> Result<Command, SignalError> {
     let room = |args: &[Value]| RoomName::parse(args.first().unwrap_or(&Value::Null));
     match event {
-        "join" => Ok(Command::Join(room(&args)?)),
+        "join" => {
+            let room = room(&args)?;
+            let passcode = Passcode::parse(args.get(1))
+                .map_err(|InvalidPasscode| SignalError::InvalidPasscode)?;
+            Ok(Command::Join(room, passcode))
+        }
         "leave" => Ok(Command::Leave(room(&args)?)),
         "message" => {
             let room = room(&args)?;
@@ -158,7 +165,21 @@ mod tests {
         let room = RoomName::parse(&json!("111")).unwrap();
         assert_eq!(
             parse("join", json!(["111"])),
-            Ok(Command::Join(room.clone()))
+            Ok(Command::Join(room.clone(), None))
+        );
+        // The course's client sends the room only; a passcode may follow it.
+        assert_eq!(
+            parse("join", json!(["111", ""])),
+            Ok(Command::Join(room.clone(), None))
+        );
+        let sesame = Passcode::parse(Some(&json!("sesame"))).unwrap();
+        assert_eq!(
+            parse("join", json!(["111", "sesame"])),
+            Ok(Command::Join(room.clone(), sesame))
+        );
+        assert_eq!(
+            parse("join", json!(["111", 1234])),
+            Err(SignalError::InvalidPasscode)
         );
         assert_eq!(parse("leave", json!(["111"])), Ok(Command::Leave(room)));
         assert_eq!(parse("join", json!([])), Err(SignalError::InvalidRoom));

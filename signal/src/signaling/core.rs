@@ -11,6 +11,7 @@ use super::{
     rooms::Rooms,
     state::{transition, ClientState, Input, RoomVerdict},
 };
+use crate::passcode::Passcode;
 
 /// A client that has had this many events refused by the rate limiter is disconnected.
 pub const MAX_REFUSED_EVENTS: u32 = 1_000;
@@ -112,7 +113,7 @@ impl<Id: Copy + Eq + Hash> SignalingCore<Id> {
         out: &mut Vec<Outgoing<Id>>,
     ) -> Result<(), SignalError> {
         match command {
-            Command::Join(room) => self.join(id, room, now, out),
+            Command::Join(room, passcode) => self.join(id, room, passcode, now, out),
             Command::Leave(room) => {
                 self.check_member(id, &room, now)?;
                 let client = self.client(id, now);
@@ -179,14 +180,18 @@ impl<Id: Copy + Eq + Hash> SignalingCore<Id> {
         &mut self,
         id: Id,
         room: RoomName,
+        passcode: Option<Passcode>,
         now: Instant,
         out: &mut Vec<Outgoing<Id>>,
     ) -> Result<(), SignalError> {
         // Deciding and joining under the caller's one lock keeps the capacity exact under
         // concurrent joins.
         let verdict = self.rooms.verdict(&room);
+        let next = transition(self.client(id, now).state, Input::Join(verdict))?;
+        // Before anything else is told: a full room's fullness is for those with its
+        // passcode.
+        self.rooms.admits(&room, passcode.as_ref())?;
         let client = self.client(id, now);
-        let next = transition(client.state, Input::Join(verdict))?;
         client.state = next;
         if verdict == RoomVerdict::Full {
             out.push(Outgoing {
@@ -196,7 +201,7 @@ impl<Id: Copy + Eq + Hash> SignalingCore<Id> {
             return Ok(());
         }
         client.room = Some(room.clone());
-        let peers = self.rooms.add(&room, id);
+        let peers = self.rooms.add(&room, id, passcode);
         out.push(Outgoing {
             to: id,
             event: ServerEvent::Joined {
@@ -299,7 +304,7 @@ mod tests {
     fn two_party_call_and_rejoin() {
         let mut h = Harness::new(2);
         let r = room("111");
-        let out = h.send(1, Command::Join(r.clone())).unwrap();
+        let out = h.send(1, Command::Join(r.clone(), None)).unwrap();
         assert_eq!(
             out,
             vec![Outgoing {
@@ -314,7 +319,7 @@ mod tests {
         );
         assert_eq!(h.state(1), Joined);
 
-        let out = h.send(2, Command::Join(r.clone())).unwrap();
+        let out = h.send(2, Command::Join(r.clone(), None)).unwrap();
         assert_eq!(
             out,
             vec![
@@ -377,7 +382,7 @@ mod tests {
         );
 
         // A new peer turns the waiting member back into a call.
-        h.send(3, Command::Join(r.clone())).unwrap();
+        h.send(3, Command::Join(r.clone(), None)).unwrap();
         assert_eq!((h.state(1), h.state(3)), (JoinedConn, JoinedConn));
     }
 
@@ -385,9 +390,9 @@ mod tests {
     fn third_joiner_gets_full_and_stays_out() {
         let mut h = Harness::new(2);
         let r = room("111");
-        h.send(1, Command::Join(r.clone())).unwrap();
-        h.send(2, Command::Join(r.clone())).unwrap();
-        let out = h.send(3, Command::Join(r.clone())).unwrap();
+        h.send(1, Command::Join(r.clone(), None)).unwrap();
+        h.send(2, Command::Join(r.clone(), None)).unwrap();
+        let out = h.send(3, Command::Join(r.clone(), None)).unwrap();
         assert_eq!(
             out,
             vec![Outgoing {
@@ -404,8 +409,43 @@ mod tests {
             Err(SignalError::NotInRoom)
         );
         // The refused joiner can go elsewhere.
-        assert!(h.send(3, Command::Join(room("222"))).is_ok());
+        assert!(h.send(3, Command::Join(room("222"), None)).is_ok());
         assert_eq!(h.state(3), Joined);
+    }
+
+    #[test]
+    fn a_passcode_set_by_the_first_member_is_needed_by_the_next_until_the_room_empties() {
+        let mut h = Harness::new(2);
+        let r = room("111");
+        let code = |text: &str| Passcode::parse(Some(&json!(text))).unwrap();
+        h.send(1, Command::Join(r.clone(), code("sesame"))).unwrap();
+        assert_eq!(
+            h.send(2, Command::Join(r.clone(), None)),
+            Err(SignalError::PasscodeRequired)
+        );
+        assert_eq!(
+            h.send(2, Command::Join(r.clone(), code("Sesame"))),
+            Err(SignalError::WrongPasscode)
+        );
+        assert_eq!(h.state(2), Leaved, "refused: nothing changed");
+        h.send(2, Command::Join(r.clone(), code("sesame"))).unwrap();
+        assert_eq!((h.state(1), h.state(2)), (JoinedConn, JoinedConn));
+        // Full: said only to who has the passcode.
+        assert_eq!(
+            h.send(3, Command::Join(r.clone(), code("guess"))),
+            Err(SignalError::WrongPasscode)
+        );
+        assert!(matches!(
+            h.send(3, Command::Join(r.clone(), code("sesame"))).unwrap()[0].event,
+            ServerEvent::Full { .. }
+        ));
+        // A passcode given to a room without one changes nothing; a room that empties
+        // forgets its passcode.
+        h.send(1, Command::Leave(r.clone())).unwrap();
+        h.send(2, Command::Leave(r.clone())).unwrap();
+        h.send(3, Command::Join(r.clone(), None)).unwrap();
+        h.send(4, Command::Join(r.clone(), code("anything")))
+            .unwrap();
     }
 
     #[test]
@@ -420,13 +460,13 @@ mod tests {
             h.send(1, Command::Message(a.clone(), offer())),
             Err(SignalError::NotInRoom)
         );
-        h.send(1, Command::Join(a.clone())).unwrap();
+        h.send(1, Command::Join(a.clone(), None)).unwrap();
         assert_eq!(
-            h.send(1, Command::Join(a.clone())),
+            h.send(1, Command::Join(a.clone(), None)),
             Err(SignalError::AlreadyJoined)
         );
         assert_eq!(
-            h.send(1, Command::Join(b.clone())),
+            h.send(1, Command::Join(b.clone(), None)),
             Err(SignalError::AlreadyJoined)
         );
         assert_eq!(
@@ -445,10 +485,10 @@ mod tests {
     fn no_relay_into_another_room() {
         let mut h = Harness::new(2);
         let (a, b) = (room("a"), room("b"));
-        h.send(1, Command::Join(a.clone())).unwrap();
-        h.send(2, Command::Join(a.clone())).unwrap();
-        h.send(3, Command::Join(b.clone())).unwrap();
-        h.send(4, Command::Join(b.clone())).unwrap();
+        h.send(1, Command::Join(a.clone(), None)).unwrap();
+        h.send(2, Command::Join(a.clone(), None)).unwrap();
+        h.send(3, Command::Join(b.clone(), None)).unwrap();
+        h.send(4, Command::Join(b.clone(), None)).unwrap();
         // 3 names room "a" but is in "b": refused, and nobody in "a" hears anything.
         assert_eq!(
             h.send(3, Command::Message(a.clone(), offer())),
@@ -462,8 +502,8 @@ mod tests {
     fn disconnect_says_bye_and_frees_the_room() {
         let mut h = Harness::new(2);
         let r = room("r");
-        h.send(1, Command::Join(r.clone())).unwrap();
-        h.send(2, Command::Join(r.clone())).unwrap();
+        h.send(1, Command::Join(r.clone(), None)).unwrap();
+        h.send(2, Command::Join(r.clone(), None)).unwrap();
         let mut out = Vec::new();
         h.core.disconnect(2, &mut out);
         assert_eq!(
@@ -489,7 +529,7 @@ mod tests {
         let mut h = Harness::new(3);
         let r = room("r");
         for id in 1..=3 {
-            h.send(id, Command::Join(r.clone())).unwrap();
+            h.send(id, Command::Join(r.clone(), None)).unwrap();
         }
         let out = h.send(2, Command::Message(r.clone(), offer())).unwrap();
         assert_eq!(out.iter().map(|o| o.to).collect::<Vec<_>>(), vec![1, 3]);

@@ -23,6 +23,14 @@ pub enum SignalError {
     RateLimited,
     #[error("your token does not allow this room")]
     RoomNotAllowed,
+    #[error("passcode must be a string of at most 64 printable characters")]
+    InvalidPasscode,
+    #[error("this room has a passcode: give it to join")]
+    PasscodeRequired,
+    #[error("wrong passcode for this room")]
+    WrongPasscode,
+    #[error("too many wrong passcodes for this room from your address: wait a little before trying again")]
+    PasscodeRateLimited,
 }
 
 impl SignalError {
@@ -37,6 +45,10 @@ impl SignalError {
             SignalError::NoPeer => "no_peer",
             SignalError::RateLimited => "rate_limited",
             SignalError::RoomNotAllowed => "room_not_allowed",
+            SignalError::InvalidPasscode => "invalid_passcode",
+            SignalError::PasscodeRequired => "passcode_required",
+            SignalError::WrongPasscode => "wrong_passcode",
+            SignalError::PasscodeRateLimited => "passcode_rate_limited",
         }
     }
 

@@ -3,12 +3,15 @@
 
 use std::{collections::HashMap, hash::Hash};
 
-use super::{command::RoomName, state::RoomVerdict};
+use super::{command::RoomName, error::SignalError, state::RoomVerdict};
+use crate::passcode::Passcode;
 
 #[derive(Debug)]
 pub struct Rooms<Id> {
     capacity: usize,
     members: HashMap<RoomName, Vec<Id>>,
+    /// Rooms with a passcode, as their first member set it; forgotten when they empty.
+    passcodes: HashMap<RoomName, Passcode>,
 }
 
 impl<Id: Copy + Eq + Hash> Rooms<Id> {
@@ -16,6 +19,7 @@ impl<Id: Copy + Eq + Hash> Rooms<Id> {
         Rooms {
             capacity: capacity.max(1),
             members: HashMap::new(),
+            passcodes: HashMap::new(),
         }
     }
 
@@ -31,9 +35,27 @@ impl<Id: Copy + Eq + Hash> Rooms<Id> {
         }
     }
 
-    /// Adds `id` and returns the members that were already there.
-    /// Only call after [`Rooms::verdict`] said there is space.
-    pub fn add(&mut self, room: &RoomName, id: Id) -> Vec<Id> {
+    /// Whether a joiner giving `passcode` may enter `room`: anyone into a room without one
+    /// (a new room takes the passcode of its first member, [`Rooms::add`]), only the same
+    /// passcode otherwise.
+    pub fn admits(&self, room: &RoomName, passcode: Option<&Passcode>) -> Result<(), SignalError> {
+        match (self.passcodes.get(room), passcode) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(SignalError::PasscodeRequired),
+            (Some(set), Some(given)) if set.admits(given) => Ok(()),
+            (Some(_), Some(_)) => Err(SignalError::WrongPasscode),
+        }
+    }
+
+    /// Adds `id` and returns the members that were already there; a new room takes
+    /// `passcode`. Only call after [`Rooms::verdict`] said there is space and
+    /// [`Rooms::admits`] let `id` in.
+    pub fn add(&mut self, room: &RoomName, id: Id, passcode: Option<Passcode>) -> Vec<Id> {
+        if !self.members.contains_key(room) {
+            if let Some(passcode) = passcode {
+                self.passcodes.insert(room.clone(), passcode);
+            }
+        }
         let members = self.members.entry(room.clone()).or_default();
         debug_assert!(members.len() < self.capacity && !members.contains(&id));
         let before = members.clone();
@@ -50,6 +72,7 @@ impl<Id: Copy + Eq + Hash> Rooms<Id> {
         members.retain(|m| *m != id);
         if members.is_empty() {
             self.members.remove(room);
+            self.passcodes.remove(room);
             return Vec::new();
         }
         members.clone()
@@ -87,9 +110,9 @@ mod tests {
         let mut rooms = Rooms::new(2);
         let r = room("111");
         assert_eq!(rooms.verdict(&r), RoomVerdict::Alone);
-        assert_eq!(rooms.add(&r, 1), Vec::<u32>::new());
+        assert_eq!(rooms.add(&r, 1, None), Vec::<u32>::new());
         assert_eq!(rooms.verdict(&r), RoomVerdict::WithPeers);
-        assert_eq!(rooms.add(&r, 2), vec![1]);
+        assert_eq!(rooms.add(&r, 2, None), vec![1]);
         assert_eq!(rooms.verdict(&r), RoomVerdict::Full);
         assert_eq!(rooms.remove(&r, 1), vec![2]);
         assert_eq!(rooms.verdict(&r), RoomVerdict::WithPeers);
@@ -100,8 +123,8 @@ mod tests {
     #[test]
     fn rooms_are_independent() {
         let mut rooms = Rooms::new(2);
-        rooms.add(&room("a"), 1);
-        rooms.add(&room("a"), 2);
+        rooms.add(&room("a"), 1, None);
+        rooms.add(&room("a"), 2, None);
         assert_eq!(rooms.verdict(&room("b")), RoomVerdict::Alone);
         assert_eq!(rooms.members(&room("a")), &[1, 2]);
         assert_eq!(rooms.members(&room("b")), &[] as &[u32]);
@@ -115,7 +138,7 @@ mod tests {
         let r = room("big");
         for id in 0..3 {
             assert_ne!(rooms.verdict(&r), RoomVerdict::Full);
-            rooms.add(&r, id);
+            rooms.add(&r, id, None);
         }
         assert_eq!(rooms.verdict(&r), RoomVerdict::Full);
         assert_eq!(rooms.len(), 1);

@@ -32,6 +32,7 @@ use super::{
 use crate::{
     access::{Access, ConnectRefused},
     auth::Claims,
+    passcode::PasscodeGuard,
 };
 
 /// Engine.IO liveness: a vanished peer is noticed within interval + timeout.
@@ -55,6 +56,8 @@ pub struct SignalingConfig {
 /// Shared signaling state: the sans-IO core plus the sockets to deliver to.
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Wrong (or missing) passcodes per client address and room.
+    passcodes: PasscodeGuard,
 }
 
 struct Inner {
@@ -78,6 +81,7 @@ impl Hub {
                 core: SignalingCore::new(config.room_capacity, config.rate_limit),
                 sockets: HashMap::new(),
             }),
+            passcodes: PasscodeGuard::default(),
         })
     }
 
@@ -121,16 +125,31 @@ impl Hub {
         let result = match admission {
             // Parsed outside the lock: validating a 64 KiB SDP must not hold up other rooms.
             Admission::Accept => event.take_command().and_then(|command| {
-                if let (Command::Join(room), Some(claims)) =
-                    (&command, socket.extensions.get::<Claims>())
-                {
-                    if !claims.allows_room(room.as_str()) {
-                        return Err(SignalError::RoomNotAllowed);
+                let joining = match &command {
+                    Command::Join(room, _) => Some(room.clone()),
+                    _ => None,
+                };
+                if let Some(room) = &joining {
+                    if let Some(claims) = socket.extensions.get::<Claims>() {
+                        if !claims.allows_room(room.as_str()) {
+                            return Err(SignalError::RoomNotAllowed);
+                        }
+                    }
+                    if self.passcodes.blocked(socket, room.as_str()) {
+                        return Err(SignalError::PasscodeRateLimited);
                     }
                 }
                 let mut out = Vec::new();
                 let mut inner = self.lock();
-                inner.core.handle(socket.id, command, now, &mut out)?;
+                let handled = inner.core.handle(socket.id, command, now, &mut out);
+                if let (
+                    Some(room),
+                    Err(SignalError::PasscodeRequired | SignalError::WrongPasscode),
+                ) = (&joining, &handled)
+                {
+                    self.passcodes.failed(socket, room.as_str());
+                }
+                handled?;
                 Ok(inner.resolve(out))
             }),
             Admission::Refuse => Err(SignalError::RateLimited),
