@@ -310,6 +310,9 @@ impl Participant {
                         stats.peer_bytes_tx,
                         downlink.estimate,
                     );
+                    if downlink.loss.congested() {
+                        tracing::debug!(loss = ?stats.egress_loss_fraction, ceiling = ?downlink.loss.ceiling(), estimate = ?downlink.estimate, "heavy loss toward this subscriber");
+                    }
                 }
                 // An interval's statistics start with the peer's; the media streams' follow
                 // in the same poll (str0m queues them together). Graded once connected.
