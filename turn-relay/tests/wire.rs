@@ -197,3 +197,24 @@ fn garbage_does_not_kill_the_server() {
         "relay stopped answering after garbage"
     );
 }
+
+/// TCP allocations (RFC 6062) listen with `SO_REUSEPORT`, so binding a taken port would not
+/// fail: with a one-port range, a second TCP allocation must be refused (508) while the
+/// first holds the port, and get it once the first is deleted.
+#[test]
+fn tcp_allocations_never_share_a_port() {
+    let relay = Relay::start("min-port=41500\nmax-port=41500");
+    let mut first = StunClient::new_tcp(relay.addr);
+    let relayed = first.allocate_transport(CREDS, 6).unwrap();
+    assert_eq!(relayed.port(), 41500);
+    let mut second = StunClient::new_tcp(relay.addr);
+    assert_eq!(second.allocate_transport(CREDS, 6), Err(508));
+    let r = first.request(Method::REFRESH, Some(CREDS), &[lifetime(0)]);
+    assert_eq!(r.code(), 0);
+    assert_eq!(second.allocate_transport(CREDS, 6), Ok(relayed));
+    // Over UDP, a TCP allocation is a bad request.
+    assert_eq!(
+        StunClient::new(relay.addr).allocate_transport(CREDS, 6),
+        Err(400)
+    );
+}

@@ -23,6 +23,7 @@ use crate::relay::{
     BoundRelay, ConnectionId, CoreConfig, Family, PortWish, Relay, RelayBindError, RelayIo,
 };
 use crate::{Error, Transport};
+use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,6 +102,10 @@ pub struct TokioIo {
     max_port: u16,
     next_port: u32,
     tcp: Arc<TcpPlane>,
+    /// Ports of TCP allocations' listeners. They are bound with `SO_REUSEPORT` (connections
+    /// to peers leave from the same port), so a second bind would not fail: this is what
+    /// keeps two allocations off one port.
+    tcp_ports: HashSet<u16>,
 }
 
 impl TokioIo {
@@ -113,7 +118,7 @@ impl TokioIo {
     }
 
     /// The next port of the range to try (a moving cursor: a busy port costs one failed
-    /// bind), and how many there are.
+    /// bind).
     fn next_port(&mut self) -> u16 {
         let span = (self.max_port - self.min_port) as u32 + 1;
         let port = self.min_port as u32 + self.next_port % span;
@@ -191,7 +196,10 @@ impl RelayIo for TokioIo {
             // all. The socket closes (and leaves its epoll set) when the allocation's
             // handle, the last one, is dropped.
             RelayHandle::Udp(_) => {}
-            RelayHandle::Tcp(listener) => listener.stop(),
+            RelayHandle::Tcp(listener) => {
+                listener.stop();
+                self.tcp_ports.remove(&listener.port());
+            }
         }
     }
 
@@ -203,7 +211,11 @@ impl RelayIo for TokioIo {
         let ip = self.relay_ip(family)?;
         for _ in 0..self.port_count() {
             let port = self.next_port();
+            if self.tcp_ports.contains(&port) {
+                continue;
+            }
             if let Ok(listening) = self.tcp.listen(id, SocketAddr::new(ip, port)) {
+                self.tcp_ports.insert(port);
                 return Ok(listening);
             }
         }
@@ -429,6 +441,7 @@ impl TurnServer {
                     max_port: config.max_port,
                     next_port: start_port,
                     tcp: tcp.clone(),
+                    tcp_ports: HashSet::new(),
                 },
                 // The nonce key must be secret but need not be the port seed; derive
                 // a separate one.

@@ -23,12 +23,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TCP allocation's listener; dropping the last handle (or releasing it) stops accepting.
 pub struct TcpListenerHandle {
+    port: u16,
     accept: AbortHandle,
 }
 
 impl TcpListenerHandle {
     pub(super) fn stop(&self) {
         self.accept.abort();
+    }
+
+    pub(super) fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -118,10 +123,11 @@ impl TcpPlane {
             .runtime
             .spawn(self.clone().accept_peers(id, listener))
             .abort_handle();
-        Ok((
-            local,
-            RelayHandle::Tcp(Arc::new(TcpListenerHandle { accept })),
-        ))
+        let handle = TcpListenerHandle {
+            port: local.port(),
+            accept,
+        };
+        Ok((local, RelayHandle::Tcp(Arc::new(handle))))
     }
 
     async fn accept_peers(self: Arc<Self>, id: AllocId, listener: std::net::TcpListener) {

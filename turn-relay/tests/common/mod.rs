@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -273,12 +273,15 @@ pub fn parse_uclient(out: &str) -> Option<UclientReport> {
     (seen == 7).then_some(r)
 }
 
-/// Minimal blocking STUN/TURN client over UDP, built on the crate's codec.
+/// Minimal blocking STUN/TURN client over UDP (or TCP, [`StunClient::new_tcp`]), built on
+/// the crate's codec.
 pub struct StunClient {
     pub sock: UdpSocket,
     pub server: SocketAddr,
     tid: u32,
     pub nonce: Vec<u8>,
+    /// Requests go over this connection instead of `sock`.
+    tcp: Option<std::net::TcpStream>,
 }
 
 pub struct Reply {
@@ -313,6 +316,46 @@ impl StunClient {
             server,
             tid: 0,
             nonce: Vec::new(),
+            tcp: None,
+        }
+    }
+
+    /// A client on its own TCP connection to `server` (a control connection of its own).
+    pub fn new_tcp(server: SocketAddr) -> StunClient {
+        let tcp = std::net::TcpStream::connect(server).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        StunClient {
+            tcp: Some(tcp),
+            ..StunClient::new(server)
+        }
+    }
+
+    fn send(&mut self, message: &[u8]) {
+        match &mut self.tcp {
+            Some(tcp) => tcp.write_all(message).unwrap(),
+            None => {
+                self.sock.send_to(message, self.server).unwrap();
+            }
+        }
+    }
+
+    /// The next message (a datagram, or one STUN message off the stream).
+    fn recv_message(&mut self) -> Vec<u8> {
+        match &mut self.tcp {
+            Some(tcp) => {
+                let mut header = [0u8; 20];
+                tcp.read_exact(&mut header).expect("reply within 2 s");
+                let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+                let mut message = header.to_vec();
+                message.resize(20 + len, 0);
+                tcp.read_exact(&mut message[20..]).expect("a whole message");
+                message
+            }
+            None => {
+                let mut buf = [0u8; 1500];
+                let (n, _) = self.sock.recv_from(&mut buf).expect("reply within 2 s");
+                buf[..n].to_vec()
+            }
         }
     }
 
@@ -368,11 +411,9 @@ impl StunClient {
             }
         }
         w.add_fingerprint();
-        self.sock.send_to(&req, self.server).unwrap();
-        let mut buf = [0u8; 1500];
+        self.send(&req);
         loop {
-            let (n, _) = self.sock.recv_from(&mut buf).expect("reply within 2 s");
-            let raw = buf[..n].to_vec();
+            let raw = self.recv_message();
             let Ok(m) = Message::parse(&raw) else {
                 continue;
             };
@@ -403,10 +444,19 @@ impl StunClient {
     }
 
     pub fn allocate(&mut self, creds: (&str, &str)) -> Result<SocketAddr, u16> {
+        self.allocate_transport(creds, 17)
+    }
+
+    /// Allocate with REQUESTED-TRANSPORT `protocol` (17 UDP, 6 TCP).
+    pub fn allocate_transport(
+        &mut self,
+        creds: (&str, &str),
+        protocol: u8,
+    ) -> Result<SocketAddr, u16> {
         let r = self.authed(
             Method::ALLOCATE,
             creds,
-            &[(attr::REQUESTED_TRANSPORT, vec![17, 0, 0, 0])],
+            &[(attr::REQUESTED_TRANSPORT, vec![protocol, 0, 0, 0])],
         );
         match r.code() {
             0 => Ok(r
