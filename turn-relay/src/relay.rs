@@ -2,8 +2,10 @@
 //!
 //! [`Relay`] takes packets and the current time and returns what to send; it never
 //! touches a socket or reads a clock. The only I/O it asks for goes through
-//! [`RelayIo`] (binding and releasing relay sockets), which tests replace with a
-//! fake. The tokio driver in `server/` owns the sockets and calls into this.
+//! [`RelayIo`] (binding and releasing relay sockets; for TCP allocations, listening,
+//! connecting to peers and closing their connections), which tests replace with a fake.
+//! The tokio driver in `server/` owns the sockets and calls into this. RFC 6062's part
+//! of the core is in `relay/tcp.rs`.
 
 mod tcp;
 
