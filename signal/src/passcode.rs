@@ -25,21 +25,48 @@ pub const FAILURE_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy)]
 pub struct Passcode([u8; 32]);
 
-/// Not a string of at most [`MAX_PASSCODE_CHARS`] printable characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidPasscode;
+/// Why a join was refused for its passcode: the same `signal_error` codes and words in
+/// both namespaces (docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasscodeError {
+    /// Not a string of at most [`MAX_PASSCODE_CHARS`] printable characters.
+    #[error("passcode must be a string of at most 64 printable characters")]
+    Invalid,
+    #[error("this room has a passcode: give it to join")]
+    Required,
+    #[error("wrong passcode for this room")]
+    Wrong,
+    #[error("too many wrong passcodes for this room from your address: wait a little before trying again")]
+    RateLimited,
+}
+
+impl PasscodeError {
+    pub fn code(self) -> &'static str {
+        match self {
+            PasscodeError::Invalid => "invalid_passcode",
+            PasscodeError::Required => "passcode_required",
+            PasscodeError::Wrong => "wrong_passcode",
+            PasscodeError::RateLimited => "passcode_rate_limited",
+        }
+    }
+
+    /// A refusal that counts toward the rate limit: a guess, right room, wrong passcode.
+    pub fn is_guess(self) -> bool {
+        matches!(self, PasscodeError::Required | PasscodeError::Wrong)
+    }
+}
 
 impl Passcode {
     /// Absent, `null` or empty: none; else 1-64 printable characters.
-    pub fn parse(value: Option<&Value>) -> Result<Option<Passcode>, InvalidPasscode> {
+    pub fn parse(value: Option<&Value>) -> Result<Option<Passcode>, PasscodeError> {
         let passcode = match value {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::String(passcode)) if passcode.is_empty() => return Ok(None),
             Some(Value::String(passcode)) => passcode,
-            Some(_) => return Err(InvalidPasscode),
+            Some(_) => return Err(PasscodeError::Invalid),
         };
         if passcode.chars().count() > MAX_PASSCODE_CHARS || passcode.chars().any(char::is_control) {
-            return Err(InvalidPasscode);
+            return Err(PasscodeError::Invalid);
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, passcode.as_bytes());
         let mut out = [0u8; 32];
@@ -128,7 +155,7 @@ mod tests {
             json!(1234),
             json!(["x"]),
         ] {
-            assert_eq!(parse(bad.clone()), Err(InvalidPasscode), "{bad}");
+            assert_eq!(parse(bad.clone()), Err(PasscodeError::Invalid), "{bad}");
         }
     }
 }

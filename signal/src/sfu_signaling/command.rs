@@ -5,7 +5,7 @@ use serde_json::Value;
 use sfu::{IceCandidate, JoinOptions, Moderation, ParticipantId, Source};
 
 use crate::auth::Claims;
-use crate::passcode::{InvalidPasscode, Passcode};
+use crate::passcode::{Passcode, PasscodeError};
 
 use crate::signaling::{
     command::{RoomName, MAX_MESSAGE_BYTES},
@@ -41,14 +41,8 @@ pub enum SfuSignalError {
          {{action: \"end\"}}"
     )]
     InvalidModerate,
-    #[error("passcode must be a string of at most 64 printable characters")]
-    InvalidPasscode,
-    #[error("this room has a passcode: give it to join")]
-    PasscodeRequired,
-    #[error("wrong passcode for this room")]
-    WrongPasscode,
-    #[error("too many wrong passcodes for this room from your address: wait a little before trying again")]
-    PasscodeRateLimited,
+    #[error(transparent)]
+    Passcode(#[from] PasscodeError),
     #[error("the SDP is larger than the 64 KiB limit")]
     PayloadTooLarge,
     #[error("unknown event")]
@@ -109,10 +103,7 @@ impl SfuSignalError {
             SfuSignalError::InvalidRecord => "invalid_record",
             SfuSignalError::InvalidLive => "invalid_live",
             SfuSignalError::InvalidModerate => "invalid_moderate",
-            SfuSignalError::InvalidPasscode => "invalid_passcode",
-            SfuSignalError::PasscodeRequired => "passcode_required",
-            SfuSignalError::WrongPasscode => "wrong_passcode",
-            SfuSignalError::PasscodeRateLimited => "passcode_rate_limited",
+            SfuSignalError::Passcode(error) => error.code(),
             SfuSignalError::PayloadTooLarge => "payload_too_large",
             SfuSignalError::UnknownEvent => "unknown_event",
             SfuSignalError::AlreadyJoined => "already_joined",
@@ -334,9 +325,7 @@ fn parse_moderation(data: &Value) -> Result<Moderation, SfuSignalError> {
 
 /// A room passcode's digest (the media plane compares digests).
 fn parse_passcode(value: Option<&Value>) -> Result<Option<[u8; 32]>, SfuSignalError> {
-    Passcode::parse(value)
-        .map(|p| p.map(|p| p.digest()))
-        .map_err(|InvalidPasscode| SfuSignalError::InvalidPasscode)
+    Ok(Passcode::parse(value)?.map(|p| p.digest()))
 }
 
 /// `{on: true}` or `{on: false}`.
@@ -552,7 +541,7 @@ mod tests {
             json!("a\nb"),
             json!(["pw"]),
         ] {
-            assert_eq!(join(bad).unwrap_err(), SfuSignalError::InvalidPasscode);
+            assert_eq!(join(bad).unwrap_err(), PasscodeError::Invalid.into());
         }
     }
 

@@ -34,7 +34,7 @@ use super::{
 use crate::access::{Access, ConnectRefused};
 use crate::auth::Claims;
 use crate::live::{self, LiveError, LiveRooms};
-use crate::passcode::PasscodeGuard;
+use crate::passcode::{PasscodeError, PasscodeGuard};
 use crate::recordings::room::{Announce, RoomRecorder, RoomRecordingError};
 use crate::signaling::{
     command::RoomName, core::Admission, error::ErrorReport, rate_limit::RateLimit,
@@ -199,7 +199,7 @@ impl SfuHub {
         }
         if let SfuCommand::Join { room, .. } = &command {
             if self.passcodes.blocked(socket, room.as_str()) {
-                return refuse(socket, &event, SfuSignalError::PasscodeRateLimited, ack);
+                return refuse(socket, &event, PasscodeError::RateLimited.into(), ack);
             }
         }
         let joining = match &command {
@@ -390,11 +390,11 @@ impl SfuHub {
                     SfuError::RoomFull => SfuSignalError::RoomFull,
                     SfuError::PasscodeRequired => {
                         self.passcodes.failed(&socket, member.room.as_str());
-                        SfuSignalError::PasscodeRequired
+                        PasscodeError::Required.into()
                     }
                     SfuError::WrongPasscode => {
                         self.passcodes.failed(&socket, member.room.as_str());
-                        SfuSignalError::WrongPasscode
+                        PasscodeError::Wrong.into()
                     }
                     _ => SfuSignalError::MediaError,
                 };

@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc};
 use serde_json::{Map, Value};
 
 use super::error::SignalError;
-use crate::passcode::{InvalidPasscode, Passcode};
+use crate::passcode::Passcode;
 
 pub const MAX_ROOM_LEN: usize = 64;
 /// Largest `message` payload accepted (an SDP offer with many codecs is ~10 KiB).
@@ -72,8 +72,7 @@ pub fn parse_command(
     match event {
         "join" => {
             let room = room(&args)?;
-            let passcode = Passcode::parse(args.get(1))
-                .map_err(|InvalidPasscode| SignalError::InvalidPasscode)?;
+            let passcode = Passcode::parse(args.get(1))?;
             Ok(Command::Join(room, passcode))
         }
         "leave" => Ok(Command::Leave(room(&args)?)),
@@ -126,6 +125,7 @@ fn valid_candidate_fields(object: &Map<String, Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passcode::PasscodeError;
     use serde_json::json;
 
     fn parse(event: &str, args: Value) -> Result<Command, SignalError> {
@@ -179,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             parse("join", json!(["111", 1234])),
-            Err(SignalError::InvalidPasscode)
+            Err(PasscodeError::Invalid.into())
         );
         assert_eq!(parse("leave", json!(["111"])), Ok(Command::Leave(room)));
         assert_eq!(parse("join", json!([])), Err(SignalError::InvalidRoom));

@@ -264,6 +264,7 @@ mod tests {
 
     use super::ClientState::*;
     use super::*;
+    use crate::passcode::PasscodeError;
 
     fn room(name: &str) -> RoomName {
         RoomName::parse(&json!(name)).unwrap()
@@ -421,11 +422,11 @@ mod tests {
         h.send(1, Command::Join(r.clone(), code("sesame"))).unwrap();
         assert_eq!(
             h.send(2, Command::Join(r.clone(), None)),
-            Err(SignalError::PasscodeRequired)
+            Err(PasscodeError::Required.into())
         );
         assert_eq!(
             h.send(2, Command::Join(r.clone(), code("Sesame"))),
-            Err(SignalError::WrongPasscode)
+            Err(PasscodeError::Wrong.into())
         );
         assert_eq!(h.state(2), Leaved, "refused: nothing changed");
         h.send(2, Command::Join(r.clone(), code("sesame"))).unwrap();
@@ -433,7 +434,7 @@ mod tests {
         // Full: said only to who has the passcode.
         assert_eq!(
             h.send(3, Command::Join(r.clone(), code("guess"))),
-            Err(SignalError::WrongPasscode)
+            Err(PasscodeError::Wrong.into())
         );
         assert!(matches!(
             h.send(3, Command::Join(r.clone(), code("sesame"))).unwrap()[0].event,

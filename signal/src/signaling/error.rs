@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::passcode::PasscodeError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignalError {
     #[error("room must be a string of 1-64 characters from [A-Za-z0-9_.~-]")]
@@ -23,14 +25,8 @@ pub enum SignalError {
     RateLimited,
     #[error("your token does not allow this room")]
     RoomNotAllowed,
-    #[error("passcode must be a string of at most 64 printable characters")]
-    InvalidPasscode,
-    #[error("this room has a passcode: give it to join")]
-    PasscodeRequired,
-    #[error("wrong passcode for this room")]
-    WrongPasscode,
-    #[error("too many wrong passcodes for this room from your address: wait a little before trying again")]
-    PasscodeRateLimited,
+    #[error(transparent)]
+    Passcode(#[from] PasscodeError),
 }
 
 impl SignalError {
@@ -45,10 +41,7 @@ impl SignalError {
             SignalError::NoPeer => "no_peer",
             SignalError::RateLimited => "rate_limited",
             SignalError::RoomNotAllowed => "room_not_allowed",
-            SignalError::InvalidPasscode => "invalid_passcode",
-            SignalError::PasscodeRequired => "passcode_required",
-            SignalError::WrongPasscode => "wrong_passcode",
-            SignalError::PasscodeRateLimited => "passcode_rate_limited",
+            SignalError::Passcode(error) => error.code(),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, hash::Hash};
 
 use super::{command::RoomName, error::SignalError, state::RoomVerdict};
-use crate::passcode::Passcode;
+use crate::passcode::{Passcode, PasscodeError};
 
 #[derive(Debug)]
 pub struct Rooms<Id> {
@@ -41,9 +41,9 @@ impl<Id: Copy + Eq + Hash> Rooms<Id> {
     pub fn admits(&self, room: &RoomName, passcode: Option<&Passcode>) -> Result<(), SignalError> {
         match (self.passcodes.get(room), passcode) {
             (None, _) => Ok(()),
-            (Some(_), None) => Err(SignalError::PasscodeRequired),
+            (Some(_), None) => Err(PasscodeError::Required.into()),
             (Some(set), Some(given)) if set.admits(given) => Ok(()),
-            (Some(_), Some(_)) => Err(SignalError::WrongPasscode),
+            (Some(_), Some(_)) => Err(PasscodeError::Wrong.into()),
         }
     }
 

@@ -32,7 +32,7 @@ use super::{
 use crate::{
     access::{Access, ConnectRefused},
     auth::Claims,
-    passcode::PasscodeGuard,
+    passcode::{PasscodeError, PasscodeGuard},
 };
 
 /// Engine.IO liveness: a vanished peer is noticed within interval + timeout.
@@ -136,18 +136,16 @@ impl Hub {
                         }
                     }
                     if self.passcodes.blocked(socket, room.as_str()) {
-                        return Err(SignalError::PasscodeRateLimited);
+                        return Err(PasscodeError::RateLimited.into());
                     }
                 }
                 let mut out = Vec::new();
                 let mut inner = self.lock();
                 let handled = inner.core.handle(socket.id, command, now, &mut out);
-                if let (
-                    Some(room),
-                    Err(SignalError::PasscodeRequired | SignalError::WrongPasscode),
-                ) = (&joining, &handled)
-                {
-                    self.passcodes.failed(socket, room.as_str());
+                if let (Some(room), Err(SignalError::Passcode(error))) = (&joining, &handled) {
+                    if error.is_guess() {
+                        self.passcodes.failed(socket, room.as_str());
+                    }
                 }
                 handled?;
                 Ok(inner.resolve(out))
