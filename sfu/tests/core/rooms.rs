@@ -376,8 +376,9 @@ fn a_subscriber_whose_link_cannot_carry_a_video_gets_it_paused_and_back() {
     // Ada's video is ~120 kbit/s of payload, her audio ~24: 64 kbit/s carries only the audio.
     lab.clients[bob].downlink_bps = Some(64_000);
     // With Bob's statistics reporting the loss, paused about 2.5 s after the cap (the loss
-    // rule, media/loss_control.rs); in some runs str0m's statistics toward him stop after
-    // the cap, and the pause waits for the estimate and the 3 s hold (about 6.5 s).
+    // rule, media/loss_control.rs). Bob is a str0m client, whose transport-wide feedback
+    // leaves out packets lost just before each report's first packet: in some runs the loss
+    // goes unreported, and the pause waits for the estimate and the 3 s hold (about 5.5 s).
     let took = lab.run_until("Bob's video paused", secs(10), |lab| {
         lab.clients[bob]
             .video_paused
