@@ -86,8 +86,7 @@ pub fn render(stats: &Stats, allocations: usize) -> String {
     metric(
         "turn_tcp_connections_total",
         "counter",
-        "Peer connections of TCP allocations (RFC 6062) bound to a client data connection; \
-         their bytes are not in the byte counters.",
+        "Peer connections of TCP allocations (RFC 6062) bound to a client data connection.",
         stats.tcp_connections_bound,
     );
     metric(

@@ -1,7 +1,7 @@
 //! Allocation quotas (per user and total) and the per-allocation bandwidth cap.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuotaExceeded {
@@ -93,12 +93,25 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Take `bytes` tokens whether or not they are there, for a stream that waits instead
+    /// of dropping: returns how long to wait before sending them (zero within the cap).
+    /// The debt is paid in time: no tokens come back until that wait is over.
+    pub fn pace(&mut self, now: Instant, bytes: usize) -> Duration {
+        if self.allow(now, bytes) {
+            return Duration::ZERO;
+        }
+        let missing = bytes as u64 - self.tokens;
+        let wait = Duration::from_micros(missing.saturating_mul(1_000_000) / self.rate.max(1));
+        self.tokens = 0;
+        self.last = self.last.max(now) + wait;
+        wait
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn user_and_total_quota() {

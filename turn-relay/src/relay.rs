@@ -9,7 +9,7 @@
 
 mod tcp;
 
-pub use tcp::{ConnectionId, CONNECTION_BIND_TIMEOUT, MAX_CONNECTIONS};
+pub use tcp::{ConnectionId, Direction, CONNECTION_BIND_TIMEOUT, MAX_CONNECTIONS};
 
 use crate::allocation::{AllocId, Allocation, AllocationTable, BindError, FiveTuple};
 use crate::auth::Authenticator;
@@ -1162,7 +1162,7 @@ mod tests {
             Self::with(CoreConfig::default(), policy, quotas)
         }
 
-        fn with(cfg: CoreConfig, policy: PeerPolicy, quotas: Quotas) -> T {
+        pub(super) fn with(cfg: CoreConfig, policy: PeerPolicy, quotas: Quotas) -> T {
             let mut auth = Authenticator::new(REALM, Some("sekrit".into()), false);
             auth.add_user("alice", "pw");
             auth.add_user("bob", "pw");

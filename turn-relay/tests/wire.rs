@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 use turn_relay::stun::attributes as attr;
@@ -217,4 +218,61 @@ fn tcp_allocations_never_share_a_port() {
         StunClient::new(relay.addr).allocate_transport(CREDS, 6),
         Err(400)
     );
+}
+
+/// A TCP allocation's bytes (RFC 6062) are counted and obey `max-bps` like datagrams: the
+/// relay waits where a datagram would be dropped, so the sender is slowed to the cap.
+#[test]
+fn tcp_allocation_bytes_are_counted_and_capped() {
+    const CAP: usize = 20_000; // bytes per second, with a second of burst
+    let metrics_port = free_port();
+    let relay = Relay::start(&format!(
+        "allow-loopback-peers\nmax-bps={CAP}\nprometheus\nprometheus-port={metrics_port}"
+    ));
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut control = StunClient::new_tcp(relay.addr);
+    control.allocate_transport(CREDS, 6).unwrap();
+    let to_peer = control.peer_attr(peer.local_addr().unwrap());
+    let r = control.authed(Method::CONNECT, CREDS, &[to_peer]);
+    assert_eq!(r.code(), 0);
+    let id = r.msg().get(attr::CONNECTION_ID).unwrap().to_vec();
+    let (mut peer_side, _) = peer.accept().unwrap();
+    let mut data = StunClient::new_tcp(relay.addr);
+    let r = data.authed(Method::CONNECTION_BIND, CREDS, &[(attr::CONNECTION_ID, id)]);
+    assert_eq!(r.code(), 0);
+    let mut client_side = data.into_stream();
+
+    // Three seconds' worth: the first goes at once, the other two at the cap.
+    let sent = vec![7u8; 3 * CAP];
+    let start = std::time::Instant::now();
+    let writer = {
+        let sent = sent.clone();
+        let mut client_side = client_side.try_clone().unwrap();
+        std::thread::spawn(move || client_side.write_all(&sent).unwrap())
+    };
+    peer_side
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = vec![0u8; sent.len()];
+    peer_side.read_exact(&mut received).unwrap();
+    let took = start.elapsed();
+    writer.join().unwrap();
+    assert_eq!(received, sent);
+    // A lower bound only: a slow machine makes it longer, never shorter.
+    assert!(
+        took >= Duration::from_millis(1800),
+        "{took:?} for {} bytes",
+        sent.len()
+    );
+
+    peer_side.write_all(b"and back").unwrap();
+    let mut back = [0u8; 8];
+    client_side.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"and back");
+    let body = metrics(metrics_port);
+    assert_eq!(
+        metric(&body, "turn_bytes_to_peer_total"),
+        Some(3 * CAP as u64)
+    );
+    assert_eq!(metric(&body, "turn_bytes_to_client_total"), Some(8));
 }

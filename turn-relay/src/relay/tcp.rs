@@ -34,6 +34,13 @@ pub const MAX_CONNECTIONS: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnectionId(pub u32);
 
+/// Which way the bytes of a bound connection go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    ToPeer,
+    ToClient,
+}
+
 #[derive(Debug)]
 enum State {
     /// The driver is connecting to the peer; the Connect request is answered when it is
@@ -263,6 +270,34 @@ impl<I: RelayIo> Relay<I> {
         Ok(connection)
     }
 
+    /// `len` bytes read on bound `connection` are to be written on: they count in the byte
+    /// counters and against the allocation's `max-bps`, which a stream obeys by waiting
+    /// (TCP slows the sender down) where a datagram would be dropped. Returns how long the
+    /// driver waits before writing them, or `None` if the connection is no longer bound
+    /// (its allocation went: the driver stops).
+    pub fn tcp_relayed(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        direction: Direction,
+        len: usize,
+    ) -> Option<Duration> {
+        let c = self.connections.by_id.get(&connection)?;
+        if !matches!(c.state, State::Bound) {
+            return None;
+        }
+        let a = self.table.get_mut(c.alloc)?;
+        let wait = a
+            .bucket
+            .as_mut()
+            .map_or(Duration::ZERO, |b| b.pace(now, len));
+        match direction {
+            Direction::ToPeer => self.stats.bytes_to_peer += len as u64,
+            Direction::ToClient => self.stats.bytes_to_client += len as u64,
+        }
+        Some(wait)
+    }
+
     /// A bound connection ended (either side closed): it is forgotten, and the driver told
     /// to close what is left of it.
     pub fn connection_closed(&mut self, connection: ConnectionId) {
@@ -306,7 +341,7 @@ mod tests {
     use super::super::tests::{ft, open_policy, peer, T};
     use super::*;
     use crate::quota::Quotas;
-    use crate::relay::ClientAction;
+    use crate::relay::{ClientAction, CoreConfig};
 
     const PEER: &str = "203.0.113.5:4000";
 
@@ -367,7 +402,11 @@ mod tests {
 
     /// alice's TCP allocation on control connection `control`.
     fn tcp_allocation(control: &FiveTuple) -> T {
-        let mut t = T::new(open_policy(), Quotas::default());
+        tcp_allocation_with(CoreConfig::default(), control)
+    }
+
+    fn tcp_allocation_with(cfg: CoreConfig, control: &FiveTuple) -> T {
+        let mut t = T::with(cfg, open_policy(), Quotas::default());
         let now = t.at(0);
         let action = signed(&mut t, now, control, "alice", Method::ALLOCATE, |_| {
             vec![transport_tcp()]
@@ -649,5 +688,80 @@ mod tests {
             vec![peer_attr(t, peer(PEER))]
         });
         assert_eq!(code(&t), 508);
+    }
+
+    /// A connection to PEER made on `control` and bound on a data connection.
+    fn bound_connection(t: &mut T, now: Instant, control: &FiveTuple) -> ConnectionId {
+        signed(t, now, control, "alice", Method::CONNECT, |t| {
+            vec![peer_attr(t, peer(PEER))]
+        });
+        let (connection, ..) = *t.relay.io.connecting.last().unwrap();
+        t.relay.peer_connected(now, connection, true, &mut t.out);
+        let action = signed(t, now, &tcp(1001), "alice", Method::CONNECTION_BIND, |_| {
+            vec![connection_attr(connection)]
+        });
+        assert_eq!(action, ClientAction::ConnectionBound { connection });
+        connection
+    }
+
+    #[test]
+    fn bound_bytes_are_counted_and_wait_for_the_bandwidth_cap() {
+        let control = tcp(1000);
+        let cfg = CoreConfig {
+            max_bps: 1000,
+            ..Default::default()
+        };
+        let mut t = tcp_allocation_with(cfg, &control);
+        let now = t.at(1);
+        signed(&mut t, now, &control, "alice", Method::CONNECT, |t| {
+            vec![peer_attr(t, peer(PEER))]
+        });
+        let (unbound, ..) = t.relay.io.connecting[0];
+        assert_eq!(
+            t.relay.tcp_relayed(now, unbound, Direction::ToPeer, 1),
+            None,
+            "not bound: nothing is relayed"
+        );
+        t.relay.connection_closed(unbound);
+
+        let connection = bound_connection(&mut t, now, &control);
+        let ms = Duration::from_millis;
+        let mut relay = |at: Instant, direction, len| {
+            t.relay.tcp_relayed(at, connection, direction, len).unwrap()
+        };
+        // A second's worth at once, both ways together, as for datagrams.
+        assert_eq!(relay(now, Direction::ToPeer, 600), Duration::ZERO);
+        assert_eq!(relay(now, Direction::ToClient, 600), ms(200));
+        // The debt is paid in time: nothing comes back during the wait.
+        assert_eq!(relay(now + ms(200), Direction::ToPeer, 100), ms(100));
+        assert_eq!(
+            relay(now + ms(1300), Direction::ToPeer, 1000),
+            Duration::ZERO
+        );
+        assert_eq!(t.relay.stats.bytes_to_peer, 1700);
+        assert_eq!(t.relay.stats.bytes_to_client, 600);
+
+        // Its allocation gone, the connection is not relayed any more.
+        t.relay.remove_client(&control);
+        assert_eq!(
+            t.relay.tcp_relayed(now, connection, Direction::ToPeer, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn without_a_cap_bound_bytes_never_wait() {
+        let control = tcp(1000);
+        let mut t = tcp_allocation(&control);
+        let now = t.at(1);
+        let connection = bound_connection(&mut t, now, &control);
+        for _ in 0..100 {
+            assert_eq!(
+                t.relay
+                    .tcp_relayed(now, connection, Direction::ToClient, 64 * 1024),
+                Some(Duration::ZERO)
+            );
+        }
+        assert_eq!(t.relay.stats.bytes_to_client, 100 * 64 * 1024);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{ClientSink, Shared};
 use crate::allocation::FiveTuple;
-use crate::relay::{ClientAction, ConnectionId};
+use crate::relay::{ClientAction, ConnectionId, Direction};
 use crate::stun::{channel_data, classify, PacketKind};
 use crate::{Error, Transport};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -210,7 +210,7 @@ async fn serve<S>(
         drop(sink);
         // The answer is written before the first byte of the peer's.
         if let Ok(Some(wr)) = writer.await {
-            pipe(&shared, connection, rd.unsplit(wr), early, shutdown).await;
+            pipe(&shared, connection, rd, wr, early, shutdown).await;
         }
         shared.core().connection_closed(connection);
         return;
@@ -224,25 +224,49 @@ async fn serve<S>(
     }
 }
 
-/// A bound client data connection and its peer connection, byte for byte until either
-/// side closes, the core closes the connection (its allocation went) or the relay stops.
-async fn pipe<S>(
+/// A bound client data connection and its peer connection, byte for byte until both sides
+/// have closed (or either fails), the core closes the connection (its allocation went) or
+/// the relay stops. The bytes count and obey `max-bps` as datagrams do
+/// ([`Relay::tcp_relayed`](crate::relay::Relay::tcp_relayed)).
+async fn pipe<R, W>(
     shared: &Shared,
     connection: ConnectionId,
-    mut client: S,
+    client_rd: R,
+    mut client_wr: W,
     early: Vec<u8>,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let Some((mut peer, closed)) = shared.tcp.take(connection) else {
+    let Some((peer, closed)) = shared.tcp.take(connection) else {
         return;
     };
-    if !early.is_empty() && peer.write_all(&early).await.is_err() {
-        return;
-    }
+    let (peer_rd, mut peer_wr) = peer.into_split();
+    let relayed = async {
+        if !early.is_empty()
+            && !relay_chunk(shared, connection, Direction::ToPeer, &early, &mut peer_wr).await?
+        {
+            return Ok((0, 0));
+        }
+        let up = relay_stream(
+            shared,
+            connection,
+            Direction::ToPeer,
+            client_rd,
+            &mut peer_wr,
+        );
+        let down = relay_stream(
+            shared,
+            connection,
+            Direction::ToClient,
+            peer_rd,
+            &mut client_wr,
+        );
+        tokio::try_join!(up, down)
+    };
     tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut peer) => {
+        r = relayed => {
             if let Ok((up, down)) = r {
                 tracing::debug!(connection = connection.0, up, down, "peer connection ended");
             }
@@ -250,6 +274,60 @@ async fn pipe<S>(
         _ = closed => {}
         _ = shutdown.changed() => {}
     }
-    let _ = client.shutdown().await;
-    let _ = peer.shutdown().await;
+    let _ = client_wr.shutdown().await;
+    let _ = peer_wr.shutdown().await;
+}
+
+/// Bytes read at once from either side of a bound connection.
+const STREAM_CHUNK: usize = 16 * 1024;
+
+/// One direction of a bound connection, until `from` ends (then `to` is shut down: a
+/// half-close goes through, as TCP relays it) or the core no longer knows the connection.
+/// Returns the bytes relayed.
+async fn relay_stream<R, W>(
+    shared: &Shared,
+    connection: ConnectionId,
+    direction: Direction,
+    mut from: R,
+    to: &mut W,
+) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0;
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(total);
+        }
+        if !relay_chunk(shared, connection, direction, &buf[..n], to).await? {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// Writes `data` on, after the wait the allocation's `max-bps` asks for. `false` if the
+/// connection is no longer bound.
+async fn relay_chunk<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    connection: ConnectionId,
+    direction: Direction,
+    data: &[u8],
+    to: &mut W,
+) -> std::io::Result<bool> {
+    let wait = shared
+        .core()
+        .tcp_relayed(Instant::now(), connection, direction, data.len());
+    let Some(wait) = wait else {
+        return Ok(false);
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    to.write_all(data).await?;
+    Ok(true)
 }

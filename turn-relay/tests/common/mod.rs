@@ -275,6 +275,22 @@ pub fn parse_uclient(out: &str) -> Option<UclientReport> {
 
 /// Minimal blocking STUN/TURN client over UDP (or TCP, [`StunClient::new_tcp`]), built on
 /// the crate's codec.
+/// The Prometheus text the relay serves on `port` (config `prometheus`).
+pub fn metrics(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// A counter's value in Prometheus text.
+pub fn metric(body: &str, name: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub struct StunClient {
     pub sock: UdpSocket,
     pub server: SocketAddr,
@@ -476,6 +492,11 @@ impl StunClient {
         let mut v = [0u8; 20];
         let n = attr::encode_xor_address(peer, &t, &mut v);
         (attr::XOR_PEER_ADDRESS, v[..n].to_vec())
+    }
+
+    /// The TCP connection itself (after a ConnectionBind, a byte pipe to the peer).
+    pub fn into_stream(self) -> std::net::TcpStream {
+        self.tcp.expect("a TCP client")
     }
 
     /// Next datagram from the relay, or None after `wait`.
