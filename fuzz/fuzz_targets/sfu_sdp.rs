@@ -15,7 +15,7 @@ use sfu::{
     ids::IdGen,
     JoinOptions,
 };
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpAnswer;
 
 struct Harness {
     core: SfuCore,
@@ -38,9 +38,8 @@ fuzz_target!(|data: &[u8]| {
     let offer = String::from_utf8_lossy(data);
     let _ = sdp::media_sections(&offer);
     let _ = sdp::receive_only_answer(&offer);
-    if SdpOffer::from_sdp_string(&offer).is_err() {
-        return;
-    }
+    // No parse here first: the join parses the offer before anything else and refuses what
+    // str0m cannot read (parsing it here too cost a second parse per input).
     let mut guard = HARNESS.lock().unwrap_or_else(|p| p.into_inner());
     let h = guard.get_or_insert_with(harness);
     h.now += Duration::from_millis(10);

@@ -149,6 +149,10 @@ pub enum SfuError {
     TooManyMedia { count: usize, max: usize },
     #[error("invalid SDP: {0}")]
     Sdp(#[from] str0m::error::SdpError),
+    #[error("refused SDP: {0}")]
+    SdpRule(#[from] crate::core::sdp::SdpRuleError),
+    #[error("the media stack failed on this {what}: {message}")]
+    Contained { what: &'static str, message: String },
     #[error("{0}")]
     Rtc(#[from] str0m::RtcError),
     #[error("invalid ICE candidate: {0}")]

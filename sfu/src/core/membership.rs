@@ -12,11 +12,14 @@ use str0m::{
 };
 
 use super::{
+    contain::contain,
     liveness::{Limits, Liveness},
     negotiation::Negotiation,
     participant::{Downlink, Participant, Stats},
     quality::QualityMeter,
-    sdp::{media_sections, receive_only_answer, OurDirection, MAX_OFFER_MEDIA},
+    sdp::{
+        check_payload_types, media_sections, receive_only_answer, OurDirection, MAX_OFFER_MEDIA,
+    },
     Output, SfuCore, TapOutput,
 };
 use crate::{
@@ -61,6 +64,7 @@ impl SfuCore {
                 max: MAX_OFFER_MEDIA,
             });
         }
+        check_payload_types(&offer)?;
         let offer = SdpOffer::from_sdp_string(&offer)?;
         // A live room only where H.264 is offered at all.
         let live = self.rooms.is_live(&room, options.live)
@@ -70,7 +74,7 @@ impl SfuCore {
             let mut rtc = self.rtc_config(live).build(now);
             let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
             rtc.add_local_candidate(Candidate::host(self.local, "udp")?);
-            let answer = rtc.sdp_api().accept_offer(offer)?;
+            let answer = contain("offer", || rtc.sdp_api().accept_offer(offer))??;
             // Our state must say what the answer says: set_direction changes the session at
             // once (the change list itself is dropped: the answer already told the browser).
             let (answer, receive_only) = receive_only_answer(&answer.to_sdp_string());

@@ -31,6 +31,7 @@ pub(crate) mod rooms;
 pub mod screen;
 pub mod sdp;
 
+mod contain;
 mod forward;
 mod membership;
 mod moderation;

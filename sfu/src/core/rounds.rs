@@ -8,7 +8,10 @@ use str0m::{
     media::{Direction, MediaKind},
 };
 
-use super::{participant::Participant, screen::ScreenChange, SfuCore};
+use super::{
+    contain::contain, participant::Participant, screen::ScreenChange, sdp::check_payload_types,
+    SfuCore,
+};
 use crate::{
     api::{ParticipantEvent, TrackKind},
     ids::{ParticipantSlot, PublicationSlot, Round, SubscriptionSlot},
@@ -152,14 +155,18 @@ impl SfuCore {
             return;
         };
         let accepted = answer
-            .and_then(|sdp| SdpAnswer::from_sdp_string(&sdp).map_err(|e| e.to_string()))
+            .and_then(|sdp| {
+                check_payload_types(&sdp).map_err(|e| e.to_string())?;
+                SdpAnswer::from_sdp_string(&sdp).map_err(|e| e.to_string())
+            })
             .and_then(|answer| {
                 let _span = participant.span.enter();
-                participant
-                    .rtc
-                    .sdp_api()
-                    .accept_answer(pending.offer, answer)
-                    .map_err(|e| e.to_string())
+                let rtc = &mut participant.rtc;
+                contain("answer", || {
+                    rtc.sdp_api().accept_answer(pending.offer, answer)
+                })
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
             });
         if let Err(reason) = accepted {
             // The browser may have applied the offer without us knowing, and str0m has

@@ -1,5 +1,7 @@
 //! SDP text rules of ours, on top of what str0m generates and parses (no I/O).
 
+use std::collections::HashMap;
+
 /// Media sections accepted in a join offer (a browser sends audio + video, maybe a screen):
 /// every other member renegotiates for each one.
 pub const MAX_OFFER_MEDIA: usize = 4;
@@ -7,6 +9,96 @@ pub const MAX_OFFER_MEDIA: usize = 4;
 /// How many media sections (`m=` lines) an SDP has.
 pub fn media_sections(sdp: &str) -> usize {
     sdp.lines().filter(|l| l.starts_with("m=")).count()
+}
+
+/// An SDP refused before str0m reads it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpRuleError {
+    #[error("payload type {pt} means {first:?} in one place and {second:?} in another")]
+    PayloadTypeConflict {
+        pt: u8,
+        first: String,
+        second: String,
+    },
+}
+
+/// What an `a=rtpmap` and `a=fmtp` line say about one payload type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PayloadMeaning {
+    rtpmap: Option<String>,
+    fmtp: Option<String>,
+}
+
+impl PayloadMeaning {
+    fn describe(&self) -> String {
+        match (&self.rtpmap, &self.fmtp) {
+            (Some(map), Some(fmtp)) => format!("{map} {fmtp}"),
+            (Some(map), None) => map.clone(),
+            (None, Some(fmtp)) => fmtp.clone(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// A payload type means one thing in a whole bundle (RFC 8843 §9.1): one `a=rtpmap` and one
+/// `a=fmtp`, the same in every m-line that describes it, as every browser offers. str0m
+/// assumes so and panics on an SDP that maps one payload type to two codecs ("Pt locked
+/// multiple times"), which a fuzzed offer found: such an SDP is refused here first.
+pub fn check_payload_types(sdp: &str) -> Result<(), SdpRuleError> {
+    let mut bundle: HashMap<u8, PayloadMeaning> = HashMap::new();
+    let mut section: HashMap<u8, PayloadMeaning> = HashMap::new();
+    let conflict = |pt: u8, first: &PayloadMeaning, second: &PayloadMeaning| {
+        SdpRuleError::PayloadTypeConflict {
+            pt,
+            first: first.describe(),
+            second: second.describe(),
+        }
+    };
+    let mut close_section = |section: &mut HashMap<u8, PayloadMeaning>| {
+        for (pt, meaning) in section.drain() {
+            match bundle.get(&pt) {
+                Some(known) if *known != meaning => return Err(conflict(pt, known, &meaning)),
+                Some(_) => {}
+                None => {
+                    bundle.insert(pt, meaning);
+                }
+            }
+        }
+        Ok(())
+    };
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            close_section(&mut section)?;
+            continue;
+        }
+        let (attribute, rest) = if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            (true, rest)
+        } else if let Some(rest) = line.strip_prefix("a=fmtp:") {
+            (false, rest)
+        } else {
+            continue;
+        };
+        let (pt, value) = rest.split_once(' ').unwrap_or((rest, ""));
+        // What is not a payload type str0m refuses itself.
+        let Ok(pt) = pt.parse::<u8>() else {
+            continue;
+        };
+        let meaning = section.entry(pt).or_default();
+        let mut said = meaning.clone();
+        let slot = if attribute {
+            &mut said.rtpmap
+        } else {
+            &mut said.fmtp
+        };
+        let repeated = slot.is_some();
+        *slot = Some(value.trim().to_ascii_lowercase());
+        // Said twice in one m-line, differently.
+        if repeated && said != *meaning {
+            return Err(conflict(pt, meaning, &said));
+        }
+        *meaning = said;
+    }
+    close_section(&mut section)
 }
 
 /// Direction of an m-line from our side.
@@ -72,6 +164,63 @@ pub fn receive_only_answer(sdp: &str) -> (String, Vec<(String, OurDirection)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An m-line of a video section with these payload lines.
+    fn video(mid: u8, payloads: &[&str]) -> String {
+        let mut m = format!("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:{mid}\r\n");
+        for line in payloads {
+            m.push_str(line);
+            m.push_str("\r\n");
+        }
+        m
+    }
+
+    #[test]
+    fn a_payload_type_means_one_thing_in_the_whole_bundle() {
+        let vp8 = [
+            "a=rtpmap:96 VP8/90000",
+            "a=rtpmap:97 rtx/90000",
+            "a=fmtp:97 apt=96",
+        ];
+        let audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                     a=fmtp:111 minptime=10;useinbandfec=1\r\n";
+        // As browsers offer: the same table in every m-line of a kind (case aside).
+        let browser = format!("v=0\r\n{audio}{}{}", video(1, &vp8), video(2, &vp8));
+        assert_eq!(check_payload_types(&browser), Ok(()));
+        let lower = video(2, &["a=rtpmap:96 vp8/90000"]);
+        assert_eq!(check_payload_types(&(video(1, &vp8) + &lower)), Ok(()));
+
+        let conflict = |sdp: &str| match check_payload_types(sdp) {
+            Err(SdpRuleError::PayloadTypeConflict { pt, .. }) => Some(pt),
+            Ok(()) => None,
+        };
+        // Two codecs on one payload type, in two m-lines (the fuzzed offer) or in one.
+        let vp9 = video(2, &["a=rtpmap:96 VP9/90000"]);
+        assert_eq!(conflict(&(video(1, &vp8) + &vp9)), Some(96));
+        let both = video(1, &["a=rtpmap:96 VP8/90000", "a=rtpmap:96 VP9/90000"]);
+        assert_eq!(conflict(&both), Some(96));
+        // A retransmission payload type repairing another codec, or taking a media one.
+        let rtx_elsewhere = video(2, &["a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=98"]);
+        assert_eq!(conflict(&(video(1, &vp8) + &rtx_elsewhere)), Some(97));
+        let rtx_on_vp8 = video(2, &["a=rtpmap:96 rtx/90000", "a=fmtp:96 apt=100"]);
+        assert_eq!(conflict(&(video(1, &vp8) + &rtx_on_vp8)), Some(96));
+        // Format parameters count too: H.264 profiles differ in them alone.
+        let h264 = |profile: &str| {
+            [
+                "a=rtpmap:102 H264/90000".to_owned(),
+                format!("a=fmtp:102 profile-level-id={profile}"),
+            ]
+        };
+        let [a0, a1] = h264("42e01f");
+        let [b0, b1] = h264("640c1f");
+        let profiles = video(1, &[&a0, &a1]) + &video(2, &[&b0, &b1]);
+        assert_eq!(conflict(&profiles), Some(102));
+        // Not a payload type: left to str0m's parser.
+        assert_eq!(
+            check_payload_types("m=video 9 X 96\r\na=rtpmap:x VP8/90000\r\n"),
+            Ok(())
+        );
+    }
 
     #[test]
     fn join_answer_receives_only() {

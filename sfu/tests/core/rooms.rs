@@ -1,7 +1,7 @@
 //! Joining, publishing, subscribing, keyframes, leaving, taps, and what is left afterwards.
 
 use sfu::{
-    core::{Command, Inventory, Reply},
+    core::{sdp::SdpRuleError, Command, Inventory, Reply},
     SfuError, TrackKind,
 };
 
@@ -134,6 +134,53 @@ fn refused_joins_change_nothing() {
         Err(SfuError::Sdp(_))
     ));
     assert_eq!(lab.core.counts(), (1, 1));
+}
+
+/// An offer that maps one payload type to two codecs (a fuzzed offer found it: str0m
+/// panicked on it, which took the media thread and every room down) is refused with a typed
+/// error, and the room goes on.
+#[test]
+fn an_offer_with_one_payload_type_for_two_codecs_is_refused() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", false);
+    lab.join(ada, "r").unwrap();
+    lab.join(bob, "r").unwrap();
+    lab.run_for(secs(2));
+    let video = |mid: u8, codec: &str| {
+        format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\n\
+             a=ice-ufrag:tEsT\r\na=ice-pwd:0123456789abcdefghijklmn\r\n\
+             a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:\
+             A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC\r\na=setup:actpass\r\na=sendrecv\r\n\
+             a=rtcp-mux\r\na=rtpmap:96 {codec}/90000\r\na=ssrc:100{mid} cname:x\r\n"
+        )
+    };
+    let offer = format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{}{}",
+        video(0, "VP9"),
+        video(1, "VP8")
+    );
+    let cy = lab.client("Cy", true);
+    let refused = lab.join_with_offer(cy, "r", offer);
+    assert!(
+        matches!(
+            refused,
+            Err(SfuError::SdpRule(SdpRuleError::PayloadTypeConflict {
+                pt: 96,
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(lab.core.counts(), (1, 2));
+    let t = lab.now;
+    lab.run_for(secs(1));
+    assert!(
+        lab.video_frames_since(bob, t) > 10,
+        "Bob still gets Ada's video"
+    );
+    lab.join(cy, "r").expect("the room still takes joins");
 }
 
 /// Every way of leaving (leave, failure, leave during a renegotiation, leave before
