@@ -96,16 +96,17 @@ impl TokenBucket {
 
     /// Take `bytes` tokens whether or not they are there, for a stream that waits instead
     /// of dropping: returns how long to wait before sending them (zero within the cap).
-    /// The debt is paid in time: no tokens come back until that wait is over.
+    /// The debt is paid in time: no tokens come back until it is, and whoever takes more
+    /// meanwhile (the other direction of the same allocation) waits behind it.
     pub fn pace(&mut self, now: Instant, bytes: usize) -> Duration {
         if self.allow(now, bytes) {
             return Duration::ZERO;
         }
         let missing = bytes as u64 - self.tokens;
-        let wait = Duration::from_micros(missing.saturating_mul(1_000_000) / self.rate.max(1));
+        let debt = Duration::from_micros(missing.saturating_mul(1_000_000) / self.rate.max(1));
         self.tokens = 0;
-        self.last = self.last.max(now) + wait;
-        wait
+        self.last = self.last.max(now) + debt;
+        self.last - now
     }
 }
 

@@ -732,13 +732,14 @@ mod tests {
         // A second's worth at once, both ways together, as for datagrams.
         assert_eq!(relay(now, Direction::ToPeer, 600), Duration::ZERO);
         assert_eq!(relay(now, Direction::ToClient, 600), ms(200));
-        // The debt is paid in time: nothing comes back during the wait.
-        assert_eq!(relay(now + ms(200), Direction::ToPeer, 100), ms(100));
+        // The debt is paid in time: what comes meanwhile waits behind it.
+        assert_eq!(relay(now, Direction::ToPeer, 100), ms(300));
+        assert_eq!(relay(now + ms(300), Direction::ToPeer, 100), ms(100));
         assert_eq!(
-            relay(now + ms(1300), Direction::ToPeer, 1000),
+            relay(now + ms(1400), Direction::ToPeer, 1000),
             Duration::ZERO
         );
-        assert_eq!(t.relay.stats.bytes_to_peer, 1700);
+        assert_eq!(t.relay.stats.bytes_to_peer, 1800);
         assert_eq!(t.relay.stats.bytes_to_client, 600);
 
         // Its allocation gone, the connection is not relayed any more.
