@@ -1,11 +1,14 @@
-//! A panic in str0m while it reads one participant's SDP must cost that participant its
-//! join (or its connection), never the media thread that serves every room.
+//! A panic in str0m while it handles one participant's input (its SDP, a datagram, a
+//! timeout) must cost that participant its join or its connection, never the media thread
+//! that serves every room.
 //!
-//! str0m asserts on some SDP it does not expect: an offer that maps one payload type to two
-//! codecs made it panic ("Pt locked multiple times"; found by fuzzing `sfu_sdp`). Our own
+//! str0m asserts on some input it does not expect: an offer that maps one payload type to
+//! two codecs made it panic ("Pt locked multiple times"; found by fuzzing `sfu_sdp`). Our own
 //! rules ([`super::sdp::check_payload_types`]) refuse that SDP before str0m sees it; this is
-//! the backstop for what no rule of ours foresees. The fuzz targets still count such a
-//! panic as a crash (libFuzzer's panic hook aborts first), so each new one gets a rule.
+//! the backstop for what no rule of ours foresees, and for str0m's DTLS, SRTP and RTP paths,
+//! which fuzzing does not reach (docs/fuzzing.md). Only calls into str0m are wrapped, so no
+//! state of ours is left half-changed. The fuzz targets still count such a panic as a crash
+//! (libFuzzer's panic hook aborts first), so each new one gets a rule.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -20,7 +23,7 @@ pub(super) fn contain<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T,
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        tracing::warn!(what, %message, "str0m panicked on a participant's SDP; contained");
+        tracing::warn!(what, %message, "str0m panicked on a participant's input; contained");
         SfuError::Contained { what, message }
     })
 }

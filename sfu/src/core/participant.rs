@@ -21,6 +21,7 @@ use tracing::Span;
 use crate::{
     api::{Source, TrackKind},
     core::{
+        contain::contain,
         liveness::Liveness,
         negotiation::Negotiation,
         output::{Output, Transmit},
@@ -159,10 +160,17 @@ impl Participant {
     /// Feeds one input; `false` if str0m refused it.
     pub fn handle_input(&mut self, input: Input) -> bool {
         let _span = self.span.enter();
-        match self.rtc.handle_input(input) {
-            Ok(()) => true,
-            Err(error) => {
+        let rtc = &mut self.rtc;
+        match contain("datagram", || rtc.handle_input(input)) {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
                 tracing::debug!(%error, "input refused");
+                false
+            }
+            // Fuzzing cannot reach str0m's DTLS, SRTP and RTP paths (docs/fuzzing.md): a
+            // panic there ends this connection only (the core fails it on its next check).
+            Err(_) => {
+                self.rtc.disconnect();
                 false
             }
         }
@@ -229,7 +237,12 @@ impl Participant {
         let _span = span.enter();
         let mut sent = 0;
         loop {
-            match self.rtc.poll_output() {
+            let rtc = &mut self.rtc;
+            let Ok(output) = contain("datagram", || rtc.poll_output()) else {
+                self.rtc.disconnect();
+                return sent;
+            };
+            match output {
                 Ok(RtcOutput::Transmit(t)) => {
                     // STUN goes wherever a check came from or is due; media and DTLS go
                     // down the nominated path.
