@@ -82,6 +82,12 @@ describe('/sfu signaling', () => {
 
   test('bad input gets a clear error and changes nothing', async () => {
     const socket = client();
+    // Payload type 96 for VP8 in one m-line and VP9 in another: str0m panicked on it, which
+    // ended the media thread and the server process (found by fuzzing, docs/fuzzing.md).
+    const vp8 = 'a=rtpmap:96 VP8/90000';
+    const four = offer(4);
+    const at = four.lastIndexOf(vp8);
+    const twoCodecs = `${four.slice(0, at)}a=rtpmap:96 VP9/90000${four.slice(at + vp8.length)}`;
     const cases = [
       [{ room: 'bad room!', name: 'x', sdp: offer() }, 'invalid_room'],
       [{ room: 'r-bad', name: '', sdp: offer() }, 'invalid_name'],
@@ -89,6 +95,7 @@ describe('/sfu signaling', () => {
       [{ room: 'r-bad', name: 'x', sdp: 'v=0\r\nnot an offer' }, 'media_error'],
       // A real browser sends 2-3 sections; hundreds would make every other member renegotiate.
       [{ room: 'r-bad', name: 'x', sdp: offer(5) }, 'media_error'],
+      [{ room: 'r-bad', name: 'x', sdp: twoCodecs }, 'media_error'],
       [{ room: 'r-bad', name: 'x', sdp: `${offer()}a=x:${'y'.repeat(70 * 1024)}\r\n` }, 'payload_too_large'],
     ];
     for (const [data, code] of cases) {
