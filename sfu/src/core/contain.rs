@@ -1,6 +1,6 @@
-//! A panic in str0m while it handles one participant's input (its SDP, a datagram, a
-//! timeout) must cost that participant its join or its connection, never the media thread
-//! that serves every room.
+//! A panic in str0m while it handles one participant's input (its SDP, an ICE candidate, a
+//! datagram, a timeout) must cost that participant its join or its connection, never the
+//! media thread that serves every room.
 //!
 //! str0m asserts on some input it does not expect: an offer that maps one payload type to
 //! two codecs made it panic ("Pt locked multiple times"; found by fuzzing `sfu_sdp`). Our own

@@ -61,6 +61,7 @@ use crate::{
     media::{fanout::Tap, publication::Publication},
     report::RoomsReport,
 };
+use contain::contain;
 use demux::{Demux, Route};
 use liveness::Verdict;
 pub use output::{Output, TapOutput, Transmit};
@@ -259,9 +260,10 @@ impl SfuCore {
             }
             Command::Candidate { id, candidate } => {
                 let slot = self.slot(id)?;
-                self.participants[slot.0]
-                    .rtc
-                    .add_remote_candidate(candidate.0);
+                let rtc = &mut self.participants[slot.0].rtc;
+                if contain("candidate", || rtc.add_remote_candidate(candidate.0)).is_err() {
+                    rtc.disconnect();
+                }
                 self.mark_dirty(slot);
                 Ok(Reply::Done)
             }
