@@ -129,6 +129,17 @@ impl SfuConfig {
     }
 }
 
+/// An SDP refused by a rule of ours before str0m reads it (`core::sdp`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpRuleError {
+    #[error("payload type {pt} means {first:?} in one place and {second:?} in another")]
+    PayloadTypeConflict {
+        pt: u8,
+        first: String,
+        second: String,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
     #[error("the room is full")]
@@ -150,7 +161,7 @@ pub enum SfuError {
     #[error("invalid SDP: {0}")]
     Sdp(#[from] str0m::error::SdpError),
     #[error("refused SDP: {0}")]
-    SdpRule(#[from] crate::core::sdp::SdpRuleError),
+    SdpRule(#[from] SdpRuleError),
     #[error("the media stack failed on this {what}: {message}")]
     Contained { what: &'static str, message: String },
     #[error("{0}")]

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+pub use crate::api::SdpRuleError;
+
 /// Media sections accepted in a join offer (a browser sends audio + video, maybe a screen):
 /// every other member renegotiates for each one.
 pub const MAX_OFFER_MEDIA: usize = 4;
@@ -9,17 +11,6 @@ pub const MAX_OFFER_MEDIA: usize = 4;
 /// How many media sections (`m=` lines) an SDP has.
 pub fn media_sections(sdp: &str) -> usize {
     sdp.lines().filter(|l| l.starts_with("m=")).count()
-}
-
-/// An SDP refused before str0m reads it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SdpRuleError {
-    #[error("payload type {pt} means {first:?} in one place and {second:?} in another")]
-    PayloadTypeConflict {
-        pt: u8,
-        first: String,
-        second: String,
-    },
 }
 
 /// What an `a=rtpmap` and `a=fmtp` line say about one payload type.
