@@ -11,6 +11,13 @@
 #   RECORD=1 bench/sfu/run.sh        # forwarding alone against forwarding while the server
 #                                    # records every room, the same way (old = alone, new =
 #                                    # recording)
+#   LOAD_FLAGS='--simulcast --feedback' bench/sfu/run.sh
+#                                    # extra sfu-load flags for every run (simulcast publishers,
+#                                    # transport-wide feedback from every client)
+#   NEW_LOAD_FLAGS='--simulcast --feedback' NEW_CONFIG=bench/sfu/bwe.toml bench/sfu/run.sh
+#                                    # this tree's server twice, the same way: old = as is,
+#                                    # new = with these sfu-load flags and/or server config
+#                                    # (here simulcast publishers and bandwidth estimation on)
 #
 # Each run starts a fresh server (in a loopback-only network namespace when run as root with
 # `unshare`), runs `sfu-load run --baseline` (the SFU, then a plain-UDP fan-out with the same
@@ -28,6 +35,12 @@ DURATION=${DURATION:-10}
 RUNS=${RUNS:-3}
 CYCLES=${CYCLES:-300}
 
+if [ -n "${RECORD:-}" ]; then NEW_LOAD_FLAGS="--record ${NEW_LOAD_FLAGS:-}"; fi
+LOAD_FLAGS=${LOAD_FLAGS:-}
+NEW_LOAD_FLAGS=${NEW_LOAD_FLAGS:-}
+NEW_CONFIG=${NEW_CONFIG:-}
+if [ -n "$NEW_CONFIG" ]; then NEW_CONFIG=$(realpath "$NEW_CONFIG"); fi
+
 if [ "${INNER:-}" != 1 ]; then
   cargo build --release -q -p signal -p sfu-load
   OUT=bench/results/sfu-$(date -u +%Y%m%dT%H%M%SZ)
@@ -44,8 +57,8 @@ SIGNAL_OPERATOR_TOKEN=${SIGNAL_OPERATOR_TOKEN:-bench-operator-token-$$-$(date +%
 export SIGNAL_OPERATOR_TOKEN
 CERTS=$(mktemp -d)
 trap 'rm -rf "$CERTS"' EXIT
-start_server() { # $1 = log name, $2 = binary (default: this tree's release build)
-  "${2:-target/release/signal}" --listen 127.0.0.1:0 --public-dir public --cert-dir "$CERTS" --plain-http --no-turn \
+start_server() { # $1 = log name, $2 = binary (default: this tree's release build), $3 = config file
+  "${2:-target/release/signal}" ${3:+--config "$3"} --listen 127.0.0.1:0 --public-dir public --cert-dir "$CERTS" --plain-http --no-turn \
     --sfu-room-capacity 1000 --recordings-dir "$CERTS/recordings" >"$OUT/server-$1.log" 2>&1 &
   SPID=$!
   PORT=
@@ -62,7 +75,9 @@ start_server() { # $1 = log name, $2 = binary (default: this tree's release buil
   echo "shape: rooms=$ROOMS publishers=$PUBLISHERS subscribers=$SUBSCRIBERS kbps=$KBPS warmup=$WARMUP duration=$DURATION runs=$RUNS"
   git rev-parse --short HEAD 2>/dev/null | sed 's/^/commit: /' || true
   if [ -n "${OLD_SIGNAL:-}" ]; then echo "old server: $OLD_SIGNAL"; fi
-  if [ -n "${RECORD:-}" ]; then echo "old: forwarding alone; new: forwarding while recording every room"; fi
+  if [ -n "$LOAD_FLAGS" ]; then echo "sfu-load flags: $LOAD_FLAGS"; fi
+  if [ -n "$NEW_LOAD_FLAGS$NEW_CONFIG" ]; then echo "new: sfu-load flags '$NEW_LOAD_FLAGS', server config '$NEW_CONFIG'"; fi
+  if [ -n "$NEW_CONFIG" ]; then sed 's/^/  /' "$NEW_CONFIG"; fi
 } >"$OUT/meta.txt"
 
 if [ "$MODE" = churn ]; then
@@ -83,24 +98,26 @@ load() { # $1 = output file, then extra sfu-load flags
 }
 
 for i in $(seq 1 "$RUNS"); do
-  if [ -n "${RECORD:-}" ]; then
-    if [ $((i % 2)) = 1 ]; then order="old new"; else order="new old"; fi
-    for which in $order; do
-      start_server "$i-$which"
-      echo "run $i: $which, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
-      if [ "$which" = new ]; then load "$OUT/run-$i-$which.json" --record; else load "$OUT/run-$i-$which.json"; fi
-    done
-    rm -rf "$CERTS/recordings"
-  elif [ -z "${OLD_SIGNAL:-}" ]; then
+  if [ -z "${OLD_SIGNAL:-}$NEW_LOAD_FLAGS$NEW_CONFIG" ]; then
     start_server "$i"
-    load "$OUT/run-$i.json" --baseline
+    # The plain-UDP baseline fans out one stream per publisher: none for simulcast.
+    case " $LOAD_FLAGS " in *" --simulcast "*) baseline= ;; *) baseline=--baseline ;; esac
+    # shellcheck disable=SC2086 # flags are words
+    load "$OUT/run-$i.json" $baseline $LOAD_FLAGS
   else
-    # Alternate which server goes first: the machine's load drifts during a run.
+    # Alternate which goes first: the machine's load drifts during a run.
     if [ $((i % 2)) = 1 ]; then order="old new"; else order="new old"; fi
     for which in $order; do
-      if [ "$which" = old ]; then start_server "$i-old" "$OLD_SIGNAL"; else start_server "$i-new"; fi
-      echo "run $i: $which server, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
-      load "$OUT/run-$i-$which.json"
+      echo "run $i: $which, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+      # shellcheck disable=SC2086
+      if [ "$which" = old ]; then
+        start_server "$i-old" "${OLD_SIGNAL:-}"
+        load "$OUT/run-$i-old.json" $LOAD_FLAGS
+      else
+        start_server "$i-new" "" "$NEW_CONFIG"
+        load "$OUT/run-$i-new.json" $LOAD_FLAGS $NEW_LOAD_FLAGS
+      fi
+      rm -rf "$CERTS/recordings"
     done
   fi
 done
@@ -139,8 +156,10 @@ else:
     runs = load("run-*.json")
     summary = {"shape": runs[0]["shape"], "runs": len(runs),
                "sfu": {k: med(runs, "sfu", k) for k in keys},
-               "udp_baseline": {k: med(runs, "udp_baseline", k) for k in keys},
-               "ratio": {k: med(runs, "ratio", k) for k in runs[0]["ratio"]}}
+               "cpu_us_per_packet_each_run": each(runs, "sfu", "server_cpu_us_per_forwarded_packet")}
+    if "udp_baseline" in runs[0]:
+        summary["udp_baseline"] = {k: med(runs, "udp_baseline", k) for k in keys}
+        summary["ratio"] = {k: med(runs, "ratio", k) for k in runs[0]["ratio"]}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 print(json.dumps(summary, indent=2))
 print(f"results: {out}")

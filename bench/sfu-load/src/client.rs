@@ -1,13 +1,20 @@
 //! A participant on the `webrtc` crate: joins `/sfu`, answers the server's `update`s,
-//! publishes synthetic audio + video (optional) and reads every stream it receives.
+//! publishes synthetic audio + video (optional; the video as simulcast layers, optionally),
+//! asks for a video layer of every publisher (optional) and reads every stream it receives.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rtc::{
     interceptor::Registry,
     peer_connection::{
-        configuration::{media_engine::MediaEngine, setting_engine::SettingEngineBuilder},
+        configuration::{
+            interceptor_registry::{
+                configure_simulcast_extension_headers, configure_twcc_receiver_only,
+            },
+            media_engine::MediaEngine,
+            setting_engine::SettingEngineBuilder,
+        },
         sdp::RTCSessionDescription,
     },
     rtp_transceiver::{
@@ -33,13 +40,34 @@ use webrtc::{
 };
 
 use crate::{
-    media::{self, Stamp},
+    media::{self, Stamp, SIMULCAST},
     sio::Sio,
     stats::Stats,
 };
 
 pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
+/// SSRCs a participant takes: audio, then up to three video layers.
+pub const SSRCS_PER_CLIENT: u32 = 4;
+
+const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// How a participant of the load takes part.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Role {
+    /// Sends audio and video (else only receives).
+    pub publish: bool,
+    /// Sends its video as the simulcast layers of [`SIMULCAST`], each packet naming its layer
+    /// with the MID and RID header extensions, as a browser does.
+    pub simulcast: bool,
+    /// Sends transport-wide congestion control feedback on what it receives, as a browser
+    /// does (the server's bandwidth estimation works on it).
+    pub feedback: bool,
+    /// The `layer` it asks for, for every publisher in the room when it joins (`low`,
+    /// `medium`, `high`); `None`: the server's default, the best.
+    pub wants: Option<&'static str>,
+}
 
 fn media_engine() -> Result<MediaEngine> {
     let mut engine = MediaEngine::default();
@@ -104,9 +132,32 @@ pub struct Client {
     pub audio: Option<Arc<TrackLocalStaticRTP>>,
     pub video: Option<Arc<TrackLocalStaticRTP>>,
     pub audio_ssrc: u32,
-    pub video_ssrc: u32,
+    /// One per video layer (one without simulcast).
+    pub video_ssrcs: Vec<u32>,
+    /// Per video layer, the header extensions (negotiated id, value) its packets carry.
+    pub video_extensions: Vec<Vec<(u8, Vec<u8>)>>,
     state: watch::Receiver<RTCPeerConnectionState>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The id `sdp` gives header extension `uri` in its first `kind` (`audio`/`video`) section.
+fn extmap_id(sdp: &str, kind: &str, uri: &str) -> Option<u8> {
+    section(sdp, kind)?.find_map(|line| {
+        let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
+        (rest.split_whitespace().next()? == uri).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
+/// The `a=mid` of the first `kind` section of `sdp`.
+fn mid_of(sdp: &str, kind: &str) -> Option<String> {
+    section(sdp, kind)?.find_map(|line| line.strip_prefix("a=mid:").map(str::to_owned))
+}
+
+fn section<'a>(sdp: &'a str, kind: &str) -> Option<impl Iterator<Item = &'a str>> {
+    let start = sdp.find(&format!("m={kind} "))?;
+    let body = &sdp[start..];
+    let end = body[2..].find("\nm=").map_or(body.len(), |e| e + 2);
+    Some(body[..end].lines().map(|l| l.trim_end_matches('\r')))
 }
 
 async fn local_sdp(
@@ -124,27 +175,35 @@ async fn local_sdp(
 }
 
 impl Client {
-    /// Connects, joins `room` as `name` (publishing when `publish`), and starts reading
+    /// Connects, joins `room` as `name` (taking part as `role` says), and starts reading
     /// what it receives into `stats`.
     pub async fn join(
         server: &str,
         room: &str,
         name: &str,
-        publish: bool,
+        role: Role,
         ssrc_base: u32,
         stats: Arc<Stats>,
     ) -> Result<Client> {
         let (gathered_tx, mut gathered) = watch::channel(false);
         let (tracks_tx, mut tracks_rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let mut engine = media_engine()?;
+        let mut registry = Registry::new();
+        if role.feedback {
+            registry = configure_twcc_receiver_only(registry, &mut engine)?;
+        }
+        if role.simulcast {
+            configure_simulcast_extension_headers(&mut engine)?;
+        }
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(true)
             .build();
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
-                .with_media_engine(media_engine()?)
-                .with_interceptor_registry(Registry::new())
+                .with_media_engine(engine)
+                .with_interceptor_registry(registry)
                 .with_setting_engine(settings)
                 .with_handler(Arc::new(Handler {
                     gathered: gathered_tx,
@@ -155,47 +214,51 @@ impl Client {
                 .build()
                 .await?,
         );
-        let (audio_ssrc, video_ssrc) = (ssrc_base, ssrc_base + 1);
+        let audio_ssrc = ssrc_base;
+        let video_ssrcs: Vec<u32> = match role.simulcast {
+            true => (1..=SIMULCAST.len() as u32)
+                .map(|l| ssrc_base + l)
+                .collect(),
+            false => vec![ssrc_base + 1],
+        };
         let (mut audio, mut video) = (None, None);
-        if publish {
-            for (kind, mime, clock, channels, pt, ssrc) in [
-                (
-                    RtpCodecKind::Audio,
-                    "audio/opus",
-                    48000,
-                    2,
-                    OPUS_PT,
-                    audio_ssrc,
-                ),
-                (
-                    RtpCodecKind::Video,
-                    "video/VP8",
-                    90000,
-                    0,
-                    VP8_PT,
-                    video_ssrc,
-                ),
+        if role.publish {
+            let encoding =
+                |mime: &str, clock, channels, ssrc, rid: &str| RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        rid: rid.to_owned(),
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: mime.into(),
+                        clock_rate: clock,
+                        channels,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+            let audio_encodings = vec![encoding("audio/opus", 48000, 2, audio_ssrc, "")];
+            let video_encodings = match role.simulcast {
+                // Lowest first: the order in which the server numbers the layers.
+                true => SIMULCAST
+                    .iter()
+                    .zip(&video_ssrcs)
+                    .map(|(layer, &ssrc)| encoding("video/VP8", 90000, 0, ssrc, layer.rid))
+                    .collect(),
+                false => vec![encoding("video/VP8", 90000, 0, video_ssrcs[0], "")],
+            };
+            for (kind, mime, encodings) in [
+                (RtpCodecKind::Audio, "audio/opus", audio_encodings),
+                (RtpCodecKind::Video, "video/VP8", video_encodings),
             ] {
                 let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
                     name.to_owned(),
                     format!("{name}-{mime}"),
                     format!("{name}-{mime}"),
                     kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: RTCRtpCodec {
-                            mime_type: mime.into(),
-                            clock_rate: clock,
-                            channels,
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    }],
+                    encodings,
                 )));
-                let _ = pt;
                 pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
                 if kind == RtpCodecKind::Audio {
                     audio = Some(track);
@@ -233,6 +296,26 @@ impl Client {
         let answer = reply["sdp"]
             .as_str()
             .ok_or_else(|| anyhow!("join ack without sdp: {reply}"))?;
+        let video_extensions = match (role.publish && role.simulcast, mid_of(answer, "video")) {
+            (false, _) => vec![vec![]],
+            (true, None) => bail!("the answer has no video section"),
+            (true, Some(mid)) => {
+                let id = |uri| {
+                    extmap_id(answer, "video", uri)
+                        .ok_or_else(|| anyhow!("the answer did not take {uri}"))
+                };
+                let (mid_id, rid_id) = (id(MID_URI)?, id(RID_URI)?);
+                SIMULCAST
+                    .iter()
+                    .map(|layer| {
+                        vec![
+                            (mid_id, mid.as_bytes().to_vec()),
+                            (rid_id, layer.rid.as_bytes().to_vec()),
+                        ]
+                    })
+                    .collect()
+            }
+        };
         // The server may send its first `update` right after the ack: apply the answer first
         // (a browser chains these operations; the library does not).
         let (answered_tx, mut answered) = watch::channel(false);
@@ -273,6 +356,16 @@ impl Client {
         .await
         .context("applying the answer")??;
         let _ = answered_tx.send(true);
+        if let Some(quality) = role.wants {
+            let publishers = reply["participants"].as_array().into_iter().flatten();
+            for p in publishers.filter(|p| p["video"] == json!(true)) {
+                let wish = json!({"participant": p["id"], "quality": quality, "source": "camera"});
+                let reply = sio.request("layer", wish).await?;
+                if reply["ok"] != json!(true) {
+                    bail!("layer refused: {reply}");
+                }
+            }
+        }
 
         let mut tasks = vec![update_events];
         // Remote streams: read and account.
@@ -291,7 +384,8 @@ impl Client {
             audio,
             video,
             audio_ssrc,
-            video_ssrc,
+            video_ssrcs,
+            video_extensions,
             state,
             tasks,
         })
@@ -346,4 +440,31 @@ async fn read_track(track: Arc<dyn TrackRemote>, stats: Arc<Stats>) {
         }
     }
     stats.stream_closed(video);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+        a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+        a=extmap:3/recvonly urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+        a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+        a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n";
+
+    #[test]
+    fn extension_ids_and_mid_come_from_the_right_section() {
+        assert_eq!(extmap_id(ANSWER, "video", MID_URI), Some(3));
+        assert_eq!(extmap_id(ANSWER, "audio", MID_URI), Some(4));
+        assert_eq!(
+            extmap_id(ANSWER, "video", RID_URI),
+            Some(10),
+            "not the repaired one"
+        );
+        assert_eq!(extmap_id(ANSWER, "audio", RID_URI), None);
+        assert_eq!(mid_of(ANSWER, "video").as_deref(), Some("1"));
+        assert_eq!(mid_of(ANSWER, "application"), None);
+    }
 }

@@ -34,9 +34,9 @@ use tokio::{
     time::MissedTickBehavior,
 };
 
-use client::{Client, OPUS_PT, VP8_PT};
-use media::{now_us, opus_frame, Stamp, Vp8Source};
-use stats::Stats;
+use client::{Client, Role, OPUS_PT, SSRCS_PER_CLIENT, VP8_PT};
+use media::{now_us, opus_frame, Stamp, Vp8Source, SIMULCAST};
+use stats::{Stats, LAYERS};
 use webrtc::media_stream::track_local::TrackLocal;
 
 #[derive(Parser)]
@@ -68,6 +68,53 @@ struct Shape {
     /// Seconds measured.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Publishers send simulcast (the layers of `media::SIMULCAST`, the top one at
+    /// --video-kbps); the receive-only participants ask for low, medium and high in turn,
+    /// publishers get the default (the best).
+    #[arg(long)]
+    simulcast: bool,
+    /// Every participant sends transport-wide congestion control feedback on what it
+    /// receives, as browsers do (what the server's bandwidth estimation works on).
+    #[arg(long)]
+    feedback: bool,
+}
+
+impl Shape {
+    /// The `layer` the `index`th receive-only participant of a room asks for.
+    fn subscriber_wants(&self, index: u32) -> Option<&'static str> {
+        self.simulcast
+            .then(|| ["low", "medium", "high"][index as usize % SIMULCAST.len()])
+    }
+
+    /// How many participants of a room receive each stream a publisher sends: its audio,
+    /// and each video layer (layer 0 without simulcast).
+    fn receivers(&self) -> Receivers {
+        let others = u64::from(self.publishers - 1 + self.subscribers);
+        let mut video = [0; LAYERS];
+        if !self.simulcast {
+            video[0] = others;
+            return Receivers {
+                audio: others,
+                video,
+            };
+        }
+        // The other publishers take the best layer; receive-only participants their wish.
+        video[LAYERS - 1] = u64::from(self.publishers - 1);
+        for index in 0..self.subscribers {
+            video[index as usize % LAYERS] += 1;
+        }
+        Receivers {
+            audio: others,
+            video,
+        }
+    }
+}
+
+/// Receivers per sent stream (see [`Shape::receivers`]).
+#[derive(Debug, Clone, Copy)]
+struct Receivers {
+    audio: u64,
+    video: [u64; LAYERS],
 }
 
 #[derive(Subcommand)]
@@ -170,29 +217,53 @@ fn spawn_sender(
     let (Some(audio), Some(video)) = (client.audio.clone(), client.video.clone()) else {
         return tokio::spawn(async {});
     };
-    let (assrc, vssrc) = (client.audio_ssrc, client.video_ssrc);
-    let (kbps, fps) = (shape.video_kbps, shape.fps);
+    let assrc = client.audio_ssrc;
+    let fps = shape.fps;
+    // One synthetic encoder per layer, each with its own SSRC, sequence numbers, picture ids
+    // and extensions (MID and RID with simulcast); one timestamp for all, as a browser's.
+    let mut layers: Vec<_> = client
+        .video_ssrcs
+        .iter()
+        .zip(&client.video_extensions)
+        .enumerate()
+        .map(|(index, (&ssrc, extensions))| {
+            let keyframe_every = u64::from(fps) * 2;
+            let source = match shape.simulcast {
+                true => {
+                    let kbps = shape.video_kbps * SIMULCAST[index].percent / 100;
+                    Vp8Source::new(kbps, fps, keyframe_every).with_picture_id()
+                }
+                false => Vp8Source::new(shape.video_kbps, fps, keyframe_every),
+            };
+            (index, ssrc, extensions.clone(), source, 0u16)
+        })
+        .collect();
     tokio::spawn(async move {
-        let mut vp8 = Vp8Source::new(kbps, fps, u64::from(fps) * 2);
         let mut vt = tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(fps)));
         let mut at = tokio::time::interval(Duration::from_millis(20));
         vt.set_missed_tick_behavior(MissedTickBehavior::Skip);
         at.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let (mut vseq, mut aseq, mut vts, mut ats, mut vn, mut an) =
-            (0u16, 0u16, 0u32, 0u32, 0u32, 0u32);
+        let (mut aseq, mut vts, mut ats, mut vn, mut an) = (0u16, 0u32, 0u32, 0u32, 0u32);
         loop {
             tokio::select! {
                 _ = vt.tick() => {
-                    let (_, chunks) = vp8.next_frame();
                     vts = vts.wrapping_add(90_000 / fps);
-                    for mut c in chunks {
-                        let sent_us = now_us();
-                        Stamp { stream: stream_base + 1, seq: vn, sent_us }.write(&mut c.payload);
-                        vn += 1;
-                        let packet = rtp(VP8_PT, vseq, vts, vssrc, c.marker, c.payload);
-                        vseq = vseq.wrapping_add(1);
-                        if video.write_rtp(packet).await.is_ok() {
-                            stats.sent(true, sent_us);
+                    for (layer, ssrc, extensions, source, seq) in &mut layers {
+                        for mut c in source.next_frame().1 {
+                            let sent_us = now_us();
+                            Stamp { stream: stream_base + 1, seq: vn, sent_us }.write(&mut c.payload);
+                            vn += 1;
+                            let mut packet = rtp(VP8_PT, *seq, vts, *ssrc, c.marker, c.payload);
+                            for (id, value) in extensions.iter() {
+                                if let Err(e) = packet.header.set_extension(*id, value.clone().into()) {
+                                    eprintln!("sfu-load: header extension {id}: {e}; this publisher stops");
+                                    return;
+                                }
+                            }
+                            *seq = seq.wrapping_add(1);
+                            if video.write_rtp(packet).await.is_ok() {
+                                stats.sent_video(*layer, sent_us);
+                            }
                         }
                     }
                 }
@@ -205,7 +276,7 @@ fn spawn_sender(
                     let packet = rtp(OPUS_PT, aseq, ats, assrc, false, c.payload);
                     aseq = aseq.wrapping_add(1);
                     if audio.write_rtp(packet).await.is_ok() {
-                        stats.sent(false, sent_us);
+                        stats.sent_audio(sent_us);
                     }
                 }
             }
@@ -260,12 +331,14 @@ impl Figures {
 }
 
 /// Measures one window on `stats`; `forwarded` reads the server's forwarded-packet counter
-/// (None: count what the receivers got).
+/// (None: count what the receivers got). Loss compares what arrived with what every sent
+/// stream's `receivers` should have got; negative means more arrived (a simulcast layer
+/// other than the one asked for).
 async fn measure<F, Fut>(
     pid: u32,
     shape: &Shape,
     stats: &Stats,
-    receivers_per_stream: u64,
+    receivers: Receivers,
     forwarded: F,
 ) -> Result<Figures>
 where
@@ -287,9 +360,12 @@ where
         stats.received[0].load(Ordering::Relaxed),
         stats.received[1].load(Ordering::Relaxed),
     ];
-    let tx = [
-        stats.sent[0].load(Ordering::Relaxed),
-        stats.sent[1].load(Ordering::Relaxed),
+    // What the receivers should have got: each stream sent times its receivers.
+    let expected = [
+        stats.sent_audio.load(Ordering::Relaxed) * receivers.audio,
+        (0..LAYERS)
+            .map(|l| stats.sent_video[l].load(Ordering::Relaxed) * receivers.video[l])
+            .sum(),
     ];
     let secs = d as f64;
     let fwd = match (fwd0, fwd1) {
@@ -297,11 +373,11 @@ where
         _ => rx[0] + rx[1],
     };
     let loss = |k: usize| {
-        let expected = tx[k] * receivers_per_stream;
+        let expected = expected[k];
         if expected == 0 {
             100.0
         } else {
-            100.0 * (1.0 - rx[k] as f64 / expected as f64).max(0.0)
+            100.0 * (1.0 - rx[k] as f64 / expected as f64)
         }
     };
     let cpu = (cpu1 - cpu0) as f64;
@@ -320,10 +396,15 @@ where
 }
 
 async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool) -> Result<()> {
+    if baseline && shape.simulcast {
+        bail!("the plain-UDP baseline fans out one stream per publisher: no --simulcast with --baseline");
+    }
     let per_stream = u64::from(shape.publishers - 1 + shape.subscribers);
     eprintln!(
-        "sfu-load: {} room(s) × ({} publishers + {} subscribers), {} kbit/s VP8 @ {} fps + Opus 20 ms; {} subscriber video streams expected",
-        shape.rooms, shape.publishers, shape.subscribers, shape.video_kbps, shape.fps,
+        "sfu-load: {} room(s) × ({} publishers + {} subscribers), {} kbit/s VP8{} @ {} fps + Opus 20 ms{}; {} subscriber video streams expected",
+        shape.rooms, shape.publishers, shape.subscribers, shape.video_kbps,
+        if shape.simulcast { " (top of 3 simulcast layers)" } else { "" }, shape.fps,
+        if shape.feedback { ", transport-wide feedback" } else { "" },
         u64::from(shape.rooms) * u64::from(shape.publishers) * per_stream
     );
     let stats = Arc::new(Stats::default());
@@ -335,8 +416,16 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
         for i in 0..shape.publishers + shape.subscribers {
             let publish = i < shape.publishers;
             let name = format!("{}{r}-{i}", if publish { "pub" } else { "sub" });
-            let ssrc = SSRC.fetch_add(2, Ordering::Relaxed);
-            let c = Client::join(server, &room, &name, publish, ssrc, stats.clone())
+            let role = Role {
+                publish,
+                simulcast: shape.simulcast,
+                feedback: shape.feedback,
+                wants: (!publish)
+                    .then(|| shape.subscriber_wants(i - shape.publishers))
+                    .flatten(),
+            };
+            let ssrc = SSRC.fetch_add(SSRCS_PER_CLIENT, Ordering::Relaxed);
+            let c = Client::join(server, &room, &name, role, ssrc, stats.clone())
                 .await
                 .with_context(|| format!("{name} joining {room}"))?;
             c.connected(Duration::from_secs(10)).await?;
@@ -364,7 +453,7 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
         eprintln!("sfu-load: the server records every room");
     }
     let server_owned = server.to_owned();
-    let sfu = measure(pid, shape, &stats, per_stream, || {
+    let sfu = measure(pid, shape, &stats, shape.receivers(), || {
         let server = server_owned.clone();
         async move {
             http_get_json(&server, "/api/rooms")
@@ -383,7 +472,7 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
     }
     let mut out = json!({"shape": {"rooms": shape.rooms, "publishers": shape.publishers, "subscribers": shape.subscribers,
         "video_kbps": shape.video_kbps, "fps": shape.fps, "duration_s": shape.duration, "expected_video_streams": expected_streams,
-        "recording": record},
+        "simulcast": shape.simulcast, "feedback": shape.feedback, "recording": record},
         "sfu": sfu.json()});
     if baseline {
         let b = run_baseline(shape, per_stream).await?;
@@ -462,7 +551,7 @@ async fn run_baseline(shape: &Shape, per_stream: u64) -> Result<Figures> {
                                     vn += 1;
                                     let mut p = header(VP8_PT);
                                     p.extend_from_slice(&c.payload);
-                                    if socket.send(&p).await.is_ok() { stats.sent(true, sent_us); }
+                                    if socket.send(&p).await.is_ok() { stats.sent_video(0, sent_us); }
                                 }
                             }
                             _ = at.tick() => {
@@ -472,7 +561,7 @@ async fn run_baseline(shape: &Shape, per_stream: u64) -> Result<Figures> {
                                 an += 1;
                                 let mut p = header(OPUS_PT);
                                 p.extend_from_slice(&c.payload);
-                                if socket.send(&p).await.is_ok() { stats.sent(false, sent_us); }
+                                if socket.send(&p).await.is_ok() { stats.sent_audio(sent_us); }
                             }
                         }
                     }
@@ -485,7 +574,7 @@ async fn run_baseline(shape: &Shape, per_stream: u64) -> Result<Figures> {
         i64::from(shape.rooms * shape.publishers) * per_stream as i64,
         Ordering::Relaxed,
     );
-    let figures = measure(pid, shape, &stats, per_stream, || async { None }).await;
+    let figures = measure(pid, shape, &stats, shape.receivers(), || async { None }).await;
     for t in tasks {
         t.abort();
     }
@@ -511,10 +600,16 @@ async fn churn(server: &str, pid: u32, cycles: u32, group: u32, tolerance: f64) 
             fps: 15,
             warmup: 0,
             duration: 0,
+            simulcast: false,
+            feedback: false,
         };
         for i in 0..group {
-            let ssrc = SSRC.fetch_add(2, Ordering::Relaxed);
-            let c = Client::join(server, &room, &format!("c{i}"), true, ssrc, stats.clone())
+            let ssrc = SSRC.fetch_add(SSRCS_PER_CLIENT, Ordering::Relaxed);
+            let role = Role {
+                publish: true,
+                ..Role::default()
+            };
+            let c = Client::join(server, &room, &format!("c{i}"), role, ssrc, stats.clone())
                 .await
                 .with_context(|| format!("cycle {cycle}: join"))?;
             c.connected(Duration::from_secs(10))
@@ -583,4 +678,41 @@ async fn churn(server: &str, pid: u32, cycles: u32, group: u32, tolerance: f64) 
         bail!("server RSS changed by {change:.1} % (allowed ±{tolerance} %)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(publishers: u32, subscribers: u32, simulcast: bool) -> Shape {
+        Shape {
+            rooms: 1,
+            publishers,
+            subscribers,
+            video_kbps: 1000,
+            fps: 30,
+            warmup: 0,
+            duration: 0,
+            simulcast,
+            feedback: false,
+        }
+    }
+
+    #[test]
+    fn without_simulcast_everybody_else_receives_the_one_video_stream() {
+        let r = shape(2, 8, false).receivers();
+        assert_eq!((r.audio, r.video), (9, [9, 0, 0]));
+        assert_eq!(shape(2, 8, false).subscriber_wants(0), None);
+    }
+
+    #[test]
+    fn with_simulcast_subscribers_spread_over_the_layers_and_publishers_take_the_top() {
+        let s = shape(2, 8, true);
+        let wants: Vec<_> = (0..4).map(|i| s.subscriber_wants(i).unwrap()).collect();
+        assert_eq!(wants, ["low", "medium", "high", "low"]);
+        let r = s.receivers();
+        // Subscribers 0, 3, 6 low; 1, 4, 7 medium; 2, 5 high, with the other publisher.
+        assert_eq!((r.audio, r.video), (9, [3, 3, 3]));
+        assert_eq!(r.video.iter().sum::<u64>(), r.audio, "one layer each");
+    }
 }

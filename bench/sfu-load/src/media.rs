@@ -1,6 +1,7 @@
 //! Synthetic media: VP8 frames (valid payload descriptor and frame tag, a key frame header with
-//! start code and size every `keyframe_every` frames) and Opus 20 ms frames. Every packet ends
-//! with a [`Stamp`]: stream id, per-stream packet counter and send time.
+//! start code and size every `keyframe_every` frames; optionally a picture id, as browsers send
+//! and an SFU rewrites when it switches simulcast layers) and Opus 20 ms frames. Every packet
+//! ends with a [`Stamp`]: stream id, per-stream packet counter and send time.
 
 use std::{sync::OnceLock, time::Instant};
 
@@ -49,6 +50,29 @@ impl Stamp {
     }
 }
 
+/// A simulcast layer: its RID and its share of the publisher's video bitrate.
+pub struct SimulcastLayer {
+    pub rid: &'static str,
+    pub percent: u32,
+}
+
+/// The layers a simulcast publisher sends, lowest first (as a browser's `q`/`h`/`f` at ¼, ½
+/// and full resolution: Chromium's defaults for 720p are about 150, 500 and 1 700 kbit/s).
+pub const SIMULCAST: [SimulcastLayer; 3] = [
+    SimulcastLayer {
+        rid: "q",
+        percent: 10,
+    },
+    SimulcastLayer {
+        rid: "h",
+        percent: 30,
+    },
+    SimulcastLayer {
+        rid: "f",
+        percent: 100,
+    },
+];
+
 /// One RTP payload with its marker bit.
 pub struct Chunk {
     pub payload: Vec<u8>,
@@ -62,6 +86,8 @@ pub struct Vp8Source {
     key_bytes: usize,
     keyframe_every: u64,
     force_key: bool,
+    /// The 15-bit picture id of the next frame, when the descriptor carries one.
+    picture_id: Option<u16>,
 }
 
 impl Vp8Source {
@@ -76,7 +102,15 @@ impl Vp8Source {
             key_bytes: delta_bytes * 4,
             keyframe_every,
             force_key: true,
+            picture_id: None,
         }
+    }
+
+    /// Every frame's descriptor carries a 15-bit picture id (RFC 7741 §4.2, `M` set), as
+    /// Chromium's do.
+    pub fn with_picture_id(mut self) -> Self {
+        self.picture_id = Some(0);
+        self
     }
 
     /// The next frame's packets (payloads without the stamp's values filled in).
@@ -99,19 +133,30 @@ impl Vp8Source {
             frame[6..8].copy_from_slice(&640u16.to_le_bytes());
             frame[8..10].copy_from_slice(&360u16.to_le_bytes());
         }
-        let per = MAX_PAYLOAD - 1 - STAMP_LEN;
+        // RFC 7741 descriptor: S bit on the first packet of the frame, partition 0; with a
+        // picture id, X then I, then the id with M (15 bits).
+        let descriptor = |start: bool| -> Vec<u8> {
+            let s = if start { 0x10 } else { 0x00 };
+            match self.picture_id {
+                None => vec![s],
+                Some(id) => vec![0x80 | s, 0x80, 0x80 | (id >> 8) as u8, id as u8],
+            }
+        };
+        let per = MAX_PAYLOAD - descriptor(false).len() - STAMP_LEN;
         let count = size.div_ceil(per);
         let mut chunks = Vec::with_capacity(count);
         for (i, part) in frame.chunks(per).enumerate() {
-            let mut payload = Vec::with_capacity(1 + part.len() + STAMP_LEN);
-            // RFC 7741 descriptor: S bit on the first packet of the frame, partition 0.
-            payload.push(if i == 0 { 0x10 } else { 0x00 });
+            let mut payload = descriptor(i == 0);
+            payload.reserve(part.len() + STAMP_LEN);
             payload.extend_from_slice(part);
             payload.extend_from_slice(&[0; STAMP_LEN]);
             chunks.push(Chunk {
                 payload,
                 marker: i + 1 == count,
             });
+        }
+        if let Some(id) = &mut self.picture_id {
+            *id = (*id + 1) & 0x7fff;
         }
         (key, chunks)
     }
@@ -163,5 +208,39 @@ mod tests {
         }
         let kbps = bytes * 8 / 2 / 1000;
         assert!((900..=1150).contains(&kbps), "{kbps} kbit/s");
+    }
+
+    #[test]
+    fn picture_ids_count_up_and_wrap_in_15_bits() {
+        let mut src = Vp8Source::new(1000, 30, 60).with_picture_id();
+        src.picture_id = Some(0x7ffe);
+        let ids: Vec<(u16, bool)> = (0..3)
+            .map(|_| {
+                let (_, chunks) = src.next_frame();
+                let p = &chunks[0].payload;
+                assert_eq!(p[0], 0x90, "X and S on the frame's first packet");
+                assert_eq!(p[1], 0x80, "I");
+                assert!(chunks[1..]
+                    .iter()
+                    .all(|c| c.payload[0] == 0x80 && c.payload.len() <= MAX_PAYLOAD));
+                (u16::from_be_bytes([p[2] & 0x7f, p[3]]), p[2] & 0x80 != 0)
+            })
+            .collect();
+        assert_eq!(
+            ids.iter().map(|i| i.0).collect::<Vec<_>>(),
+            [0x7ffe, 0x7fff, 0]
+        );
+        assert!(ids.iter().all(|i| i.1), "M: 15-bit ids");
+        assert_eq!(
+            chunks_key_tag(&mut Vp8Source::new(1000, 30, 60).with_picture_id()),
+            [0x9d, 0x01, 0x2a]
+        );
+    }
+
+    /// The start code of the first (key) frame, after a 4-byte descriptor.
+    fn chunks_key_tag(src: &mut Vp8Source) -> [u8; 3] {
+        let (key, chunks) = src.next_frame();
+        assert!(key);
+        chunks[0].payload[7..10].try_into().unwrap()
     }
 }

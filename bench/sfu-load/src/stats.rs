@@ -1,17 +1,22 @@
-//! Receive-side accounting: packets per kind inside the measurement window, one-way latency
-//! histogram (10 µs buckets up to 200 ms).
+//! Accounting inside the measurement window: packets sent (audio, and video per simulcast
+//! layer) and received, one-way latency histogram (10 µs buckets up to 200 ms).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::media::Stamp;
+use crate::media::{Stamp, SIMULCAST};
+
+/// Video layers counted apart (a publisher without simulcast sends layer 0).
+pub const LAYERS: usize = SIMULCAST.len();
 
 const BUCKET_US: u64 = 10;
 const BUCKETS: usize = 20_000;
 
 pub struct Stats {
     window: (AtomicU64, AtomicU64),
+    /// Audio, video.
     pub received: [AtomicU64; 2],
-    pub sent: [AtomicU64; 2],
+    pub sent_audio: AtomicU64,
+    pub sent_video: [AtomicU64; LAYERS],
     pub streams: [AtomicI64; 2],
     hist: Vec<AtomicU64>,
 }
@@ -21,7 +26,8 @@ impl Default for Stats {
         Stats {
             window: (AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)),
             received: Default::default(),
-            sent: Default::default(),
+            sent_audio: Default::default(),
+            sent_video: Default::default(),
             streams: Default::default(),
             hist: (0..=BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -38,9 +44,15 @@ impl Stats {
         t >= self.window.0.load(Ordering::Relaxed) && t < self.window.1.load(Ordering::Relaxed)
     }
 
-    pub fn sent(&self, video: bool, sent_us: u64) {
+    pub fn sent_audio(&self, sent_us: u64) {
         if self.in_window(sent_us) {
-            self.sent[video as usize].fetch_add(1, Ordering::Relaxed);
+            self.sent_audio.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn sent_video(&self, layer: usize, sent_us: u64) {
+        if self.in_window(sent_us) {
+            self.sent_video[layer].fetch_add(1, Ordering::Relaxed);
         }
     }
 
