@@ -215,12 +215,8 @@ impl Client {
                 .await?,
         );
         let audio_ssrc = ssrc_base;
-        let video_ssrcs: Vec<u32> = match role.simulcast {
-            true => (1..=SIMULCAST.len() as u32)
-                .map(|l| ssrc_base + l)
-                .collect(),
-            false => vec![ssrc_base + 1],
-        };
+        let layers = if role.simulcast { SIMULCAST.len() } else { 1 };
+        let video_ssrcs: Vec<u32> = (1..=layers as u32).map(|l| ssrc_base + l).collect();
         let (mut audio, mut video) = (None, None);
         if role.publish {
             let encoding =
@@ -296,25 +292,25 @@ impl Client {
         let answer = reply["sdp"]
             .as_str()
             .ok_or_else(|| anyhow!("join ack without sdp: {reply}"))?;
-        let video_extensions = match (role.publish && role.simulcast, mid_of(answer, "video")) {
-            (false, _) => vec![vec![]],
-            (true, None) => bail!("the answer has no video section"),
-            (true, Some(mid)) => {
-                let id = |uri| {
-                    extmap_id(answer, "video", uri)
-                        .ok_or_else(|| anyhow!("the answer did not take {uri}"))
-                };
-                let (mid_id, rid_id) = (id(MID_URI)?, id(RID_URI)?);
-                SIMULCAST
-                    .iter()
-                    .map(|layer| {
-                        vec![
-                            (mid_id, mid.as_bytes().to_vec()),
-                            (rid_id, layer.rid.as_bytes().to_vec()),
-                        ]
-                    })
-                    .collect()
-            }
+        let video_extensions = if !(role.publish && role.simulcast) {
+            vec![vec![]]
+        } else {
+            let mid = mid_of(answer, "video")
+                .ok_or_else(|| anyhow!("the answer has no video section"))?;
+            let id = |uri| {
+                extmap_id(answer, "video", uri)
+                    .ok_or_else(|| anyhow!("the answer did not take {uri}"))
+            };
+            let (mid_id, rid_id) = (id(MID_URI)?, id(RID_URI)?);
+            SIMULCAST
+                .iter()
+                .map(|layer| {
+                    vec![
+                        (mid_id, mid.as_bytes().to_vec()),
+                        (rid_id, layer.rid.as_bytes().to_vec()),
+                    ]
+                })
+                .collect()
         };
         // The server may send its first `update` right after the ack: apply the answer first
         // (a browser chains these operations; the library does not).

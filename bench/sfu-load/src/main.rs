@@ -399,7 +399,7 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
     if baseline && shape.simulcast {
         bail!("the plain-UDP baseline fans out one stream per publisher: no --simulcast with --baseline");
     }
-    let per_stream = u64::from(shape.publishers - 1 + shape.subscribers);
+    let per_stream = shape.receivers().audio;
     eprintln!(
         "sfu-load: {} room(s) × ({} publishers + {} subscribers), {} kbit/s VP8{} @ {} fps + Opus 20 ms{}; {} subscriber video streams expected",
         shape.rooms, shape.publishers, shape.subscribers, shape.video_kbps,
@@ -475,7 +475,7 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
         "simulcast": shape.simulcast, "feedback": shape.feedback, "recording": record},
         "sfu": sfu.json()});
     if baseline {
-        let b = run_baseline(shape, per_stream).await?;
+        let b = run_baseline(shape).await?;
         out["udp_baseline"] = b.json();
         out["ratio"] = json!({
             "cpu_per_packet_sfu_over_udp": (sfu.cpu_us_per_pkt / b.cpu_us_per_pkt * 10.0).round() / 10.0,
@@ -488,7 +488,8 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
 }
 
 /// The same shape over plain UDP through `sfu-load relay`.
-async fn run_baseline(shape: &Shape, per_stream: u64) -> Result<Figures> {
+async fn run_baseline(shape: &Shape) -> Result<Figures> {
+    let per_stream = shape.receivers().audio;
     let mut child = Command::new(std::env::current_exe()?)
         .arg("relay")
         .stdout(Stdio::piped())
