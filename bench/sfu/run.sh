@@ -15,9 +15,11 @@
 #                                    # extra sfu-load flags for every run (simulcast publishers,
 #                                    # transport-wide feedback from every client)
 #   NEW_LOAD_FLAGS='--simulcast --feedback' NEW_CONFIG=bench/sfu/bwe.toml bench/sfu/run.sh
+#   NEW_LOAD_FLAGS='--simulcast --remb' NEW_CONFIG=bench/sfu/remb.toml bench/sfu/run.sh
 #                                    # this tree's server twice, the same way: old = as is,
 #                                    # new = with these sfu-load flags and/or server config
-#                                    # (here simulcast publishers and bandwidth estimation on)
+#                                    # (simulcast publishers with bandwidth estimation on: ours
+#                                    # from transport-wide feedback, or the clients' REMB)
 #
 # Each run starts a fresh server (in a loopback-only network namespace when run as root with
 # `unshare`), runs `sfu-load run --baseline` (the SFU, then a plain-UDP fan-out with the same

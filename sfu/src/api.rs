@@ -81,6 +81,29 @@ impl FromStr for MediaCodec {
     }
 }
 
+/// Where the estimate of what reaches each subscriber comes from (docs/sfu.md, "Bandwidth
+/// estimation and allocation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BandwidthEstimation {
+    /// None: every subscriber gets the layers it asks for.
+    Off,
+    /// The subscriber's browser estimates what reaches it and says so in REMB: we send no
+    /// transport-wide sequence numbers on its m-lines, so Chromium runs its receive-side
+    /// estimator. Costs the server next to nothing; going up is found by sending more
+    /// (`media/probe.rs`).
+    Receiver,
+    /// str0m's send-side estimator (GoogCC) on the subscriber's transport-wide feedback,
+    /// starting from this many bits per second. Finds room by padding probes; str0m 0.25's
+    /// pacer costs about a third more CPU per forwarded packet.
+    SendSide { start_bps: u64 },
+}
+
+impl BandwidthEstimation {
+    pub fn is_on(self) -> bool {
+        self != BandwidthEstimation::Off
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
     pub net: NetConfig,
@@ -102,11 +125,9 @@ pub struct SfuConfig {
     /// Minimum spacing of keyframe requests to one publisher track.
     pub keyframe_interval: Duration,
     pub codecs: Vec<MediaCodec>,
-    /// Send-side bandwidth estimation toward each subscriber (transport-wide congestion
-    /// control feedback), starting from this many bits per second; the estimate decides which
-    /// layers each subscriber gets (`media/allocator.rs`). `None`: off, every subscriber
-    /// gets the layers it asks for.
-    pub bandwidth_estimation: Option<u64>,
+    /// How the bandwidth toward each subscriber is estimated; the estimate decides which
+    /// layers each subscriber gets (`media/allocator.rs`).
+    pub bandwidth_estimation: BandwidthEstimation,
     /// This core's shard (the first hex digit of its participant ids), < 16.
     pub shard: u8,
 }
@@ -123,7 +144,7 @@ impl SfuConfig {
             silence_limit: Duration::from_secs(8),
             keyframe_interval: Duration::from_millis(500),
             codecs: MediaCodec::DEFAULT.to_vec(),
-            bandwidth_estimation: None,
+            bandwidth_estimation: BandwidthEstimation::Off,
             shard: 0,
         }
     }

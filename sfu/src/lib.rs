@@ -29,9 +29,9 @@ mod handle;
 
 pub use crate::core::TapOutput;
 pub use api::{
-    IceCandidate, JoinAnswer, JoinOptions, MediaCodec, Moderation, ModeratorRight, NetConfig,
-    ParticipantEvent, ParticipantInfo, PublishLayers, Quality, SfuConfig, SfuError, Source,
-    Speaker, TrackKind, UnknownCodec,
+    BandwidthEstimation, IceCandidate, JoinAnswer, JoinOptions, MediaCodec, Moderation,
+    ModeratorRight, NetConfig, ParticipantEvent, ParticipantInfo, PublishLayers, Quality,
+    SfuConfig, SfuError, Source, Speaker, TrackKind, UnknownCodec,
 };
 pub use handle::{JoinRequest, Joined, Sfu};
 pub use ids::{ParticipantId, PublicationId, Round, TapId};

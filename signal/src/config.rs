@@ -283,11 +283,20 @@ pub struct SfuFileConfig {
     pub keyframe_interval_ms: Option<u64>,
     /// Codecs offered to browsers, from opus, vp8, vp9, h264, av1, h265.
     pub codecs: Option<Vec<String>>,
-    /// Send-side bandwidth estimation toward each subscriber, which picks the layers it gets
-    /// (default off: docs/sfu.md says why).
-    pub bandwidth_estimation: Option<bool>,
+    /// Bandwidth estimation toward each subscriber, which picks the layers it gets:
+    /// `"remb"` (the browser's own estimate), `"transport-cc"` or `true` (ours, from
+    /// transport-wide feedback), `false` (default; docs/sfu.md says why).
+    pub bandwidth_estimation: Option<EstimationSetting>,
     /// The estimate each subscriber starts from, kbit/s (default 1000).
     pub start_bitrate_kbps: Option<u32>,
+}
+
+/// `bandwidth_estimation`: a switch, or which estimate.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum EstimationSetting {
+    Switch(bool),
+    Named(String),
 }
 
 /// `[access]` table: who may use what (docs/security.md).
@@ -710,10 +719,23 @@ fn sfu_config(
     if !(30..=100_000).contains(&start_kbps) {
         return Err(invalid("start_bitrate_kbps must be 30-100000".into()));
     }
-    config.bandwidth_estimation = file
-        .bandwidth_estimation
-        .unwrap_or(false)
-        .then_some(u64::from(start_kbps) * 1000);
+    let send_side = sfu::BandwidthEstimation::SendSide {
+        start_bps: u64::from(start_kbps) * 1000,
+    };
+    config.bandwidth_estimation = match file.bandwidth_estimation {
+        None | Some(EstimationSetting::Switch(false)) => sfu::BandwidthEstimation::Off,
+        Some(EstimationSetting::Switch(true)) => send_side,
+        Some(EstimationSetting::Named(name)) => match name.as_str() {
+            "off" => sfu::BandwidthEstimation::Off,
+            "remb" => sfu::BandwidthEstimation::Receiver,
+            "transport-cc" => send_side,
+            other => {
+                return Err(invalid(format!(
+                    "bandwidth_estimation must be true, false, \"remb\" or \"transport-cc\", not {other:?}"
+                )))
+            }
+        },
+    };
     if let Some(codecs) = file.codecs {
         config.codecs = codecs
             .iter()
@@ -860,7 +882,28 @@ mod tests {
         assert_eq!(sfu.connect_timeout.as_secs(), 20, "default");
         assert_eq!(sfu.keyframe_interval.as_millis(), 250);
         assert_eq!(sfu.codecs, [sfu::MediaCodec::Opus, sfu::MediaCodec::Vp8]);
-        assert_eq!(sfu.bandwidth_estimation, Some(600_000));
+        assert_eq!(
+            sfu.bandwidth_estimation,
+            sfu::BandwidthEstimation::SendSide { start_bps: 600_000 }
+        );
+        let estimation = |value: &str| {
+            let file: FileConfig =
+                toml::from_str(&format!("[sfu]\nbandwidth_estimation = {value}\n")).unwrap();
+            Config::merge(file, cli(&[])).map(|c| c.sfu.bandwidth_estimation)
+        };
+        assert_eq!(
+            estimation("\"remb\"").unwrap(),
+            sfu::BandwidthEstimation::Receiver
+        );
+        assert_eq!(estimation("false").unwrap(), sfu::BandwidthEstimation::Off);
+        assert!(matches!(
+            estimation("\"transport-cc\"").unwrap(),
+            sfu::BandwidthEstimation::SendSide {
+                start_bps: 1_000_000
+            }
+        ));
+        let err = estimation("\"googcc\"").unwrap_err().to_string();
+        assert!(err.contains("\"remb\""), "{err}");
         assert_eq!(
             sfu.net.bind_ip.to_string(),
             "0.0.0.0",

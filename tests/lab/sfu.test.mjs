@@ -225,8 +225,11 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     await leaveAll(pages);
   });
 
-  it('a slow downlink in one home: what it receives steps down or pauses, the others are not held back, and it steps back up', async (t) => {
-    await serve({ config: '[sfu]\nbandwidth_estimation = true\n' });
+  // Ours, from the browser's transport-wide feedback. LAB_ESTIMATION=remb (or a list) runs
+  // it on the browser's own estimate instead, which does not pass yet (docs/BENCHMARKS.md,
+  // "The browser's own estimate (REMB)").
+  for (const estimation of (process.env.LAB_ESTIMATION ?? 'transport-cc').split(',')) it(`a slow downlink in one home (${estimation}): what it receives steps down or pauses, the others are not held back, and it steps back up`, async (t) => {
+    await serve({ config: `[sfu]\nbandwidth_estimation = "${estimation}"\n` });
     // A window large enough for a pinned tile to want the high layer (> 360 px tall). Ann
     // only watches (no camera): her capped link would otherwise also slow the feedback her
     // own camera's encoder lives on, and what Bob and Cy get of her would change with it.
@@ -272,7 +275,14 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     for (const [h, o] of pairs) capped[`${h}${o}`] = await sfuReceived(pages[h], ids[o]);
     const t1 = Date.now();
     await lab.capDownlink('a', 0);
-    await until('Ann receives Bob\'s high layer again', async () => (await sfuReceived(pages.a, ids.b))?.height === LAYER_HEIGHT.high, 30_000, 200);
+    // What the server decided, in the report of a run that fails here too.
+    const explain = () => {
+      for (const line of server.logs().split('\n').filter((l) => /lack of bandwidth|probe ended| layer /.test(l))) t.diagnostic(line.replace(/\x1b\[[0-9;]*m/g, ''));
+    };
+    await until('Ann receives Bob\'s high layer again', async () => (await sfuReceived(pages.a, ids.b))?.height === LAYER_HEIGHT.high, 30_000, 200).catch((e) => {
+      explain();
+      throw e;
+    });
     const upMs = Date.now() - t1;
     await sleep(2000);
     const samples = {};
@@ -280,9 +290,9 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
     // The longest time each tile decoded nothing, from the cap until 2 s after the way back.
     const stalls = Object.fromEntries(pairs.map(([h, o]) => [`${h}${o}`, longestTileStall(samples[h], ids[o], t0)]));
     const paused = Object.fromEntries(pairs.map(([h, o]) => [`${h}${o}`, samples[h].some((s) => s.tiles[ids[o]]?.paused)]));
-    figures.slowDownlink = { downMs, upMs, downTo, capped: Object.fromEntries(Object.entries(capped).map(([k, r]) => [k, `${r.height}p${r.video === 'paused' ? ' paused' : ''}`])), stalls, paused };
-    for (const line of server.logs().split('\n').filter((l) => l.includes('lack of bandwidth'))) t.diagnostic(line.replace(/\x1b\[[0-9;]*m/g, ''));
-    t.diagnostic(`300 kbit/s toward Ann: Bob's video down to ${downTo} after ${downMs} ms; cap lifted: ${LAYER_HEIGHT.high}p again after ${upMs} ms; ${JSON.stringify(figures.slowDownlink)}`);
+    figures[`slowDownlink-${estimation}`] = { downMs, upMs, downTo, capped: Object.fromEntries(Object.entries(capped).map(([k, r]) => [k, `${r.height}p${r.video === 'paused' ? ' paused' : ''}`])), stalls, paused };
+    explain();
+    t.diagnostic(`300 kbit/s toward Ann: Bob's video down to ${downTo} after ${downMs} ms; cap lifted: ${LAYER_HEIGHT.high}p again after ${upMs} ms; ${JSON.stringify(figures[`slowDownlink-${estimation}`])}`);
     // What this build meets (docs/BENCHMARKS.md "Bandwidth estimation"; issue 10's bar is
     // down within 3 s, no freeze over 1 s, back within 10 s: not met in every run yet). Ann's
     // videos step down or pause, and a tile that stops says why.

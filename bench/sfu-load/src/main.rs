@@ -77,6 +77,11 @@ struct Shape {
     /// receives, as browsers do (what the server's bandwidth estimation works on).
     #[arg(long)]
     feedback: bool,
+    /// Every participant reports a receiver estimate (REMB, 10 Mbit/s: nothing limits the
+    /// layers) on each video it receives, as Chromium does when the server leaves out
+    /// transport-wide feedback (`bandwidth_estimation = "remb"`).
+    #[arg(long)]
+    remb: bool,
 }
 
 impl Shape {
@@ -404,7 +409,12 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
         "sfu-load: {} room(s) × ({} publishers + {} subscribers), {} kbit/s VP8{} @ {} fps + Opus 20 ms{}; {} subscriber video streams expected",
         shape.rooms, shape.publishers, shape.subscribers, shape.video_kbps,
         if shape.simulcast { " (top of 3 simulcast layers)" } else { "" }, shape.fps,
-        if shape.feedback { ", transport-wide feedback" } else { "" },
+        match (shape.feedback, shape.remb) {
+            (true, true) => ", transport-wide feedback and REMB",
+            (true, false) => ", transport-wide feedback",
+            (false, true) => ", REMB",
+            (false, false) => "",
+        },
         u64::from(shape.rooms) * u64::from(shape.publishers) * per_stream
     );
     let stats = Arc::new(Stats::default());
@@ -420,6 +430,7 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
                 publish,
                 simulcast: shape.simulcast,
                 feedback: shape.feedback,
+                remb: shape.remb,
                 wants: (!publish)
                     .then(|| shape.subscriber_wants(i - shape.publishers))
                     .flatten(),
@@ -472,7 +483,7 @@ async fn run(server: &str, pid: u32, shape: &Shape, baseline: bool, record: bool
     }
     let mut out = json!({"shape": {"rooms": shape.rooms, "publishers": shape.publishers, "subscribers": shape.subscribers,
         "video_kbps": shape.video_kbps, "fps": shape.fps, "duration_s": shape.duration, "expected_video_streams": expected_streams,
-        "simulcast": shape.simulcast, "feedback": shape.feedback, "recording": record},
+        "simulcast": shape.simulcast, "feedback": shape.feedback, "remb": shape.remb, "recording": record},
         "sfu": sfu.json()});
     if baseline {
         let b = run_baseline(shape).await?;
@@ -603,6 +614,7 @@ async fn churn(server: &str, pid: u32, cycles: u32, group: u32, tolerance: f64) 
             duration: 0,
             simulcast: false,
             feedback: false,
+            remb: false,
         };
         for i in 0..group {
             let ssrc = SSRC.fetch_add(SSRCS_PER_CLIENT, Ordering::Relaxed);
@@ -696,6 +708,7 @@ mod tests {
             duration: 0,
             simulcast,
             feedback: false,
+            remb: false,
         }
     }
 

@@ -24,8 +24,8 @@ use super::{
 };
 use crate::{
     api::{
-        JoinAnswer, JoinOptions, MediaCodec, ParticipantEvent, ParticipantInfo, SfuError, Source,
-        TrackKind,
+        BandwidthEstimation, JoinAnswer, JoinOptions, MediaCodec, ParticipantEvent,
+        ParticipantInfo, SfuError, Source, TrackKind,
     },
     ids::{ParticipantId, ParticipantSlot, PublicationSlot, TapId, TapSlot},
     media::{
@@ -101,7 +101,10 @@ impl SfuCore {
             rtc,
             joined_at: now,
             next_timeout: now,
-            paced: self.config.bandwidth_estimation.is_some(),
+            paced: matches!(
+                self.config.bandwidth_estimation,
+                BandwidthEstimation::SendSide { .. }
+            ),
             unsent: 0,
             timed_out: false,
             dirty: false,
@@ -155,7 +158,10 @@ impl SfuCore {
         let mut config = Rtc::builder()
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
-            .enable_bwe(self.config.bandwidth_estimation.map(Bitrate::bps))
+            .enable_bwe(match self.config.bandwidth_estimation {
+                BandwidthEstimation::SendSide { start_bps } => Some(Bitrate::bps(start_bps)),
+                BandwidthEstimation::Off | BandwidthEstimation::Receiver => None,
+            })
             .clear_codecs();
         let codecs = self
             .config

@@ -29,7 +29,10 @@ use crate::{
         screen::ScreenShare,
     },
     ids::{ParticipantId, PublicationSlot},
-    media::{allocator::Hysteresis, loss_control::LossControl, subscription::Subscription},
+    media::{
+        allocator::Hysteresis, loss_control::LossControl, probe::MediaProbe,
+        subscription::Subscription,
+    },
 };
 
 /// A timeout str0m's pacer wants within this of `now` is given at once (see
@@ -126,6 +129,8 @@ pub struct Downlink {
     pub bumped: bool,
     /// A ceiling on the estimate from the loss the subscriber's feedback reports.
     pub loss: LossControl,
+    /// Room above the browser's own estimate (REMB), found by sending more.
+    pub probe: MediaProbe,
 }
 
 /// What a poll of one participant's `Rtc` turned up that concerns the rest of the core.
@@ -371,6 +376,7 @@ impl Participant {
                 self.downlink.estimate = can_probe.then(|| estimate.as_u64());
             }
             Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                tracing::trace!(estimate = estimate.as_u64(), "REMB");
                 self.downlink.estimate = Some(estimate.as_u64());
             }
             Event::Closed => tracing::debug!("connection closed"),

@@ -9,11 +9,14 @@ use str0m::{
 };
 
 use super::{
-    contain::contain, participant::Participant, screen::ScreenChange, sdp::check_payload_types,
+    contain::contain,
+    participant::Participant,
+    screen::ScreenChange,
+    sdp::{check_payload_types, without_transport_cc},
     SfuCore,
 };
 use crate::{
-    api::{ParticipantEvent, TrackKind},
+    api::{BandwidthEstimation, ParticipantEvent, TrackKind},
     ids::{ParticipantSlot, PublicationSlot, Round, SubscriptionSlot},
     media::{
         layers::pick,
@@ -136,7 +139,10 @@ impl SfuCore {
             id,
             ParticipantEvent::Update {
                 round,
-                sdp: offer.to_sdp_string(),
+                sdp: match self.config.bandwidth_estimation {
+                    BandwidthEstimation::Receiver => without_transport_cc(&offer.to_sdp_string()),
+                    _ => offer.to_sdp_string(),
+                },
             },
         );
     }

@@ -152,6 +152,42 @@ pub fn receive_only_answer(sdp: &str) -> (String, Vec<(String, OurDirection)>) {
     (out, changed)
 }
 
+/// Chromium's receive-side estimate instead of transport-wide feedback on what we send.
+///
+/// In each m-section we send on (`a=sendonly` in our offer: a subscription), the
+/// transport-wide sequence number extension and `transport-cc` feedback are left out, so the
+/// browser's answer leaves them out too, str0m writes no transport sequence number on those
+/// packets (it writes one only where the m-line's negotiated extensions have it), and
+/// Chromium estimates what reaches it itself (abs-send-time, still offered) and says so in
+/// REMB. Publishers' m-lines keep transport-wide feedback: their browsers' send-side
+/// estimate runs on ours. Why: docs/sfu.md, "Bandwidth estimation".
+pub fn without_transport_cc(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut section = String::new();
+    let flush = |section: &mut String, out: &mut String| {
+        let sends = section
+            .lines()
+            .any(|l| l.trim_end_matches('\r') == "a=sendonly");
+        for line in section.split_inclusive('\n') {
+            let text = line.trim_end_matches(['\r', '\n']);
+            let feedback = (text.starts_with("a=extmap:") && text.contains("transport-wide-cc"))
+                || (text.starts_with("a=rtcp-fb:") && text.ends_with(" transport-cc"));
+            if !(sends && feedback) {
+                out.push_str(line);
+            }
+        }
+        section.clear();
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push_str(line);
+    }
+    flush(&mut section, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +272,34 @@ mod tests {
                 ("0".to_owned(), OurDirection::RecvOnly),
                 ("1".to_owned(), OurDirection::Inactive)
             ]
+        );
+    }
+
+    #[test]
+    fn sends_without_transport_wide_feedback() {
+        let twcc = "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+        let section = |mid: u8, direction: &str| {
+            format!(
+                "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{mid}\r\n\
+                a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n\
+                {twcc}a={direction}\r\na=rtpmap:96 VP8/90000\r\n\
+                a=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 goog-remb\r\n"
+            )
+        };
+        let sdp = format!(
+            "v=0\r\n{}{}",
+            section(0, "recvonly"),
+            section(1, "sendonly")
+        );
+        let out = without_transport_cc(&sdp);
+        // The publisher's m-line keeps it.
+        assert!(out.starts_with(&format!("v=0\r\n{}", section(0, "recvonly"))));
+        let sent = &out[out.find("a=mid:1").unwrap()..];
+        assert!(!sent.contains("transport"), "{sent}");
+        assert!(sent.contains("abs-send-time") && sent.contains("goog-remb"));
+        assert_eq!(
+            out.len(),
+            sdp.len() - twcc.len() - "a=rtcp-fb:96 transport-cc\r\n".len()
         );
     }
 

@@ -5,7 +5,9 @@
 //! and a share for headers, is split between its videos by [`allocate`] (the active
 //! speaker's first; down at once, up after a hold); a video that does not fit at its lowest
 //! layer is paused and the subscriber told (`VideoPaused`). str0m's BWE is told what is sent
-//! and what everybody would get unconstrained, so that it probes for the difference.
+//! and what everybody would get unconstrained, so that it probes for the difference; with
+//! the browser's own estimate (REMB) instead, [`MediaProbe`](crate::media::probe::MediaProbe) raises the budget by a layer
+//! now and then, for the browser to see more and raise its estimate.
 //!
 //! Re-evaluated on a short tick rather than per packet: a layer counts as stopped only
 //! after [`ACTIVE_WINDOW`](crate::media::layers::ACTIVE_WINDOW) without packets, and a
@@ -23,11 +25,12 @@ use str0m::bwe::Bitrate;
 
 use super::SfuCore;
 use crate::{
-    api::{ParticipantEvent, PublishLayers, SfuError, Source, TrackKind},
+    api::{BandwidthEstimation, ParticipantEvent, PublishLayers, SfuError, Source, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationSlot},
     media::{
         allocator::{allocate, Track},
         layers::{needed, pick},
+        probe::Tick,
         sink::Sink,
         subscription::Allocated,
     },
@@ -107,7 +110,8 @@ impl SfuCore {
         self.next_selection = now + SELECTION_TICK;
         let mut keyframes: Vec<(PublicationSlot, u8)> = Vec::new();
         let mut paused: Vec<(ParticipantId, ParticipantId, Source, bool, Option<u64>)> = Vec::new();
-        let probing = self.config.bandwidth_estimation.is_some();
+        let mode = self.config.bandwidth_estimation;
+        let probing = matches!(mode, BandwidthEstimation::SendSide { .. });
         let mut tracks = Vec::new();
         let mut keys = Vec::new();
         let mut rearmed = Vec::new();
@@ -152,7 +156,6 @@ impl SfuCore {
             let loss = &participant.downlink.loss;
             let estimate = estimate.map(|e| loss.cap(e));
             let budget = estimate.map(|e| (e * BUDGET_SHARE / 100).saturating_sub(audio));
-            let plan = allocate(budget.unwrap_or(u64::MAX), &tracks);
             // A track whose wish (or what its publisher sends) changed is allocated afresh:
             // the hold before a step up is for a rising estimate, not for a tile that grew.
             let current: Vec<Option<Option<u8>>> = keys
@@ -165,6 +168,31 @@ impl SfuCore {
                         .map(|a| a.layer)
                 })
                 .collect();
+            let mut plan = allocate(budget.unwrap_or(u64::MAX), &tracks);
+            if let (BandwidthEstimation::Receiver, Some(estimate), Some(budget)) =
+                (mode, estimate, budget)
+            {
+                let sending = tracks
+                    .iter()
+                    .zip(&current)
+                    .map(|(track, layer)| track.cost(layer.flatten()))
+                    .sum();
+                let tick = Tick {
+                    estimate,
+                    budget,
+                    sending,
+                    used: plan.used,
+                    step: plan.next_step(&tracks),
+                    congested: loss.congested(),
+                };
+                let (raised, ended) = participant.downlink.probe.budget(now, tick);
+                if let Some(outcome) = ended {
+                    tracing::debug!(parent: &participant.span, ?outcome, ?tick, "probe ended");
+                }
+                if raised > budget {
+                    plan = allocate(raised, &tracks);
+                }
+            }
             let lowest: Vec<Option<u8>> = tracks.iter().map(Track::lowest).collect();
             let congested = budget.is_some() && loss.congested();
             let settled = participant.downlink.hysteresis.settle_congested(

@@ -53,6 +53,11 @@ impl Track {
         })
     }
 
+    /// What it costs at `layer` (`None`: paused, nothing).
+    pub fn cost(&self, layer: Option<u8>) -> u64 {
+        layer.map_or(0, |l| self.rate(l))
+    }
+
     /// What it costs when nothing limits it.
     pub fn optimal(&self) -> u64 {
         self.choices().last().map_or(0, |l| self.rate(l))
@@ -67,6 +72,24 @@ pub struct Allocation {
     pub used: u64,
     /// Bits per second every track at its best would take.
     pub optimal: u64,
+}
+
+impl Allocation {
+    /// The least one more layer would add: a paused video's lowest, or one step up for a
+    /// video below its best (`None`: every video has the most it may get).
+    pub fn next_step(&self, tracks: &[Track]) -> Option<u64> {
+        self.layers
+            .iter()
+            .zip(tracks)
+            .filter_map(|(layer, track)| match layer {
+                None => track.lowest().map(|l| track.rate(l)),
+                Some(current) => track
+                    .choices()
+                    .find(|l| l > current)
+                    .map(|next| track.rate(next).saturating_sub(track.rate(*current))),
+            })
+            .min()
+    }
 }
 
 /// Shares `budget` (bits per second) between `tracks`.
@@ -222,6 +245,17 @@ mod tests {
         assert_eq!(a.layers, vec![Some(1), Some(1), Some(0)]);
         assert_eq!(a.used, 700 * K);
         assert_eq!(a.optimal, 2_700 * K);
+    }
+
+    #[test]
+    fn the_next_step_is_the_cheapest_one_more_layer() {
+        let tracks = [camera(0, Some(2)), camera(1, Some(2)), camera(0, None)];
+        // Both at q: +200 to h.
+        assert_eq!(allocate(250 * K, &tracks).next_step(&tracks), Some(200 * K));
+        // One paused: its q (+100) is cheaper than the other's step up.
+        assert_eq!(allocate(150 * K, &tracks).next_step(&tracks), Some(100 * K));
+        // Both at f (the hidden tile wants nothing): nothing to step to.
+        assert_eq!(allocate(10_000 * K, &tracks).next_step(&tracks), None);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   its connection, with [`munger`] choosing the layer and rewriting sequence numbers,
 //!   timestamps, VP8 picture ids and payload types;
 //! - [`keyframe`]: detection and the request throttle;
-//! - [`allocator`]: how a subscriber's bandwidth estimate is shared between its videos;
+//! - [`allocator`]: how a subscriber's bandwidth estimate is shared between its videos,
+//!   and [`probe`]: finding room above an estimate the browser gives (REMB) by sending more;
 //! - [`speaker`]: speech levels from the audio-level header extension, for active speakers.
 //!
 //! Nothing here owns a connection or reads a clock; the core passes them in.
@@ -21,6 +22,7 @@ pub mod keyframe;
 pub mod layers;
 pub mod loss_control;
 pub mod munger;
+pub mod probe;
 pub mod publication;
 pub mod sink;
 pub mod speaker;

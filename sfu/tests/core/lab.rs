@@ -21,6 +21,7 @@ use sfu::{
     SfuError, Source,
 };
 use str0m::{
+    bwe::Bitrate,
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
     format::Codec,
     media::{Direction, MediaKind, MediaTime, Mid},
@@ -37,6 +38,8 @@ const VIDEO_FRAME: Duration = Duration::from_millis(40);
 /// The most a capped downlink queues (then drops).
 const QUEUE_LIMIT: Duration = Duration::from_millis(200);
 const AUDIO_FRAME: Duration = Duration::from_millis(20);
+/// How often a client with `remb_bps` reports it (Chromium: in every RTCP compound packet).
+const REMB_EVERY: Duration = Duration::from_millis(500);
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -97,6 +100,10 @@ pub struct Client {
     /// other (a bottleneck router's buffer) and are dropped when [`QUEUE_LIMIT`] behind.
     pub downlink_bps: Option<u64>,
     downlink_free_at: Option<Instant>,
+    /// Reports this receiver estimate (REMB) on every video it receives, as Chromium does
+    /// where the server sends no transport-wide sequence numbers.
+    pub remb_bps: Option<u64>,
+    next_remb: Option<Instant>,
     /// `VideoPaused` events: (when, whose video, paused, which of its videos).
     pub video_paused: Vec<(Instant, ParticipantId, bool, Source)>,
     pub updates: Updates,
@@ -207,6 +214,8 @@ impl Lab {
             sent_or_received: 0,
             downlink_bps: None,
             downlink_free_at: None,
+            remb_bps: None,
+            next_remb: None,
             video_paused: Vec::new(),
             mids: Vec::new(),
             screen: None,
@@ -375,6 +384,7 @@ impl Lab {
                 let _ = self.clients[c].rtc.handle_input(Input::Timeout(now));
                 self.poll_client(c);
             }
+            self.report_remb(c);
             self.send_media(c);
         }
         if self.core_wake <= now {
@@ -387,7 +397,11 @@ impl Lab {
         next = self.answers.front().map_or(next, |a| next.min(a.0));
         for client in self.clients.iter().filter(|c| c.alive) {
             next = next.min(client.timeout);
-            for t in [client.next_video, client.next_audio].into_iter().flatten() {
+            let remb = client.remb_bps.and(client.next_remb);
+            for t in [client.next_video, client.next_audio, remb]
+                .into_iter()
+                .flatten()
+            {
                 next = next.min(t);
             }
         }
@@ -401,6 +415,34 @@ impl Lab {
         if self.now == now {
             self.now = now + Duration::from_micros(100);
         }
+    }
+
+    /// A REMB on each video the client has received, when one is due.
+    fn report_remb(&mut self, c: usize) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let Some(bps) = client.remb_bps else {
+            return;
+        };
+        if client.next_remb.is_some_and(|t| t > now) {
+            return;
+        }
+        client.next_remb = Some(now + REMB_EVERY);
+        let mut mids: Vec<Mid> = client
+            .frames
+            .iter()
+            .filter(|f| f.video)
+            .map(|f| f.mid)
+            .collect();
+        mids.sort_unstable();
+        mids.dedup();
+        for mid in mids {
+            if let Some(stream) = client.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                stream.request_remb(Bitrate::bps(bps));
+            }
+        }
+        let _ = client.rtc.handle_input(Input::Timeout(now));
+        self.poll_client(c);
     }
 
     fn deliver(&mut self, datagram: InFlight) {

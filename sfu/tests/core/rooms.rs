@@ -2,7 +2,7 @@
 
 use sfu::{
     core::{sdp::SdpRuleError, Command, Inventory, Reply},
-    SfuError, TrackKind,
+    BandwidthEstimation, SfuError, TrackKind,
 };
 
 use crate::lab::{ms, names, secs, Lab};
@@ -405,7 +405,11 @@ fn a_lossy_link_is_graded_poor_and_recovers() {
 /// clears. The publisher's other subscriber is not affected.
 #[test]
 fn a_subscriber_whose_link_cannot_carry_a_video_gets_it_paused_and_back() {
-    let mut lab = Lab::with_config(|c| c.bandwidth_estimation = Some(1_000_000));
+    let mut lab = Lab::with_config(|c| {
+        c.bandwidth_estimation = BandwidthEstimation::SendSide {
+            start_bps: 1_000_000,
+        }
+    });
     let ada = lab.client("Ada", true);
     let bob = lab.client("Bob", false);
     let cy = lab.client("Cy", false);
@@ -452,6 +456,75 @@ fn a_subscriber_whose_link_cannot_carry_a_video_gets_it_paused_and_back() {
     });
     // Figures for docs/BENCHMARKS.md.
     eprintln!("paused {took:?} after the cap; back {back:?} after it was lifted");
+}
+
+/// The browser's own estimate (REMB): what the server sends carries no transport-wide
+/// sequence numbers (the offer leaves the extension out where it sends, so the browser
+/// estimates itself), what it receives keeps them; a subscriber reporting a low estimate
+/// gets the video paused, a high one gets it back. The other subscriber is not affected.
+#[test]
+fn with_remb_the_subscribers_own_estimate_decides_what_it_gets() {
+    let mut lab = Lab::with_config(|c| c.bandwidth_estimation = BandwidthEstimation::Receiver);
+    let ada = lab.client("Ada", true);
+    let bob = lab.client("Bob", false);
+    let cy = lab.client("Cy", false);
+    for c in [ada, bob, cy] {
+        lab.join(c, "r").unwrap();
+    }
+    let ada_id = lab.id(ada);
+    lab.clients[bob].remb_bps = Some(2_000_000);
+    lab.run_until("both receive video", secs(5), |lab| {
+        let t = lab.now - secs(1);
+        lab.video_frames_since(bob, t) > 10 && lab.video_frames_since(cy, t) > 10
+    });
+    let twcc = "transport-wide-cc";
+    assert!(
+        lab.clients[ada].answer.contains(twcc),
+        "what Ada sends keeps it"
+    );
+    let offer = lab.clients[bob]
+        .offers
+        .last()
+        .expect("Bob was offered Ada's tracks");
+    let sending: Vec<&str> = offer
+        .split("\r\nm=")
+        .filter(|s| s.contains("a=sendonly"))
+        .collect();
+    assert_eq!(sending.len(), 2, "Ada's audio and video: {offer}");
+    for section in sending {
+        assert!(
+            !section.contains(twcc) && !section.contains("transport-cc"),
+            "{section}"
+        );
+    }
+    // Past the estimate's warm-up: 2 Mbit/s carries everything.
+    lab.run_for(secs(6));
+    assert!(lab.clients[bob].video_paused.is_empty());
+
+    // Ada's video is ~120 kbit/s of payload, her audio ~24: 64 kbit/s fits only the audio.
+    lab.clients[bob].remb_bps = Some(64_000);
+    let paused = lab.run_until("Bob's video paused", secs(6), |lab| {
+        lab.clients[bob]
+            .video_paused
+            .iter()
+            .any(|e| e.1 == ada_id && e.2)
+    });
+    let t = lab.now + secs(1);
+    lab.run_for(secs(3));
+    assert_eq!(
+        lab.video_frames_since(bob, t),
+        0,
+        "nothing forwarded while paused"
+    );
+    assert!(lab.audio_frames_since(bob, t) > 50, "audio goes on");
+    assert!(lab.video_frames_since(cy, t) > 40, "Cy is not affected");
+
+    lab.clients[bob].remb_bps = Some(2_000_000);
+    let back = lab.run_until("Bob's video back", secs(8), |lab| {
+        lab.clients[bob].video_paused.last().is_some_and(|e| !e.2)
+            && lab.video_frames_since(bob, lab.now - secs(1)) > 10
+    });
+    eprintln!("REMB 64 kbit/s: paused after {paused:?}; 2 Mbit/s: back after {back:?}");
 }
 
 /// A live room's video is H.264 for everyone (what HLS players decode), whatever the later

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sfu::{
     core::{Command, Reply},
-    ParticipantId, ParticipantReport, Source,
+    BandwidthEstimation, ParticipantId, ParticipantReport, Source,
 };
 
 use crate::lab::{secs, Lab};
@@ -185,7 +185,11 @@ fn a_share_cancelled_mid_round_leaves_nothing() {
 /// subscriber is told which of the two videos paused.
 #[test]
 fn a_slow_downlink_keeps_the_screen_and_pauses_the_camera() {
-    let mut lab = Lab::with_config(|c| c.bandwidth_estimation = Some(1_000_000));
+    let mut lab = Lab::with_config(|c| {
+        c.bandwidth_estimation = BandwidthEstimation::SendSide {
+            start_bps: 1_000_000,
+        }
+    });
     let ada = lab.client("Ada", true);
     let bob = lab.client("Bob", false);
     let ada_id = lab.join(ada, "r").unwrap();
