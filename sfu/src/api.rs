@@ -98,12 +98,6 @@ pub enum BandwidthEstimation {
     SendSide { start_bps: u64 },
 }
 
-impl BandwidthEstimation {
-    pub fn is_on(self) -> bool {
-        self != BandwidthEstimation::Off
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
     pub net: NetConfig,

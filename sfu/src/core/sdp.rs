@@ -160,7 +160,7 @@ pub fn receive_only_answer(sdp: &str) -> (String, Vec<(String, OurDirection)>) {
 /// packets (it writes one only where the m-line's negotiated extensions have it), and
 /// Chromium estimates what reaches it itself (abs-send-time, still offered) and says so in
 /// REMB. Publishers' m-lines keep transport-wide feedback: their browsers' send-side
-/// estimate runs on ours. Why: docs/sfu.md, "Bandwidth estimation".
+/// estimate runs on ours. Why: docs/sfu.md, "The browser's own estimate".
 pub fn without_transport_cc(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     let mut section = String::new();

@@ -6,8 +6,8 @@
 //! speaker's first; down at once, up after a hold); a video that does not fit at its lowest
 //! layer is paused and the subscriber told (`VideoPaused`). str0m's BWE is told what is sent
 //! and what everybody would get unconstrained, so that it probes for the difference; with
-//! the browser's own estimate (REMB) instead, [`MediaProbe`](crate::media::probe::MediaProbe) raises the budget by a layer
-//! now and then, for the browser to see more and raise its estimate.
+//! the browser's own estimate (REMB) instead, [`probe`](crate::media::probe) raises the
+//! budget by a layer now and then, for the browser to see more and raise its estimate.
 //!
 //! Re-evaluated on a short tick rather than per packet: a layer counts as stopped only
 //! after [`ACTIVE_WINDOW`](crate::media::layers::ACTIVE_WINDOW) without packets, and a
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 
-use super::SfuCore;
+use super::{participant::Downlink, SfuCore};
 use crate::{
     api::{BandwidthEstimation, ParticipantEvent, PublishLayers, SfuError, Source, TrackKind},
     ids::{ParticipantId, ParticipantSlot, PublicationSlot},
@@ -50,6 +50,19 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Whether a (minimum, desired) pair moved by more than a tenth (str0m's BWE is told only
 /// then).
+/// The budget to allocate with under the browser's own estimate: the tick's, or a probe's.
+fn probe(now: Instant, tick: Tick, downlink: &mut Downlink, span: &tracing::Span) -> u64 {
+    let decision = downlink.probe.budget(now, tick);
+    if let Some(outcome) = decision.ended {
+        tracing::debug!(parent: span, ?outcome, ?tick, "probe ended");
+    }
+    if decision.started {
+        tracing::debug!(parent: span, ?tick, "probe");
+        downlink.hysteresis.step_up_now(now);
+    }
+    decision.budget
+}
+
 fn differs(a: (u64, u64), b: (u64, u64)) -> bool {
     let far = |x: u64, y: u64| x.abs_diff(y) * 10 > x.max(y);
     far(a.0, b.0) || far(a.1, b.1)
@@ -155,6 +168,7 @@ impl SfuCore {
             // carries less is seen there before the estimate follows).
             let loss = &participant.downlink.loss;
             let estimate = estimate.map(|e| loss.cap(e));
+            let lossy = loss.congested();
             let budget = estimate.map(|e| (e * BUDGET_SHARE / 100).saturating_sub(audio));
             // A track whose wish (or what its publisher sends) changed is allocated afresh:
             // the hold before a step up is for a rising estimate, not for a tile that grew.
@@ -183,18 +197,15 @@ impl SfuCore {
                     sending,
                     used: plan.used,
                     step: plan.next_step(&tracks),
-                    congested: loss.congested(),
+                    congested: lossy,
                 };
-                let (raised, ended) = participant.downlink.probe.budget(now, tick);
-                if let Some(outcome) = ended {
-                    tracing::debug!(parent: &participant.span, ?outcome, ?tick, "probe ended");
-                }
-                if raised > budget {
-                    plan = allocate(raised, &tracks);
+                let probed = probe(now, tick, &mut participant.downlink, &participant.span);
+                if probed > budget {
+                    plan = allocate(probed, &tracks);
                 }
             }
             let lowest: Vec<Option<u8>> = tracks.iter().map(Track::lowest).collect();
-            let congested = budget.is_some() && loss.congested();
+            let congested = budget.is_some() && lossy;
             let settled = participant.downlink.hysteresis.settle_congested(
                 now,
                 &current,

@@ -162,6 +162,12 @@ impl Hysteresis {
         self.settle_congested(now, current, planned, lowest, false)
     }
 
+    /// The next [`settle`](Self::settle) takes the steps up it is given at once (a probe's:
+    /// the step is what makes the estimate rise).
+    pub fn step_up_now(&mut self, now: Instant) {
+        self.up_wanted_since = Some(now.checked_sub(UP_HOLD).unwrap_or(now));
+    }
+
     /// [`settle`](Self::settle), where `congested` (the subscriber lost heavily: the lowest
     /// layers do not get through either) pauses at once what the allocation wants paused.
     pub fn settle_congested(
@@ -354,6 +360,13 @@ mod tests {
         // …and it holds for UP_HOLD: both step up together.
         assert_eq!(
             h.settle(t0 + ms(6100), &current, &up, &lowest),
+            vec![Some(2), Some(1)]
+        );
+        // A probe's step is taken at once.
+        let mut h = Hysteresis::default();
+        h.step_up_now(t0 + ms(10_000));
+        assert_eq!(
+            h.settle(t0 + ms(10_000), &current, &up, &lowest),
             vec![Some(2), Some(1)]
         );
     }

@@ -8,7 +8,8 @@
 //! wish, now and then the budget is raised by one step (a probe): the layer goes up, the
 //! browser receives more and its estimate climbs after it. A probe starts only when what is
 //! sent fits the estimate (nothing is on its way down) and has for a while, and ends
-//! - **confirmed** once the estimate covers it by itself (the next may follow soon);
+//! - **confirmed** once the estimate covers it, and what is sent, by itself (the next may
+//!   follow soon);
 //! - **failed** when the estimate falls (the browser saw its queue grow: the path is full),
 //!   the subscriber loses heavily, the estimate has not risen within [`RISE_WITHIN`] (the
 //!   browser gets no more than before), or it is not confirmed within [`PROBE_LIMIT`]; the
@@ -34,6 +35,10 @@ const RISE_PERCENT: u64 = 5;
 pub const PROBE_LIMIT: Duration = Duration::from_secs(12);
 /// An estimate this far (per cent) below the probe's best so far means the path is full.
 const FALL_PERCENT: u64 = 5;
+/// What a probe holds above the step it probes for, per cent: layer bitrates move by a
+/// tenth from one tick to the next (and a keyframe swells its layer's for a second), so a
+/// budget of exactly the step would take it back on the next tick.
+const MARGIN_PERCENT: u64 = 15;
 
 /// What one subscriber's allocation looks like on a tick, bits per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +59,8 @@ pub struct Tick {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Probe {
-    /// The budget it holds.
+    /// What it probes for: the allocation with one more step when it started. The estimate
+    /// leaving this much confirms it.
     floor: u64,
     started: Instant,
     /// The estimate when it started, and the highest since.
@@ -68,6 +74,17 @@ pub enum Outcome {
     Confirmed,
     /// The estimate fell or did not rise, heavy loss, or not confirmed in time.
     Failed,
+}
+
+/// What to allocate with on a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub budget: u64,
+    /// A probe starts now: its step should be taken at once (the hold before a step up is
+    /// for an estimate that rose by itself; a probe is the step that makes it rise).
+    pub started: bool,
+    /// A probe ended now, so.
+    pub ended: Option<Outcome>,
 }
 
 /// One subscriber's probing state.
@@ -89,53 +106,67 @@ impl Default for MediaProbe {
 }
 
 impl MediaProbe {
-    /// The budget to allocate with now: the tick's, or the floor of a probe under way or
-    /// starting now; and how a probe that ended now ended.
-    pub fn budget(&mut self, now: Instant, tick: Tick) -> (u64, Option<Outcome>) {
+    /// The budget to allocate with now: the tick's, or what a probe under way or starting
+    /// now holds (one step above the allocation the tick's budget makes, and at least what
+    /// is sent, with a margin).
+    pub fn budget(&mut self, now: Instant, tick: Tick) -> Decision {
+        let hold =
+            |target: u64, tick: &Tick| target.max(tick.sending) * (100 + MARGIN_PERCENT) / 100;
+        let keep = |budget| Decision {
+            budget,
+            started: false,
+            ended: None,
+        };
         if let Some(probe) = &mut self.probe {
             probe.peak = probe.peak.max(tick.estimate);
             let age = now.saturating_duration_since(probe.started);
             let fell = tick.estimate < probe.peak * (100 - FALL_PERCENT) / 100;
             let flat = age >= RISE_WITHIN && probe.peak < probe.start * (100 + RISE_PERCENT) / 100;
-            let outcome = if tick.budget >= probe.floor {
+            // Confirmed by an estimate that covers what is sent now (the step's layer may
+            // cost more than when the probe started).
+            let outcome = if tick.budget >= probe.floor.max(tick.sending) {
                 Some(Outcome::Confirmed)
             } else if fell || flat || tick.congested || age >= PROBE_LIMIT {
                 Some(Outcome::Failed)
             } else {
                 None
             };
-            return match outcome {
-                None => (tick.budget.max(probe.floor), None),
-                Some(outcome) => {
-                    self.probe = None;
-                    self.wait = match outcome {
-                        Outcome::Confirmed => FIRST_WAIT,
-                        Outcome::Failed => (self.wait * 2).min(MAX_WAIT),
-                    };
-                    self.next_at = Some(now + self.wait);
-                    (tick.budget, Some(outcome))
-                }
+            let Some(outcome) = outcome else {
+                let target = probe.floor.max(tick.used + tick.step.unwrap_or(0));
+                return keep(tick.budget.max(hold(target, &tick)));
+            };
+            self.probe = None;
+            self.wait = match outcome {
+                Outcome::Confirmed => FIRST_WAIT,
+                Outcome::Failed => (self.wait * 2).min(MAX_WAIT),
+            };
+            self.next_at = Some(now + self.wait);
+            return Decision {
+                ended: Some(outcome),
+                ..keep(tick.budget)
             };
         }
         let Some(step) = tick.step else {
-            return (tick.budget, None);
+            return keep(tick.budget);
         };
         // Something on its way down, or losing: the wait starts again once it has settled.
         if tick.sending > tick.budget || tick.congested {
             self.next_at = Some(now + self.wait);
-            return (tick.budget, None);
+            return keep(tick.budget);
         }
         if *self.next_at.get_or_insert(now + self.wait) > now {
-            return (tick.budget, None);
+            return keep(tick.budget);
         }
-        let floor = tick.used + step;
         self.probe = Some(Probe {
-            floor,
+            floor: tick.used + step,
             started: now,
             start: tick.estimate,
             peak: tick.estimate,
         });
-        (floor.max(tick.budget), None)
+        Decision {
+            started: true,
+            ..keep(tick.budget.max(hold(tick.used + step, &tick)))
+        }
     }
 
     /// Whether a probe is under way.
@@ -149,6 +180,8 @@ mod tests {
     use super::*;
 
     const K: u64 = 1000;
+    /// 300 + a 200 step, and the margin.
+    const PROBED: u64 = 575 * K;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
@@ -180,8 +213,8 @@ mod tests {
         let mut t = Duration::ZERO;
         while t <= span {
             let (estimate, congested) = at(t);
-            let (b, outcome) = probe.budget(t0 + t, tick(estimate, used, step, congested));
-            out.push((t, b, outcome));
+            let decision = probe.budget(t0 + t, tick(estimate, used, step, congested));
+            out.push((t, decision.budget, decision.ended));
             t += Duration::from_millis(250);
         }
         out
@@ -207,9 +240,9 @@ mod tests {
             let climbing = t.saturating_sub(secs(2.0)).as_secs_f64();
             ((350.0 * 1.08f64.powf(climbing)) as u64 * K, false)
         });
-        let start = out.iter().position(|(_, b, _)| *b == 500 * K).unwrap();
+        let start = out.iter().position(|(_, b, _)| *b == PROBED).unwrap();
         assert_eq!(out[start].0, FIRST_WAIT, "the first probe after FIRST_WAIT");
-        assert!(out[..start].iter().all(|(_, b, _)| *b < 500 * K));
+        assert!(out[..start].iter().all(|(_, b, _)| *b < PROBED));
         let (confirmed_at, _, _) = out
             .iter()
             .find(|(_, _, o)| *o == Some(Outcome::Confirmed))
@@ -222,7 +255,33 @@ mod tests {
         assert!(out
             .iter()
             .filter(|(t, _, _)| *t >= FIRST_WAIT && t < confirmed_at)
-            .all(|(_, b, _)| *b == 500 * K));
+            .all(|(_, b, _)| *b == PROBED));
+    }
+
+    #[test]
+    fn confirmed_only_once_the_estimate_covers_what_is_sent() {
+        let mut probe = MediaProbe::default();
+        let t0 = Instant::now();
+        let start = tick(340 * K, 300 * K, Some(200 * K), false);
+        assert!(!probe.budget(t0, start).started);
+        assert!(probe.budget(t0 + FIRST_WAIT, start).started);
+        // The step taken: its layer costs 540, not 500; the budget (0.9 × estimate) reaches
+        // 500 first.
+        let at = |estimate: u64| Tick {
+            sending: 540 * K,
+            ..tick(estimate, 300 * K, Some(200 * K), false)
+        };
+        let held = probe.budget(t0 + secs(3.0), at(560 * K));
+        assert_eq!(
+            (held.budget, held.ended),
+            (621 * K, None),
+            "540 and the margin"
+        );
+        let done = probe.budget(t0 + secs(4.0), at(600 * K));
+        assert_eq!(
+            (done.budget, done.ended),
+            (540 * K, Some(Outcome::Confirmed))
+        );
     }
 
     #[test]
@@ -238,8 +297,9 @@ mod tests {
                 Some(s) if t >= s + secs(3.0) => 300 * K,
                 _ => 340 * K,
             };
-            let (b, outcome) = probe.budget(t0 + t, tick(estimate, 300 * K, Some(200 * K), false));
-            if b == 500 * K && started.is_none() {
+            let decision = probe.budget(t0 + t, tick(estimate, 300 * K, Some(200 * K), false));
+            let (b, outcome) = (decision.budget, decision.ended);
+            if b == PROBED && started.is_none() {
                 started = Some(t);
                 starts.push(t);
             }
@@ -314,7 +374,7 @@ mod tests {
                 sending,
                 ..tick(340 * K, 250 * K, Some(120 * K), false)
             };
-            if probe.budget(t0 + t, tick).0 > 306 * K && first.is_none() {
+            if probe.budget(t0 + t, tick).budget > 306 * K && first.is_none() {
                 first = Some(t);
             }
         }

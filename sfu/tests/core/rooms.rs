@@ -509,15 +509,25 @@ fn with_remb_the_subscribers_own_estimate_decides_what_it_gets() {
             .iter()
             .any(|e| e.1 == ada_id && e.2)
     });
-    let t = lab.now + secs(1);
-    lab.run_for(secs(3));
+    // Until the first probe (FIRST_WAIT after the pause), nothing.
+    let t = lab.now + ms(500);
+    lab.run_for(ms(1400));
     assert_eq!(
         lab.video_frames_since(bob, t),
         0,
         "nothing forwarded while paused"
     );
-    assert!(lab.audio_frames_since(bob, t) > 50, "audio goes on");
-    assert!(lab.video_frames_since(cy, t) > 40, "Cy is not affected");
+    assert!(lab.audio_frames_since(bob, t) > 40, "audio goes on");
+    assert!(lab.video_frames_since(cy, t) > 20, "Cy is not affected");
+    // A probe sends the video again to see whether the estimate rises; this one does not
+    // move, so the probe fails and the video is paused again.
+    let probed = lab.run_until("a probe", secs(2), |lab| {
+        lab.clients[bob].video_paused.last().is_some_and(|e| !e.2)
+    });
+    let failed = lab.run_until("the probe failed", secs(12), |lab| {
+        lab.clients[bob].video_paused.last().is_some_and(|e| e.2)
+    });
+    eprintln!("a probe {probed:?} later, paused again after {failed:?}");
 
     lab.clients[bob].remb_bps = Some(2_000_000);
     let back = lab.run_until("Bob's video back", secs(8), |lab| {
