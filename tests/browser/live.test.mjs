@@ -85,6 +85,8 @@ describe('live viewing', { timeout: 240_000 }, () => {
     }, 15_000, 50);
     figures.streamsReadyMs = Date.now() - onAir;
     t.diagnostic(`on air → both streams listed: ${figures.streamsReadyMs} ms`);
+    // What each stream started with (a stream whose video came too late is audio only).
+    for (const line of server.logs().split('\n').filter((l) => /live stream started|not streamed|tap/.test(l))) t.diagnostic(line.replace(/\x1b\[[0-9;]*m/g, ''));
 
     const viewer = await (await viewerBrowser.newContext()).newPage();
     viewer.on('pageerror', (e) => assert.fail(`viewer page error: ${e.message}`));
