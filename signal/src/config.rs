@@ -291,12 +291,13 @@ pub struct SfuFileConfig {
     pub start_bitrate_kbps: Option<u32>,
 }
 
-/// `bandwidth_estimation`: a switch, or which estimate.
+/// `bandwidth_estimation`: a switch, or which estimate (anything else is refused by name).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum EstimationSetting {
     Switch(bool),
     Named(String),
+    Other(toml::Value),
 }
 
 /// `[access]` table: who may use what (docs/security.md).
@@ -722,6 +723,11 @@ fn sfu_config(
     let send_side = sfu::BandwidthEstimation::SendSide {
         start_bps: u64::from(start_kbps) * 1000,
     };
+    let refused = |value: &dyn std::fmt::Display| {
+        invalid(format!(
+            "bandwidth_estimation must be true, false, \"remb\", \"transport-cc\" or \"off\", not {value}"
+        ))
+    };
     config.bandwidth_estimation = match file.bandwidth_estimation {
         None | Some(EstimationSetting::Switch(false)) => sfu::BandwidthEstimation::Off,
         Some(EstimationSetting::Switch(true)) => send_side,
@@ -729,12 +735,18 @@ fn sfu_config(
             "off" => sfu::BandwidthEstimation::Off,
             "remb" => sfu::BandwidthEstimation::Receiver,
             "transport-cc" => send_side,
-            other => {
-                return Err(invalid(format!(
-                    "bandwidth_estimation must be true, false, \"remb\" or \"transport-cc\", not {other:?}"
-                )))
-            }
+            other => return Err(refused(&format!("{other:?}"))),
         },
+        Some(EstimationSetting::Other(value)) => {
+            let described = match value {
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Array(_) => "a list".into(),
+                toml::Value::Table(_) => "a table".into(),
+                other => format!("{other:?}"),
+            };
+            return Err(refused(&described));
+        }
     };
     if let Some(codecs) = file.codecs {
         config.codecs = codecs
@@ -902,8 +914,10 @@ mod tests {
                 start_bps: 1_000_000
             }
         ));
-        let err = estimation("\"googcc\"").unwrap_err().to_string();
-        assert!(err.contains("\"remb\""), "{err}");
+        for (bad, named) in [("\"googcc\"", "\"googcc\""), ("1", "not 1")] {
+            let err = estimation(bad).unwrap_err().to_string();
+            assert!(err.contains("\"remb\"") && err.contains(named), "{err}");
+        }
         assert_eq!(
             sfu.net.bind_ip.to_string(),
             "0.0.0.0",

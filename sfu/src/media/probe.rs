@@ -27,8 +27,7 @@ pub const FIRST_WAIT: Duration = Duration::from_secs(2);
 /// The longest wait between probes, after failures in a row.
 pub const MAX_WAIT: Duration = Duration::from_secs(32);
 /// The estimate must have risen by [`RISE_PERCENT`] this soon after a probe starts: the
-/// allocator's hold before a step up, the keyframe the new layer starts on, a second or two
-/// of the browser's estimator.
+/// keyframe the new layer starts on, then a few seconds of the browser's estimator.
 pub const RISE_WITHIN: Duration = Duration::from_secs(6);
 const RISE_PERCENT: u64 = 5;
 /// How long a probe may go unconfirmed.
@@ -49,9 +48,10 @@ pub struct Tick {
     pub budget: u64,
     /// What the video layers in use take now.
     pub sending: u64,
-    /// What the allocation made with `budget` takes, and the least one more layer would add
-    /// to it (`None`: every video has what it wants, nothing to probe for).
+    /// What the allocation made with `budget` takes.
     pub used: u64,
+    /// The least one more layer would add to it (`None`: every video has what it wants,
+    /// nothing to probe for).
     pub step: Option<u64>,
     /// The subscriber reports heavy loss.
     pub congested: bool,
@@ -83,7 +83,7 @@ pub struct Decision {
     /// A probe starts now: its step should be taken at once (the hold before a step up is
     /// for an estimate that rose by itself; a probe is the step that makes it rise).
     pub started: bool,
-    /// A probe ended now, so.
+    /// How a probe that ended on this tick ended.
     pub ended: Option<Outcome>,
 }
 

@@ -461,7 +461,8 @@ fn a_subscriber_whose_link_cannot_carry_a_video_gets_it_paused_and_back() {
 /// The browser's own estimate (REMB): what the server sends carries no transport-wide
 /// sequence numbers (the offer leaves the extension out where it sends, so the browser
 /// estimates itself), what it receives keeps them; a subscriber reporting a low estimate
-/// gets the video paused, a high one gets it back. The other subscriber is not affected.
+/// gets the video paused, then a probe that fails on the estimate not moving, and a high
+/// estimate gets it back. The other subscriber is not affected.
 #[test]
 fn with_remb_the_subscribers_own_estimate_decides_what_it_gets() {
     let mut lab = Lab::with_config(|c| c.bandwidth_estimation = BandwidthEstimation::Receiver);
