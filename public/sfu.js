@@ -387,7 +387,15 @@ function onTrack(event) {
     track.onended = () => tile.el.classList.remove('has-video');
   } else if (tile.source === 'camera') {
     dropMeter(tile.meter);
-    tile.meter = receiverMeter(event.receiver, (level) => tile.el.classList.toggle('speaking', level > SPEAKING_LEVEL));
+    tile.meter = receiverMeter(event.receiver, (level) => {
+      const speaking = tile.el.classList.toggle('speaking', level > SPEAKING_LEVEL);
+      // Logged once per tile: a beep lights a tile for a fraction of a second, too briefly for
+      // a test polling a busy page to be sure to see it.
+      if (speaking && !tile.heard) {
+        tile.heard = true;
+        log('speaking', where.participant);
+      }
+    });
   }
   tile.video.play().catch(() => {});
   log('track', { id: where.key, kind: track.kind });

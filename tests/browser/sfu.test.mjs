@@ -234,11 +234,12 @@ describe('SFU rooms in Chromium', { timeout: 240_000 }, () => {
     await pages[0].screenshot({ path: joinPath(ARTIFACTS, 'sfu-4-party.png'), timeout: 10_000 }).catch(() => {});
     // Speaking indicators come from the audio-level header extension (RFC 6464) the SFU
     // forwards: the fake microphone's beeps light each of Ada's remote tiles up at some point.
+    // The page logs each remote tile the first time it shows speaking.
     await until('Ada sees every other participant speaking at least once', () => timed(pages[0].evaluate(() => {
-      window.__spoke ??= new Set();
-      for (const tile of document.querySelectorAll('.tile.speaking[data-participant]')) window.__spoke.add(tile.dataset.participant);
-      return window.__spoke.size >= 3;
-    })), 15_000, 50);
+      const others = new Set(window.__rtc.participants.map((p) => p.id).filter((id) => id !== window.__rtc.id));
+      const heard = new Set(window.__rtc.events.filter((e) => e.event === 'speaking').map((e) => e.detail));
+      return others.size === 3 && [...others].every((id) => heard.has(id));
+    })), 15_000);
     const room = await roomReport();
     assert.equal(room.participants.length, 4);
     for (const p of room.participants) {
