@@ -15,6 +15,7 @@
 //     sh -c 'ip link set lo up && SIGNAL_BIN=$PWD/target/release/signal node bench/sfu/browsers.mjs'
 // Knobs: PEERS=4 RUNS=3 RES=320x240 FPS=30 WARMUP_S=5 WINDOW_S=15 ONLY=sfu|mesh SERVER_NICE=-10
 //        SFU_QUERY='&x=1' (extra query for the SFU page, e.g. to try a page variant)
+//        TIMELINE=1 (print each page's event log from the first join, ms)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,7 @@ const WARMUP_S = Number(process.env.WARMUP_S ?? 5);
 const WINDOW_S = Number(process.env.WINDOW_S ?? 15);
 const ONLY = process.env.ONLY;
 const SFU_QUERY = process.env.SFU_QUERY ?? '';
+const TIMELINE = !!process.env.TIMELINE;
 const NAMES = ['Ada', 'Bob', 'Cy', 'Dee', 'Eve', 'Fay', 'Gus', 'Hal'];
 
 // The server serves public/ plus the mesh page: a directory of symlinks.
@@ -144,6 +146,13 @@ async function measure(kind, server, run) {
     }
     for (const page of pages) await until(`${kind}: all remote videos decoding`, () => decodingAll(page), 60_000, 100);
     const setupMs = Date.now() - t0;
+    if (TIMELINE) {
+      // Each page's own log in ms from the first join click: where the setup time goes.
+      for (const [i, page] of pages.entries()) {
+        const events = await page.evaluate(() => (window.__rtc ?? window.__mesh).events);
+        console.log(`${kind} ${NAMES[i]}`, events.filter((e) => e.t >= t0).map((e) => `${e.t - t0}:${e.event}${typeof e.detail === 'string' && e.detail.length < 12 ? `=${e.detail}` : ''}`).join(' '));
+      }
+    }
     await sleep(WARMUP_S * 1000);
 
     const serverReport = async () => {

@@ -17,7 +17,7 @@ use std::{
         Arc,
     },
     thread,
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use tokio::{
@@ -31,7 +31,7 @@ use crate::{
     api::{JoinAnswer, ParticipantEvent, SfuError, TrackKind},
     core::{Command, Output, Reply, SfuCore, TapOutput},
     ids::{ParticipantId, TapId},
-    net::outbox::{Inbox, Outbox, BATCH},
+    net::outbox::{ArrivalClock, Inbox, Outbox, BATCH},
 };
 
 /// A request from the façade.
@@ -229,8 +229,11 @@ impl Driver {
         match received {
             Ok(_) => {
                 let now = Instant::now();
-                for (source, datagram) in self.inbox.datagrams() {
-                    self.core.handle_datagram(now, source, datagram);
+                let clock = ArrivalClock::new(now, SystemTime::now());
+                for datagram in self.inbox.datagrams() {
+                    let arrived = clock.arrived(datagram.at);
+                    self.core
+                        .handle_datagram_at(now, arrived, datagram.from, datagram.data);
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}

@@ -12,6 +12,7 @@ use std::{
     mem::{size_of, zeroed},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::RawFd,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 /// Reusable arrays for one `recvmmsg` or `sendmmsg` call at a time.
@@ -19,6 +20,37 @@ pub struct MmsgBatch {
     names: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Ancillary data of each received datagram (its kernel timestamp, when asked for).
+    controls: Vec<Control>,
+}
+
+/// Room for one `SCM_TIMESTAMPNS` message (`CMSG_SPACE` of a `timespec`: 32 bytes on
+/// 64-bit Linux), aligned as `cmsghdr` wants.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; 64]);
+
+/// Asks the kernel to stamp each datagram `fd` receives with its arrival time (wall clock,
+/// `SO_TIMESTAMPNS`); [`MmsgBatch::received_at`] reads it. A batch read after a busy spell
+/// then still knows when each datagram came, which delay-based bandwidth estimation needs.
+/// (The kernel turns stamping on in deferred work: the first datagrams after the first socket
+/// asks may be stamped when read.)
+pub fn enable_receive_timestamps(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid option pointer and length for an int option.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 // SAFETY: the raw pointers inside are only set and read during one `&mut self` call; in
@@ -51,6 +83,7 @@ impl MmsgBatch {
             names: vec![name; capacity],
             iovs: vec![iov; capacity],
             hdrs: vec![hdr; capacity],
+            controls: vec![Control([0; 64]); capacity],
         }
     }
 
@@ -78,6 +111,8 @@ impl MmsgBatch {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iovs[k];
             h.msg_iovlen = 1;
+            h.msg_control = self.controls[k].0.as_mut_ptr().cast();
+            h.msg_controllen = size_of::<Control>();
             self.hdrs[k] = libc::mmsghdr {
                 msg_hdr: h,
                 msg_len: 0,
@@ -119,6 +154,32 @@ impl MmsgBatch {
             from_storage(&self.names[k])
         };
         (h.msg_len as usize, from)
+    }
+
+    /// When the `k`-th datagram of the last [`recv`](Self::recv) arrived, as the kernel
+    /// stamped it (wall clock); `None` unless [`enable_receive_timestamps`] was called.
+    pub fn received_at(&self, k: usize) -> Option<SystemTime> {
+        let h = &self.hdrs[k].msg_hdr;
+        // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into
+        // `controls[k]`, which `msg_control` still points to (nothing moved since `recv`).
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(h);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                    let since_epoch = Duration::new(
+                        u64::try_from(ts.tv_sec).ok()?,
+                        u32::try_from(ts.tv_nsec).ok()?,
+                    );
+                    return UNIX_EPOCH.checked_add(since_epoch);
+                }
+                cmsg = libc::CMSG_NXTHDR(h, cmsg);
+            }
+        }
+        None
     }
 
     /// Sends every item of `items` on `fd`, `datagram` giving each one's bytes and
@@ -313,6 +374,53 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn each_datagram_of_a_batch_keeps_its_own_arrival_time() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let mut arena = vec![0u8; 4 * 64];
+        let mut batch = MmsgBatch::new(4);
+
+        sender.send_to(&[1], to).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let n = batch
+            .recv(receiver.as_raw_fd(), arena.chunks_mut(64))
+            .unwrap();
+        assert_eq!((n, batch.received_at(0)), (1, None), "not asked for");
+
+        enable_receive_timestamps(receiver.as_raw_fd()).unwrap();
+        // The kernel turns stamping on in deferred work: a datagram that comes before it is
+        // stamped when read (as without). One to wait that out.
+        sender.send_to(&[9], to).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        batch
+            .recv(receiver.as_raw_fd(), arena.chunks_mut(64))
+            .unwrap();
+        let before = SystemTime::now();
+        for i in 0..3u8 {
+            sender.send_to(&[i], to).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let n = batch
+            .recv(receiver.as_raw_fd(), arena.chunks_mut(64))
+            .unwrap();
+        let read = SystemTime::now();
+        assert_eq!(n, 3, "one batch");
+        let at: Vec<SystemTime> = (0..n).map(|k| batch.received_at(k).unwrap()).collect();
+        assert!(
+            at[0] >= before && at[2] <= read,
+            "{at:?} within {before:?}..{read:?}"
+        );
+        for pair in at.windows(2) {
+            let gap = pair[1].duration_since(pair[0]).unwrap();
+            assert!(
+                gap >= Duration::from_millis(25),
+                "arrivals 30 ms apart, not {gap:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! - [`SfuCore::handle_command`]`(now, command)`: what the signaling side asks (join, the
 //!   answer to an `update`, leave, …), answered at once;
-//! - [`SfuCore::handle_datagram`]`(now, source, bytes)`: one datagram from the media socket;
+//! - [`SfuCore::handle_datagram`]`(now, source, bytes)`: one datagram from the media socket
+//!   ([`SfuCore::handle_datagram_at`] with the kernel's arrival time, when it waited);
 //! - [`SfuCore::handle_timeout`]`(now)`: time has reached the last [`Output::Timeout`];
 //! - [`SfuCore::poll_output`]: what to do next — a datagram to send, an event for a
 //!   participant's signaling, a packet for a tap — until it says [`Output::Timeout`].
@@ -308,11 +309,24 @@ impl SfuCore {
 
     /// One datagram that arrived on the media socket from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
+        self.handle_datagram_at(now, now, source, datagram);
+    }
+
+    /// A datagram read at `now` that arrived at `arrived` (the kernel's stamp): str0m's
+    /// transport-wide feedback and receive statistics get the arrival time, everything
+    /// else the core's clock.
+    pub fn handle_datagram_at(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) {
         let now = self.advance(now);
         let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, datagram) else {
             return;
         };
-        let input = Input::Receive(now, receive);
+        let input = Input::Receive(arrived.min(now), receive);
         let slot = match self.demux.route(source, datagram, now) {
             Route::Known(slot) => slot,
             Route::Check { slot, nominating } => {

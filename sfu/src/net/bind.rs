@@ -5,6 +5,7 @@ use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     ops::RangeInclusive,
+    os::fd::AsRawFd,
 };
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -93,6 +94,12 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.set_nonblocking(true)?;
+    // Each datagram's own arrival time for str0m's feedback to publishers: the media thread
+    // reads in batches, and a batch read after a busy pass would otherwise stamp datagrams
+    // that waited milliseconds apart with one time. Best effort too.
+    if let Err(error) = udp_batch::enable_receive_timestamps(socket.as_raw_fd()) {
+        tracing::warn!(%error, "no kernel arrival times: datagrams stamped when read");
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }

@@ -3,7 +3,12 @@
 //! `sendmmsg` per [`BATCH`] (each datagram still costs the kernel its UDP send, but not a
 //! system call). The batching itself is `udp-batch`, shared with turn-relay.
 
-use std::{io, net::SocketAddr, os::fd::RawFd};
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::RawFd,
+    time::{Duration, Instant, SystemTime},
+};
 
 use udp_batch::MmsgBatch;
 
@@ -83,12 +88,50 @@ impl Inbox {
         Ok(self.received)
     }
 
-    /// The datagrams of the last [`recv`](Self::recv) (truncated ones left out).
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+    /// The datagrams of the last [`recv`](Self::recv) (truncated ones left out), each with
+    /// the kernel's arrival stamp if the socket gives them.
+    pub fn datagrams(&self) -> impl Iterator<Item = Received<'_>> + '_ {
         (0..self.received).filter_map(|k| {
             let (len, from) = self.batch.received(k);
-            Some((from?, &self.arena[k * SLOT..k * SLOT + len]))
+            Some(Received {
+                from: from?,
+                data: &self.arena[k * SLOT..k * SLOT + len],
+                at: self.batch.received_at(k),
+            })
         })
+    }
+}
+
+/// One datagram of a batch.
+pub struct Received<'a> {
+    pub from: SocketAddr,
+    pub data: &'a [u8],
+    /// When the kernel received it (wall clock), if it says.
+    pub at: Option<SystemTime>,
+}
+
+/// Puts the kernel's wall-clock arrival stamps of one batch on the monotonic clock the core
+/// runs on, from one reading of both clocks when the batch was read.
+pub struct ArrivalClock {
+    read: Instant,
+    wall: SystemTime,
+}
+
+impl ArrivalClock {
+    /// Longer than a datagram plausibly waits in the socket: a stamp older than that (or in
+    /// the future) says the wall clock stepped, and the read time is used.
+    const MAX_WAIT: Duration = Duration::from_secs(1);
+
+    pub fn new(read: Instant, wall: SystemTime) -> Self {
+        ArrivalClock { read, wall }
+    }
+
+    /// When a datagram stamped `at` arrived, never later than the read.
+    pub fn arrived(&self, at: Option<SystemTime>) -> Instant {
+        at.and_then(|at| self.wall.duration_since(at).ok())
+            .filter(|waited| *waited < Self::MAX_WAIT)
+            .and_then(|waited| self.read.checked_sub(waited))
+            .unwrap_or(self.read)
     }
 }
 
@@ -117,11 +160,31 @@ mod tests {
         let mut inbox = Inbox::default();
         let mut got = Vec::new();
         while inbox.recv(receiver.as_raw_fd()).unwrap() > 0 {
-            for (from, data) in inbox.datagrams() {
-                assert_eq!((from, data.len()), (sender.local_addr().unwrap(), 10));
-                got.push(data[0]);
+            for datagram in inbox.datagrams() {
+                assert_eq!(
+                    (datagram.from, datagram.data.len()),
+                    (sender.local_addr().unwrap(), 10)
+                );
+                got.push(datagram.data[0]);
             }
         }
         assert_eq!(got, (0..100).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn arrival_stamps_go_on_the_monotonic_clock_unless_the_wall_clock_stepped() {
+        let read = Instant::now();
+        let wall = SystemTime::now();
+        let clock = ArrivalClock::new(read, wall);
+        let ms = Duration::from_millis;
+        assert_eq!(clock.arrived(Some(wall - ms(7))), read - ms(7));
+        assert_eq!(clock.arrived(Some(wall)), read);
+        assert_eq!(clock.arrived(None), read, "no stamp");
+        assert_eq!(
+            clock.arrived(Some(wall + ms(3))),
+            read,
+            "stamped after the read"
+        );
+        assert_eq!(clock.arrived(Some(wall - ms(5000))), read, "stepped clock");
     }
 }
