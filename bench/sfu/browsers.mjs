@@ -16,6 +16,7 @@
 // Knobs: PEERS=4 RUNS=3 RES=320x240 FPS=30 WARMUP_S=5 WINDOW_S=15 ONLY=sfu|mesh SERVER_NICE=-10
 //        SFU_QUERY='&x=1' (extra query for the SFU page, e.g. to try a page variant)
 //        TIMELINE=1 (print each page's event log from the first join, ms)
+//        SFU_CSS='…' (a style sheet added to the SFU page, to try what its rendering costs)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,7 @@ const WINDOW_S = Number(process.env.WINDOW_S ?? 15);
 const ONLY = process.env.ONLY;
 const SFU_QUERY = process.env.SFU_QUERY ?? '';
 const TIMELINE = !!process.env.TIMELINE;
+const SFU_CSS = process.env.SFU_CSS;
 const NAMES = ['Ada', 'Bob', 'Cy', 'Dee', 'Eve', 'Fay', 'Gus', 'Hal'];
 
 // The server serves public/ plus the mesh page: a directory of symlinks.
@@ -117,6 +119,7 @@ async function openPage(browser, url) {
   const page = await (await browser.newContext()).newPage();
   await page.goto(url);
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+  if (SFU_CSS && url.includes('/sfu.html')) await page.addStyleTag({ content: SFU_CSS });
   return page;
 }
 
