@@ -122,7 +122,8 @@ impl MmsgBatch {
         if count == 0 {
             return Ok(0);
         }
-        // SAFETY: hdrs[..count] point into `bufs` (borrowed for this call), iovs and names.
+        // SAFETY: hdrs[..count] point into `bufs` (borrowed for this call), iovs, names and
+        // controls.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
