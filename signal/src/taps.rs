@@ -23,9 +23,6 @@ const ATTACH_RETRY: Duration = Duration::from_millis(1500);
 /// (measured: more than 2 s now and then, in a live room just put on air); without it a live
 /// stream would be audio only for good, and a recording's first file would have no video.
 const CODEC_WAIT: Duration = Duration::from_secs(5);
-/// While the video's first keyframe is awaited, the request is repeated this often: the one
-/// made when the tap was attached may have reached a layer the publisher was not sending.
-const KEYFRAME_AGAIN: Duration = Duration::from_secs(1);
 
 /// The participants of `room` who publish media (id, display name), as `report` saw them.
 pub fn publishers(report: &RoomsReport, room: &str) -> Vec<(ParticipantId, String)> {
@@ -90,16 +87,6 @@ impl Taps {
             .map(|(tap, _)| *tap)
     }
 
-    /// While `probe` learns the codecs, repeats the video tap's keyframe request when due.
-    pub fn ask_keyframe_again(&self, sfu: &Sfu, probe: &mut CodecProbe, now: Instant) {
-        if probe.keyframe_due(&self.taps, now) {
-            if let Some(tap) = self.video() {
-                tracing::debug!("no keyframe yet: asked again");
-                sfu.tap_keyframe(tap);
-            }
-        }
-    }
-
     /// Hands `packet` to `recording` as the track its tap listens to.
     pub fn feed(&self, recording: &mut ParticipantRecording, packet: TapPacket) {
         let Some((_, kind)) = self.taps.iter().find(|(tap, _)| *tap == packet.tap) else {
@@ -136,8 +123,6 @@ pub struct CodecProbe {
     /// Each track's codec once its first packet came (`Some(None)`: one we cannot write).
     video: Option<Option<Codec>>,
     audio: Option<Option<Codec>>,
-    /// When a keyframe was last asked for while learning (the first call: the tap's own).
-    keyframe_asked: Option<Instant>,
 }
 
 /// What a probe learnt.
@@ -172,21 +157,6 @@ impl CodecProbe {
             TrackKind::Audio => self.audio.is_some(),
         });
         all_known || now >= first + CODEC_WAIT
-    }
-
-    /// Whether to ask the video tap for a keyframe again: its first packet (a keyframe) has
-    /// not come [`KEYFRAME_AGAIN`] after the last request.
-    pub fn keyframe_due(&mut self, tapped: &[(TapId, TrackKind)], now: Instant) -> bool {
-        let awaited = self.video.is_none() && tapped.iter().any(|(_, k)| *k == TrackKind::Video);
-        if !awaited {
-            return false;
-        }
-        let asked = *self.keyframe_asked.get_or_insert(now);
-        if now < asked + KEYFRAME_AGAIN {
-            return false;
-        }
-        self.keyframe_asked = Some(now);
-        true
     }
 
     pub fn finish(self) -> Probed {
@@ -237,27 +207,6 @@ mod tests {
     }
 
     #[test]
-    fn a_keyframe_is_asked_for_again_each_second_until_the_video_comes() {
-        let t0 = Instant::now();
-        let both = tapped(&[TrackKind::Audio, TrackKind::Video]);
-        let mut probe = CodecProbe::default();
-        let due: Vec<u64> = (0..=25)
-            .map(|tenth| t0 + Duration::from_millis(tenth * 100))
-            .filter(|&now| probe.keyframe_due(&both, now))
-            .map(|now| (now - t0).as_millis() as u64)
-            .collect();
-        assert_eq!(due, [1000, 2000]);
-    }
-
-    #[test]
-    fn no_keyframe_is_asked_for_without_a_video_tap() {
-        let t0 = Instant::now();
-        let audio = tapped(&[TrackKind::Audio]);
-        let mut probe = CodecProbe::default();
-        assert!((0..50).all(|s| !probe.keyframe_due(&audio, t0 + Duration::from_secs(s))));
-    }
-
-    #[test]
     fn learning_ends_with_every_codec_or_after_the_wait() {
         let t0 = Instant::now();
         let both = tapped(&[TrackKind::Audio, TrackKind::Video]);
@@ -269,9 +218,5 @@ mod tests {
         assert!(probe.done(&both, t0 + CODEC_WAIT), "the video is given up");
         probe.video = Some(Some(Codec::H264));
         assert!(probe.done(&both, t0));
-        assert!(
-            !probe.keyframe_due(&both, t0 + CODEC_WAIT),
-            "the video came"
-        );
     }
 }

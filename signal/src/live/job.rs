@@ -80,9 +80,6 @@ impl Job {
                 break Ok(());
             }
             let now = Instant::now();
-            if let Some(probe) = probe.as_mut() {
-                self.taps.ask_keyframe_again(&self.sfu, probe, now);
-            }
             if probe.as_ref().is_some_and(|p| p.done(&self.taps.taps, now)) {
                 let probed = probe.take().expect("checked").finish();
                 if let Some(codec) = &probed.unwritable_video {

@@ -135,7 +135,6 @@ impl Job {
             }
             let now = Instant::now();
             if let Stage::Learning(probe) = &mut stage {
-                self.taps.ask_keyframe_again(&self.sfu, probe, now);
                 if probe.done(&self.taps.taps, now) {
                     let probed = std::mem::take(probe).finish();
                     let skipped = probed.unwritable_video.map(|codec| {
