@@ -69,6 +69,12 @@ impl SfuCore {
             }
             Err(Refused::UnknownPayloadType(_) | Refused::UnknownLayer(_)) => return,
         };
+        incoming.captured = self.participants[slot.0].capture.captured(
+            incoming.arrived,
+            incoming.rtp_time,
+            incoming.params.spec().clock_rate.get(),
+            sender_report,
+        );
         incoming.sender_report = sender_report;
         let request_due = target
             .layers

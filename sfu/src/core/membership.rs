@@ -39,6 +39,12 @@ use crate::{
 
 /// How often str0m reports RTT and loss (for `GET /api/rooms`).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often we send a sender report on each audio stream (str0m's default is 5 s, video's
+/// 1 s). str0m sends a stream's first report before anything is written on it, saying RTP
+/// time 0; a receiver rejects the next reports as inconsistent with it and starts over
+/// after three, so lip sync cannot start until the fourth: 20 s into each subscription at
+/// 5 s, 4 s at 1 s (docs/sfu.md, str0m note 11).
+pub const AUDIO_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SfuCore {
     pub(super) fn join(
@@ -121,6 +127,7 @@ impl SfuCore {
             subscriptions: Slab::new(),
             layer_wishes: Vec::new(),
             screen: Default::default(),
+            capture: Default::default(),
             stats: Stats::default(),
             quality: QualityMeter::default(),
             downlink: Downlink::default(),
@@ -158,6 +165,7 @@ impl SfuCore {
         let mut config = Rtc::builder()
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
+            .set_rtcp_report_interval_audio(AUDIO_REPORT_INTERVAL)
             .enable_bwe(match self.config.bandwidth_estimation {
                 BandwidthEstimation::SendSide { start_bps } => Some(Bitrate::bps(start_bps)),
                 BandwidthEstimation::Off | BandwidthEstimation::Receiver => None,

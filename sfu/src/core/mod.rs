@@ -65,6 +65,7 @@ use crate::{
 use contain::contain;
 use demux::{Demux, Route};
 use liveness::Verdict;
+pub use membership::AUDIO_REPORT_INTERVAL;
 pub use output::{Output, TapOutput, Transmit};
 use participant::{Participant, Polled};
 use rooms::Rooms;

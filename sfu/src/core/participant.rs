@@ -30,7 +30,7 @@ use crate::{
     },
     ids::{ParticipantId, PublicationSlot},
     media::{
-        allocator::Hysteresis, loss_control::LossControl, probe::MediaProbe,
+        allocator::Hysteresis, capture::CaptureClock, loss_control::LossControl, probe::MediaProbe,
         subscription::Subscription,
     },
 };
@@ -86,6 +86,8 @@ pub struct Participant {
     pub layer_wishes: Vec<(ParticipantId, Source, Option<u8>)>,
     /// Its screen m-line (`core/screen.rs`).
     pub screen: ScreenShare,
+    /// Its packets' capture times on our clock, for the sender reports of what it publishes.
+    pub capture: CaptureClock,
     /// A moderator muted it: its audio goes nowhere (`moderation.rs`).
     pub muted: bool,
     pub stats: Stats,

@@ -156,6 +156,7 @@ mod tests {
             keyframe,
             rtp_time: 0,
             arrived: Instant::now(),
+            captured: Instant::now(),
             marker: false,
             ext: Default::default(),
             payload: Arc::from(&[1u8, 2, 3][..]),

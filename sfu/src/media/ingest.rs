@@ -39,8 +39,11 @@ pub struct Incoming {
     /// The first packet of a keyframe (video only).
     pub keyframe: bool,
     pub rtp_time: u32,
-    /// When it arrived (str0m's timestamp), for the subscribers' sender reports.
+    /// When it arrived (str0m's timestamp).
     pub arrived: Instant,
+    /// When it was captured, on our clock (`media/capture.rs`): what the subscribers'
+    /// sender reports pair its RTP time with. Its arrival until the core knows better.
+    pub captured: Instant,
     pub marker: bool,
     /// End-to-end header extensions only.
     pub ext: ExtensionValues,
@@ -139,6 +142,7 @@ pub fn ingest(
         keyframe,
         rtp_time: header.timestamp,
         arrived,
+        captured: arrived,
         marker: header.marker,
         ext: end_to_end(&header.ext_vals),
         payload,

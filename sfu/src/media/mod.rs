@@ -5,6 +5,8 @@
 //! - [`publication`]: the track it belongs to (codec cache, [`layers`] with their
 //!   keyframe-request throttles, loss, sinks);
 //! - [`fanout`]: to every [`sink`] of the publication, subscriber or tap;
+//! - [`capture`]: when the packet was captured, on our clock (for the subscribers' sender
+//!   reports, which lip sync reads);
 //! - [`subscription`]: per subscriber, negotiation state, keyframe gate and the write to
 //!   its connection, with [`munger`] choosing the layer and rewriting sequence numbers,
 //!   timestamps, VP8 picture ids and payload types;
@@ -16,6 +18,7 @@
 //! Nothing here owns a connection or reads a clock; the core passes them in.
 
 pub mod allocator;
+pub mod capture;
 pub mod fanout;
 pub mod ingest;
 pub mod keyframe;

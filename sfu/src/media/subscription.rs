@@ -115,7 +115,9 @@ impl Subscription {
             pt.into(),
             mapped.seq.into(),
             mapped.rtp_time,
-            packet.arrived,
+            // What its sender reports pair RTP time with: the capture, not the arrival, or
+            // the receiver's lip sync puts audio out of step with video (`media/capture.rs`).
+            packet.captured,
             packet.payload.clone(),
         )
         .marker(packet.marker)

@@ -10,7 +10,7 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     sync::Once,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use sfu::{
@@ -26,6 +26,7 @@ use str0m::{
     format::Codec,
     media::{Direction, MediaKind, MediaTime, Mid},
     net::{Protocol, Receive},
+    rtp::rtcp::SenderInfo,
     Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc,
 };
 
@@ -78,6 +79,25 @@ pub struct Frame {
     pub mid: Mid,
     pub keyframe: bool,
     pub video: bool,
+    /// Its RTP time, and the sender report it came under: when it was captured, as the
+    /// receiver works it out for lip sync.
+    pub time: MediaTime,
+    pub sender_info: Option<SenderInfo>,
+}
+
+impl Frame {
+    /// When it was captured according to its stream's sender report (`None` before one).
+    pub fn reported_capture(&self) -> Option<SystemTime> {
+        let report = self.sender_info?;
+        let rate = self.time.frequency().get() as i64;
+        let ticks = (self.time.numer() as u32).wrapping_sub(report.rtp_time.numer() as u32) as i32;
+        let nanos = i64::from(ticks) * 1_000_000_000 / rate;
+        Some(if nanos >= 0 {
+            report.ntp_time + Duration::from_nanos(nanos as u64)
+        } else {
+            report.ntp_time - Duration::from_nanos(nanos.unsigned_abs())
+        })
+    }
 }
 
 pub struct Client {
@@ -121,6 +141,9 @@ pub struct Client {
     pub speakers: Vec<ParticipantId>,
     /// The RFC 6464 level its microphone packets carry (dBov; −127 = silence).
     pub audio_level: i8,
+    /// How long its encoder takes: a video frame is sent this long after its capture (its
+    /// RTP time and sender reports say when it was captured); audio goes at once.
+    pub encode_delay: Duration,
     /// The join answer, then every `update` offer.
     pub answer: String,
     pub offers: Vec<String>,
@@ -134,6 +157,7 @@ pub struct Client {
     next_video: Option<Instant>,
     next_audio: Option<Instant>,
     rtp_time: u64,
+    audio_time: u64,
     timeout: Instant,
 }
 
@@ -210,6 +234,7 @@ impl Lab {
             answers_keyframe_requests: true,
             speakers: Vec::new(),
             audio_level: -127,
+            encode_delay: Duration::ZERO,
             loss_one_in: 0,
             sent_or_received: 0,
             downlink_bps: None,
@@ -233,6 +258,9 @@ impl Lab {
             next_video: None,
             next_audio: None,
             rtp_time: 0,
+            // One step behind the first video frame's 3600 at 90 kHz (1920 at 48 kHz): both
+            // start at the same capture.
+            audio_time: 960,
             timeout: self.now,
         });
         self.clients.len() - 1
@@ -619,6 +647,8 @@ impl Lab {
                 mid: data.mid,
                 keyframe: data.is_keyframe(),
                 video: data.params.spec().codec == Codec::Vp8,
+                time: data.time,
+                sender_info: data.last_sender_info,
             }),
             _ => {}
         }
@@ -649,7 +679,8 @@ impl Lab {
                         .map(|p| p.pt());
                     if let Some(pt) = pt {
                         let time = MediaTime::from_90khz(client.rtp_time);
-                        let _ = writer.write(pt, now, time, frame.clone());
+                        let captured = now - client.encode_delay;
+                        let _ = writer.write(pt, captured, time, frame.clone());
                         wrote = true;
                     }
                 }
@@ -664,10 +695,9 @@ impl Lab {
                     .find(|p| p.spec().codec == Codec::Opus)
                     .map(|p| p.pt());
                 if let Some(pt) = pt {
-                    let time = MediaTime::new(
-                        client.rtp_time * 48 / 90,
-                        str0m::media::Frequency::FORTY_EIGHT_KHZ,
-                    );
+                    client.audio_time += 960; // 20 ms at 48 kHz
+                    let time =
+                        MediaTime::new(client.audio_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
                     let level = client.audio_level;
                     let _ = writer.audio_level(level, level > -127).write(
                         pt,

@@ -7,3 +7,4 @@ mod liveness;
 mod moderation;
 mod rooms;
 mod screen;
+mod sync;
