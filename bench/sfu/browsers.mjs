@@ -5,7 +5,9 @@
 // run and page:
 //   - setup: first join click → every page decodes all N-1 remote videos;
 //   - over WINDOW_S seconds after WARMUP_S: per remote video the decoded fps, freezes and
-//     frozen time, frames dropped, NACKs and PLIs sent, packets lost, jitter-buffer delay;
+//     frozen time, frames dropped, NACKs and PLIs sent, packets lost, jitter-buffer delay and
+//     the part of it lip sync adds (target − minimum delay); the same for each remote
+//     audio, and its arrival jitter;
 //     per sender the encoded fps (per stream) and qualityLimitationReason;
 //   - CPU of all Chromium processes and of the server over the window (/proc, in cores).
 // Prints each run, then medians side by side with SFU/mesh ratios; JSON to bench/results/.
@@ -83,8 +85,16 @@ function pageStats(page) {
     const available = []; // the sender's bandwidth estimate, per connection (bps)
     const remote = []; // receiver reports on our video
     const sources = []; // the camera's frames per second as the encoder gets them
+    const audio = []; // remote audio: how much NetEq holds
+    const uplinkAudioJitter = []; // ms, per connection
     for (const pc of pcs) {
       (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+          audio.push({
+            id: `${pcs.indexOf(pc)}/${s.ssrc}`, jitterBufferDelay: s.jitterBufferDelay ?? 0, jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
+            jitterBufferTargetDelay: s.jitterBufferTargetDelay ?? 0, jitterBufferMinimumDelay: s.jitterBufferMinimumDelay ?? 0, jitter: s.jitter ?? 0,
+          });
+        }
         if (s.kind !== 'video') return;
         if (s.type === 'inbound-rtp') {
           inbound.push({
@@ -92,6 +102,7 @@ function pageStats(page) {
             totalFreezesDuration: s.totalFreezesDuration ?? 0, framesDropped: s.framesDropped ?? 0, nackCount: s.nackCount ?? 0,
             pliCount: s.pliCount ?? 0, packetsLost: s.packetsLost ?? 0, jitterBufferDelay: s.jitterBufferDelay ?? 0,
             jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
+            jitterBufferTargetDelay: s.jitterBufferTargetDelay ?? 0, jitterBufferMinimumDelay: s.jitterBufferMinimumDelay ?? 0,
           });
         }
         if (s.type === 'outbound-rtp') {
@@ -107,9 +118,11 @@ function pageStats(page) {
         // What the receiving end (the SFU, or the mesh peer) reports about our video.
         if (s.type === 'media-source' && s.kind === 'video') sources.push(s.framesPerSecond ?? 0);
         if (s.type === 'remote-inbound-rtp' && s.kind === 'video') remote.push({ lost: s.packetsLost ?? 0, fractionLost: s.fractionLost ?? 0, rttMs: (s.roundTripTime ?? 0) * 1000 });
+        // Our audio's arrival jitter as the receiving end (the SFU, or the mesh peer) reports it.
+        if (s.type === 'remote-inbound-rtp' && s.kind === 'audio') uplinkAudioJitter.push((s.jitter ?? 0) * 1000);
       });
     }
-    return { inbound, outbound, available, remote, sources };
+    return { inbound, outbound, available, remote, sources, audio, uplinkAudioJitter };
   });
 }
 
@@ -188,6 +201,8 @@ async function measure(kind, server, run) {
     const estimates = []; // availableOutgoingBitrate per connection at the end, kbps
     const reports = []; // remote-inbound-rtp of our video at the end
     const captureFps = []; // media-source framesPerSecond at the end
+    const uplinkJitters = []; // ms: our audio's arrival jitter where it is first received
+    const audioBuffers = []; // per remote audio: ms held in its jitter buffer, of which lip sync's; arrival jitter
     for (const [i, end] of after.entries()) {
       for (const v of end.inbound) {
         const b = before[i].inbound.find((x) => x.id === v.id);
@@ -203,6 +218,11 @@ async function measure(kind, server, run) {
           plis: v.pliCount - b.pliCount,
           lost: v.packetsLost - b.packetsLost,
           jitterBufferMs: emitted > 0 ? ((v.jitterBufferDelay - b.jitterBufferDelay) / emitted) * 1000 : null,
+          // What the receiver adds to the delay its jitter alone needs: chiefly lip sync
+          // holding video back to its audio (the minimum leaves sync and playout targets out).
+          syncHoldMs: emitted > 0
+            ? (((v.jitterBufferTargetDelay - b.jitterBufferTargetDelay) - (v.jitterBufferMinimumDelay - b.jitterBufferMinimumDelay)) / emitted) * 1000
+            : null,
         });
       }
       for (const o of end.outbound) {
@@ -215,12 +235,24 @@ async function measure(kind, server, run) {
           });
         }
       }
+      for (const a of end.audio) {
+        const b = before[i].audio.find((x) => x.id === a.id);
+        const emitted = b ? a.jitterBufferEmittedCount - b.jitterBufferEmittedCount : 0;
+        if (emitted > 0) {
+          audioBuffers.push({
+            ms: ((a.jitterBufferDelay - b.jitterBufferDelay) / emitted) * 1000,
+            syncHoldMs: (((a.jitterBufferTargetDelay - b.jitterBufferTargetDelay) - (a.jitterBufferMinimumDelay - b.jitterBufferMinimumDelay)) / emitted) * 1000,
+            jitterMs: a.jitter * 1000,
+          });
+        }
+      }
+      uplinkJitters.push(...end.uplinkAudioJitter);
       for (const bps of end.available) estimates.push(bps / 1000);
       reports.push(...end.remote);
       captureFps.push(...end.sources);
     }
     return {
-      kind, run, setupMs, seconds, receivers, senders, estimates, reports, serverDelta, captureFps,
+      kind, run, setupMs, seconds, receivers, senders, estimates, reports, serverDelta, captureFps, audioBuffers, uplinkJitters,
       browserCpuCores: sum(Object.entries(cpu1.kinds).map(([k, v]) => v - (cpu0.kinds[k] ?? 0))) / TICKS_PER_S / seconds,
       browserCpuByKind: Object.fromEntries(Object.entries(cpu1.kinds).map(([k, v]) => [k, +((v - (cpu0.kinds[k] ?? 0)) / TICKS_PER_S / seconds).toFixed(2)])),
       serverCpuCores: (cpu1.server - cpu0.server) / TICKS_PER_S / seconds,
@@ -252,6 +284,11 @@ function summarize(m) {
     plis: sum(r.map((x) => x.plis)),
     lost: sum(r.map((x) => x.lost)),
     jitterBufferMs: median(r.map((x) => x.jitterBufferMs)),
+    syncHoldMs: median(r.map((x) => x.syncHoldMs)),
+    audioJitterBufferMs: median(m.audioBuffers.map((a) => a.ms)),
+    audioSyncHoldMs: median(m.audioBuffers.map((a) => a.syncHoldMs)),
+    audioJitterMs: median(m.audioBuffers.map((a) => a.jitterMs)),
+    uplinkAudioJitterMs: median(m.uplinkJitters),
     sendFpsMedian: median(m.senders.map((x) => x.fps)),
     captureFpsMedian: median(m.captureFps),
     sendKbpsMedian: median(m.senders.map((x) => x.kbps)),
@@ -285,7 +322,7 @@ try {
       const m = await measure(kind, server, run);
       results.push(m);
       const s = summarize(m);
-      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms · capture fps ${fmt(s.captureFpsMedian)} · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) at ${fmt(s.sendKbpsMedian, 0)} kbps, keyframes ${fmt(s.keyFramesPerSender)} PLI/FIR in ${fmt(s.plisReceivedPerSender)} per stream, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)}, reported lost ${s.reportedLost} rtt ${fmt(s.reportedRttMs, 0)} ms · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores ${JSON.stringify(s.browserCpuByKind)} server ${JSON.stringify(s.server)}`);
+      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms (sync hold ${fmt(s.syncHoldMs, 0)}), audio ${fmt(s.audioJitterBufferMs, 0)} ms (sync hold ${fmt(s.audioSyncHoldMs, 0)}, arrival jitter ${fmt(s.audioJitterMs, 0)}, first hop ${fmt(s.uplinkAudioJitterMs, 0)}) · capture fps ${fmt(s.captureFpsMedian)} · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) at ${fmt(s.sendKbpsMedian, 0)} kbps, keyframes ${fmt(s.keyFramesPerSender)} PLI/FIR in ${fmt(s.plisReceivedPerSender)} per stream, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)}, reported lost ${s.reportedLost} rtt ${fmt(s.reportedRttMs, 0)} ms · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores ${JSON.stringify(s.browserCpuByKind)} server ${JSON.stringify(s.server)}`);
     }
   }
 } finally {
@@ -294,7 +331,7 @@ try {
   rmSync(site, { recursive: true, force: true });
 }
 
-const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'captureFpsMedian', 'sendFpsMedian', 'sendKbpsMedian', 'keyFramesPerSender', 'plisReceivedPerSender', 'targetKbpsMedian', 'estimateKbpsMedian', 'browserCpuCores', 'serverCpuCores'];
+const keys = ['setupMs', 'recvFpsMedian', 'recvFpsMin', 'freezesPerVideo', 'frozenSPerVideo', 'droppedPerVideo', 'nacks', 'plis', 'jitterBufferMs', 'syncHoldMs', 'audioJitterBufferMs', 'audioSyncHoldMs', 'audioJitterMs', 'uplinkAudioJitterMs', 'captureFpsMedian', 'sendFpsMedian', 'sendKbpsMedian', 'keyFramesPerSender', 'plisReceivedPerSender', 'targetKbpsMedian', 'estimateKbpsMedian', 'browserCpuCores', 'serverCpuCores'];
 const medians = {};
 for (const kind of ['sfu', 'mesh']) {
   const rows = results.filter((m) => m.kind === kind).map(summarize);
