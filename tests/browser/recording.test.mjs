@@ -157,10 +157,15 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     await sleep(2000);
     // The uploads fail from here on: the chunks wait in the page (and in IndexedDB).
     await ann.route(CHUNKS, (route) => route.abort('internetdisconnected'));
-    await sleep(4000);
-    const cut = await recording(ann);
+    // Until three chunks wait, however late MediaRecorder hands them over on a loaded machine
+    // (a CI run saw 2 in the first 6.3 s): a fixed sleep tested the machine, not the page.
+    let cut;
+    await until('three chunks waiting in the page', async () => {
+      cut = await recording(ann);
+      if (cut.recorded - cut.stored < 3) throw new Error(`chunks waiting: ${JSON.stringify(cut)}`);
+      return true;
+    }, WAIT_MS);
     t.diagnostic(`before the reload: ${cut.recorded} chunks recorded, ${cut.stored} on the server`);
-    assert.ok(cut.recorded - cut.stored >= 3, `chunks waiting: ${JSON.stringify(cut)}`);
     const reloaded = Date.now();
     await ann.reload();
     // Still offline for a moment after the reload: the first tries fail too.
