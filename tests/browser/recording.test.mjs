@@ -100,6 +100,15 @@ async function playBack(page, duration) {
   await player.close();
 }
 
+/** How many recorded chunks the page keeps in IndexedDB (sent or not). */
+const keptChunks = (page) => page.evaluate(() => new Promise((resolve) => {
+  const open = indexedDB.open('rtc-call-recordings');
+  open.onsuccess = () => {
+    const req = open.result.transaction('chunks').objectStore('chunks').count();
+    req.onsuccess = () => resolve(req.result);
+  };
+}));
+
 describe('recording in the browser', { timeout: 240_000 }, () => {
   it('1-to-1: 11 s recorded as MP4, uploads resumed after an outage, file valid and seekable', async (t) => {
     const room = `rec-${process.pid}`;
@@ -165,6 +174,9 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
       if (cut.recorded - cut.stored < 3) throw new Error(`chunks waiting: ${JSON.stringify(cut)}`);
       return true;
     }, WAIT_MS);
+    // The page counts a chunk when MediaRecorder hands it over and keeps it in IndexedDB a
+    // moment later: reload once the waiting ones are kept (a reload in that moment loses it).
+    await until('the waiting chunks kept in IndexedDB', async () => (await keptChunks(ann)) >= cut.recorded - cut.stored, WAIT_MS);
     t.diagnostic(`before the reload: ${cut.recorded} chunks recorded, ${cut.stored} on the server`);
     const reloaded = Date.now();
     await ann.reload();
@@ -185,14 +197,7 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s of ${((reloaded - started) / 1000).toFixed(1)} s until the reload`);
     await ann.getByTestId('recording-link').waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.match(await ann.getByTestId('recording-chip').textContent(), /cut short by a reload was saved/);
-    const again = await ann.evaluate(async () => (await new Promise((resolve) => {
-      const open = indexedDB.open('rtc-call-recordings');
-      open.onsuccess = () => {
-        const req = open.result.transaction('chunks').objectStore('chunks').count();
-        req.onsuccess = () => resolve(req.result);
-      };
-    })));
-    assert.equal(again, 0, 'nothing kept once saved');
+    assert.equal(await keptChunks(ann), 0, 'nothing kept once saved');
     await ann.context().close();
     await bob.context().close();
   });
