@@ -19,6 +19,8 @@
 //        SFU_QUERY='&x=1' (extra query for the SFU page, e.g. to try a page variant)
 //        TIMELINE=1 (print each page's event log from the first join, ms)
 //        SFU_CSS='…' (a style sheet added to the SFU page, to try what its rendering costs)
+//        SFU_SCALABILITY=L1T1 (the SFU page's camera encodings get this scalabilityMode; Chromium
+//          encodes VP8 simulcast with three temporal layers unless told)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +39,7 @@ const ONLY = process.env.ONLY;
 const SFU_QUERY = process.env.SFU_QUERY ?? '';
 const TIMELINE = !!process.env.TIMELINE;
 const SFU_CSS = process.env.SFU_CSS;
+const SFU_SCALABILITY = process.env.SFU_SCALABILITY;
 const NAMES = ['Ada', 'Bob', 'Cy', 'Dee', 'Eve', 'Fay', 'Gus', 'Hal'];
 
 // The server serves public/ plus the mesh page: a directory of symlinks.
@@ -110,6 +113,7 @@ function pageStats(page) {
             id: `${pcs.indexOf(pc)}/${s.ssrc}`, framesEncoded: s.framesEncoded ?? 0, bytesSent: s.bytesSent ?? 0,
             targetBitrate: s.targetBitrate ?? null, qualityLimitationReason: s.qualityLimitationReason ?? 'none',
             keyFrames: s.keyFramesEncoded ?? 0, plisReceived: (s.pliCount ?? 0) + (s.firCount ?? 0), nacksReceived: s.nackCount ?? 0,
+            scalabilityMode: s.scalabilityMode ?? '-',
           });
         }
       });
@@ -130,6 +134,15 @@ const decodingAll = async (page) => (await pageStats(page)).inbound.filter((v) =
 
 async function openPage(browser, url) {
   const page = await (await browser.newContext()).newPage();
+  if (SFU_SCALABILITY && url.includes('/sfu.html')) {
+    await page.addInitScript((mode) => {
+      const addTransceiver = RTCPeerConnection.prototype.addTransceiver;
+      RTCPeerConnection.prototype.addTransceiver = function (track, init) {
+        const sendEncodings = init?.sendEncodings?.map((e) => ({ ...e, scalabilityMode: mode }));
+        return addTransceiver.call(this, track, sendEncodings ? { ...init, sendEncodings } : init);
+      };
+    }, SFU_SCALABILITY);
+  }
   await page.goto(url);
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
   if (SFU_CSS && url.includes('/sfu.html')) await page.addStyleTag({ content: SFU_CSS });
@@ -232,6 +245,7 @@ async function measure(kind, server, run) {
             page: i, fps: (o.framesEncoded - b.framesEncoded) / seconds, kbps: ((o.bytesSent - b.bytesSent) * 8) / seconds / 1000,
             targetKbps: o.targetBitrate === null ? null : o.targetBitrate / 1000, limitation: o.qualityLimitationReason,
             keyFrames: o.keyFrames - b.keyFrames, plisReceived: o.plisReceived - b.plisReceived, nacksReceived: o.nacksReceived - b.nacksReceived,
+            scalabilityMode: o.scalabilityMode,
           });
         }
       }
@@ -300,6 +314,7 @@ function summarize(m) {
     reportedRttMs: median(m.reports.map((x) => x.rttMs)),
     sendStreams: m.senders.length,
     limited: [...new Set(m.senders.map((x) => x.limitation))].join(','),
+    modes: [...new Set(m.senders.map((x) => x.scalabilityMode))].join(','),
     browserCpuCores: m.browserCpuCores,
     browserCpuByKind: m.browserCpuByKind,
     server: m.serverDelta,
@@ -322,7 +337,7 @@ try {
       const m = await measure(kind, server, run);
       results.push(m);
       const s = summarize(m);
-      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms (sync hold ${fmt(s.syncHoldMs, 0)}), audio ${fmt(s.audioJitterBufferMs, 0)} ms (sync hold ${fmt(s.audioSyncHoldMs, 0)}, arrival jitter ${fmt(s.audioJitterMs, 0)}, first hop ${fmt(s.uplinkAudioJitterMs, 0)}) · capture fps ${fmt(s.captureFpsMedian)} · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}) at ${fmt(s.sendKbpsMedian, 0)} kbps, keyframes ${fmt(s.keyFramesPerSender)} PLI/FIR in ${fmt(s.plisReceivedPerSender)} per stream, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)}, reported lost ${s.reportedLost} rtt ${fmt(s.reportedRttMs, 0)} ms · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores ${JSON.stringify(s.browserCpuByKind)} server ${JSON.stringify(s.server)}`);
+      console.log(`run ${run + 1} ${kind.padEnd(4)} setup ${s.setupMs} ms · recv fps median ${fmt(s.recvFpsMedian)} min ${fmt(s.recvFpsMin)} · freezes/video ${fmt(s.freezesPerVideo)} (${fmt(s.frozenSPerVideo)} s) · dropped/video ${fmt(s.droppedPerVideo)} · NACK ${s.nacks} PLI ${s.plis} lost ${s.lost} · jitter buffer ${fmt(s.jitterBufferMs, 0)} ms (sync hold ${fmt(s.syncHoldMs, 0)}), audio ${fmt(s.audioJitterBufferMs, 0)} ms (sync hold ${fmt(s.audioSyncHoldMs, 0)}, arrival jitter ${fmt(s.audioJitterMs, 0)}, first hop ${fmt(s.uplinkAudioJitterMs, 0)}) · capture fps ${fmt(s.captureFpsMedian)} · send fps ${fmt(s.sendFpsMedian)} × ${s.sendStreams} streams (${s.limited}; ${s.modes}) at ${fmt(s.sendKbpsMedian, 0)} kbps, keyframes ${fmt(s.keyFramesPerSender)} PLI/FIR in ${fmt(s.plisReceivedPerSender)} per stream, target ${fmt(s.targetKbpsMedian, 0)}, estimate ${fmt(s.estimateKbpsMedian, 0)}, reported lost ${s.reportedLost} rtt ${fmt(s.reportedRttMs, 0)} ms · CPU browsers ${fmt(s.browserCpuCores, 2)} server ${fmt(s.serverCpuCores, 2)} cores ${JSON.stringify(s.browserCpuByKind)} server ${JSON.stringify(s.server)}`);
     }
   }
 } finally {

@@ -184,6 +184,15 @@ impl SfuCore {
         if target.kind != TrackKind::Video {
             return;
         }
+        // A publisher whose media is not up yet (published at join) starts with keyframes;
+        // a request now would only spend the throttle.
+        if !self
+            .participants
+            .get(target.owner.0)
+            .is_some_and(|p| p.connected)
+        {
+            return;
+        }
         let Some(state) = target.layers.get_mut(layer) else {
             return;
         };

@@ -18,7 +18,8 @@ use super::{
     participant::{Downlink, Participant, Stats},
     quality::QualityMeter,
     sdp::{
-        check_payload_types, media_sections, receive_only_answer, OurDirection, MAX_OFFER_MEDIA,
+        check_payload_types, media_sections, offered_media, receive_only_answer, OurDirection,
+        MAX_OFFER_MEDIA,
     },
     Output, SfuCore, TapOutput,
 };
@@ -71,6 +72,7 @@ impl SfuCore {
             });
         }
         check_payload_types(&offer)?;
+        let offered = offered_media(&offer);
         let offer = SdpOffer::from_sdp_string(&offer)?;
         // A live room only where H.264 is offered at all.
         let live = self.rooms.is_live(&room, options.live)
@@ -136,8 +138,20 @@ impl SfuCore {
         self.by_id.insert(id, slot);
         self.demux.add_ufrag(ufrag, slot);
         self.rooms.add(&room, slot, live, options.passcode);
-        // Its m-lines become publications (MediaAdded) once its media connects; the room
-        // hears about them then.
+        // The m-lines it sends on are publications at once, not when str0m reports them
+        // (`MediaAdded`, once DTLS is up): the others renegotiate for them while its ICE and
+        // DTLS run, instead of after (docs/sfu.md, "Joining").
+        for (mid, rids) in offered {
+            let mid = Mid::from(mid.as_str());
+            let Some(media) = self.participants[slot.0].rtc.media(mid) else {
+                continue;
+            };
+            if matches!(media.direction(), Direction::RecvOnly | Direction::SendRecv) {
+                let kind = TrackKind::from(media.kind());
+                let rids = rids.iter().map(|rid| Rid::from(rid.as_str())).collect();
+                self.add_publication(now, slot, mid, kind, rids);
+            }
+        }
         self.poll_participant(slot, now);
         self.totals.joins += 1;
         let participants = self.room_info(&room);
@@ -189,8 +203,32 @@ impl SfuCore {
         config
     }
 
-    /// The browser sends on a new m-line: a publication the others subscribe to.
+    /// The browser sends on a new m-line: a publication the others subscribe to, and the
+    /// room's tiles say so. (Once per m-line: one published at join is not again.)
     pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        slot: ParticipantSlot,
+        mid: Mid,
+        kind: TrackKind,
+        rids: Vec<Rid>,
+    ) {
+        let participant = &self.participants[slot.0];
+        let known = participant
+            .publications
+            .iter()
+            .any(|p| self.publications[p.0].mid == mid);
+        if known {
+            return;
+        }
+        let room = participant.room.clone();
+        self.add_publication(now, slot, mid, kind, rids);
+        // Tiles show who publishes what (a joiner was listed before its media connected).
+        self.broadcast_participants(&room);
+    }
+
+    /// A publication on `mid`; the others renegotiate to subscribe.
+    fn add_publication(
         &mut self,
         now: Instant,
         slot: ParticipantSlot,
@@ -220,8 +258,6 @@ impl SfuCore {
         for other in self.others(&room, slot) {
             self.participants[other.0].negotiation.request(now);
         }
-        // Tiles show who publishes what (a joiner was listed before its media connected).
-        self.broadcast_participants(&room);
     }
 
     /// Leaves: the participant's publications end (every subscriber renegotiates, taps

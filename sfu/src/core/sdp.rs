@@ -13,6 +13,39 @@ pub fn media_sections(sdp: &str) -> usize {
     sdp.lines().filter(|l| l.starts_with("m=")).count()
 }
 
+/// Each media section's `a=mid` and the RIDs it offers to send as simulcast layers, in the
+/// order of its `a=simulcast:send` list (the order str0m's `MediaAdded` gives them, which
+/// numbers our layers; empty without simulcast). Alternatives (`q,x`) count by their first
+/// RID; a paused one (`~q`) is a layer all the same.
+pub fn offered_media(sdp: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for line in sdp.lines() {
+        let text = line.trim_end_matches('\r');
+        if text.starts_with("m=") {
+            out.push((None, Vec::new()));
+            continue;
+        }
+        let Some((mid, rids)) = out.last_mut() else {
+            continue;
+        };
+        if let Some(value) = text.strip_prefix("a=mid:") {
+            *mid = Some(value.trim().to_owned());
+        } else if let Some(value) = text.strip_prefix("a=simulcast:send ") {
+            let list = value.split_whitespace().next().unwrap_or_default();
+            *rids = list
+                .split(';')
+                .filter_map(|group| group.split(',').next())
+                .map(|rid| rid.trim_start_matches('~'))
+                .filter(|rid| !rid.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+    }
+    out.into_iter()
+        .filter_map(|(mid, rids)| Some((mid?, rids)))
+        .collect()
+}
+
 /// What an `a=rtpmap` and `a=fmtp` line say about one payload type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct PayloadMeaning {
@@ -191,6 +224,29 @@ pub fn without_transport_cc(sdp: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offered_media_lists_each_mid_with_its_simulcast_send_rids_in_order() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendrecv\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:f send\r\n\
+                   a=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h,x;~f\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        assert_eq!(
+            offered_media(sdp),
+            vec![
+                ("0".to_owned(), vec![]),
+                // The simulcast list's order, not the a=rid lines'.
+                (
+                    "1".to_owned(),
+                    vec!["q".to_owned(), "h".to_owned(), "f".to_owned()]
+                ),
+                ("2".to_owned(), vec![]),
+            ]
+        );
+        assert!(offered_media("v=0\r\n").is_empty());
+    }
 
     /// An m-line of a video section with these payload lines.
     fn video(mid: u8, payloads: &[&str]) -> String {

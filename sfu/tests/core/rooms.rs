@@ -70,6 +70,39 @@ fn a_subscriber_gets_a_keyframe_on_subscribing() {
     assert!(took < ms(600), "video after {took:?}");
 }
 
+/// A joiner's tracks are offered to the room when it joins, not once its media connects:
+/// the others renegotiate while its ICE and DTLS run (on a starved page that took a
+/// second of the join, docs/BENCHMARKS.md), and its video reaches them from a keyframe.
+#[test]
+fn a_joiners_tracks_are_offered_before_its_media_connects() {
+    let mut lab = Lab::new();
+    let ada = lab.client("Ada", true);
+    lab.join(ada, "r").unwrap();
+    lab.run_for(secs(2));
+    let offers_before = lab.clients[ada].offers.len();
+    let bob = lab.client("Bob", true);
+    lab.clients[bob].cut = true;
+    lab.join(bob, "r").unwrap();
+    lab.run_for(ms(500));
+    assert!(!lab.clients[bob].connected, "Bob's media is not up yet");
+    let offer = lab.clients[ada].offers[offers_before..]
+        .last()
+        .expect("Ada is offered Bob's tracks meanwhile");
+    assert_eq!(offer.matches("m=").count(), 4, "hers and Bob's: {offer}");
+
+    lab.clients[bob].cut = false;
+    let t0 = lab.now;
+    lab.run_until("Ada decodes Bob", secs(5), |lab| {
+        lab.video_frames_since(ada, t0) > 0
+    });
+    let first = lab.clients[ada].frames.iter().find(|f| f.video).unwrap();
+    assert!(first.keyframe, "from a keyframe");
+    assert!(lab.clients[ada]
+        .participants
+        .iter()
+        .all(|p| p.audio && p.video));
+}
+
 /// A participant who leaves disappears for the others: their list shrinks at once, and
 /// the m-lines that carried its tracks are stopped in their next `update`.
 #[test]
