@@ -140,7 +140,7 @@ impl SfuCore {
         self.rooms.add(&room, slot, live, options.passcode);
         // The m-lines it sends on are publications at once, not when str0m reports them
         // (`MediaAdded`, once DTLS is up): the others renegotiate for them while its ICE and
-        // DTLS run, instead of after (docs/sfu.md, "Joining").
+        // DTLS run, instead of after (docs/sfu.md, "Publications").
         for (mid, rids) in offered {
             let mid = Mid::from(mid.as_str());
             let Some(media) = self.participants[slot.0].rtc.media(mid) else {
