@@ -213,7 +213,8 @@ function scheduleQualities() {
 }
 
 function reportQualities() {
-  if (!socket?.connected || !hooks.id) return;
+  // Until the call view shows, tiles have no size: enterCall() reports them.
+  if (!socket?.connected || !hooks.id || $('call').hidden) return;
   for (const [key, tile] of tiles) {
     const height = tile.video.getBoundingClientRect().height * devicePixelRatio;
     const quality = tileQuality({ height, visible: tile.visible && !document.hidden });
@@ -326,6 +327,13 @@ function onParticipants(list) {
   for (const key of [...tiles.keys()]) if (!wanted.some((t) => t.key === key)) removeTile(key);
   moderation.update(list);
   layout();
+  // A new tile's layer goes to the server now, not after the debounce: the server offers its
+  // track right after this list, and a subscription that opens before the wish would want
+  // (and have the publisher start) the top layer.
+  if ([...tiles.values()].some((tile) => tile.quality === null)) {
+    clearTimeout(qualityTimer);
+    reportQualities();
+  }
 }
 
 /** The server says which of our camera's layers anybody needs; the others stop. */
@@ -747,6 +755,9 @@ function enterCall(room, name) {
   $('go-live').onclick = toggleLive;
   statsPanel.start();
   layout();
+  // The tiles have their size now: the server hears what each needs before it opens them.
+  clearTimeout(qualityTimer);
+  reportQualities();
 }
 
 async function toggleRecording() {

@@ -243,7 +243,8 @@ impl SfuCore {
         } else {
             Source::Camera
         };
-        let publication = PublicationSlot(self.publications.insert(Publication::new(
+        let lean_start = self.config.bandwidth_estimation == BandwidthEstimation::Off;
+        let publication = Publication::new(
             id,
             slot,
             participant.id,
@@ -251,7 +252,9 @@ impl SfuCore {
             kind,
             source,
             Layers::new(&rids, KeyframeThrottle::new(self.config.keyframe_interval)),
-        )));
+        )
+        .with_lean_start(lean_start);
+        let publication = PublicationSlot(self.publications.insert(publication));
         participant.publications.push(publication);
         tracing::info!(parent: &participant.span, ?kind, ?source, %mid, layers = rids.len().max(1), "publishing");
         let room = participant.room.clone();

@@ -16,8 +16,9 @@
 //!
 //! The same tick tells each simulcast publisher which layers anybody needs
 //! ([`needed`]: the subscribers' wishes, a tap's top layer, always the lowest): a layer
-//! nobody needed for [`PAUSE_DELAY`](crate::media::layers::PAUSE_DELAY) is switched off at
-//! the publisher, a needed one back on at once (`publish_layers`; LiveKit calls it dynacast).
+//! nobody needed for [`PAUSE_DELAY`](crate::media::layers::PAUSE_DELAY) (or ever, since the
+//! publication began, without bandwidth estimation) is switched off at the publisher, a
+//! needed one back on at once (`publish_layers`; LiveKit calls it dynacast).
 
 use std::time::{Duration, Instant};
 

@@ -208,7 +208,8 @@ impl Layers {
 }
 
 /// A layer nobody has needed for this long is switched off at the publisher (LiveKit's
-/// `dynacast_pause_delay`); a needed one is switched on at once.
+/// `dynacast_pause_delay`); a needed one is switched on at once. See also
+/// [`PublisherLayers::new`]'s `lean_start`.
 pub const PAUSE_DELAY: Duration = Duration::from_secs(5);
 
 /// The layers subscribers need of a publication: each subscription's wish (clamped to the
@@ -228,15 +229,27 @@ pub fn needed(wishes: impl IntoIterator<Item = Option<u8>>, layers: usize) -> La
 /// layer nobody needs, so an idle high layer costs no uplink and no CPU.
 #[derive(Debug, Clone)]
 pub struct PublisherLayers {
-    /// What the publisher was last told (all layers until told otherwise).
+    /// What the publisher was last told (all layers until told otherwise: a browser starts
+    /// every layer its offer lists).
     asked: LayerMask,
+    /// Layers someone has needed since the publication began.
+    ever_needed: LayerMask,
+    lean_start: bool,
     unneeded_since: [Option<Instant>; MAX_LAYERS],
 }
 
 impl PublisherLayers {
-    pub fn new(layers: usize) -> Self {
+    /// With `lean_start`, a layer nobody has needed since the publication began is switched
+    /// off at once, not after [`PAUSE_DELAY`]: the delay keeps a layer someone watched from
+    /// flapping, and a page joining a grid of small tiles would otherwise encode its top
+    /// layer through the first seconds of its join, when the machine is busiest. Not with
+    /// bandwidth estimation on: the subscribers' estimates grow on what the join sends, and
+    /// the lab's slow-downlink case failed 2 runs of 8 after a lean start (docs/sfu.md).
+    pub fn new(layers: usize, lean_start: bool) -> Self {
         PublisherLayers {
             asked: LayerMask((1u8 << layers.min(MAX_LAYERS)) - 1),
+            ever_needed: LayerMask::default(),
+            lean_start,
             unneeded_since: [None; MAX_LAYERS],
         }
     }
@@ -249,9 +262,12 @@ impl PublisherLayers {
             if needed.contains(layer) {
                 *since = None;
                 asked = asked.with(layer);
+                self.ever_needed = self.ever_needed.with(layer);
             } else if self.asked.contains(layer) {
                 let since = *since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= PAUSE_DELAY {
+                if (self.lean_start && !self.ever_needed.contains(layer))
+                    || now.saturating_duration_since(since) >= PAUSE_DELAY
+                {
                     asked = LayerMask(asked.0 & !(1 << layer));
                 }
             }
@@ -319,7 +335,7 @@ mod tests {
     fn unneeded_layers_stop_after_a_delay_and_needed_ones_start_at_once() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut p = PublisherLayers::new(3);
+        let mut p = PublisherLayers::new(3, false);
         assert_eq!(p.asked(), mask(&[0, 1, 2]));
         assert_eq!(p.update(mask(&[0, 1, 2]), t0), None);
         // Nobody wants the top layer any more…
@@ -332,6 +348,28 @@ mod tests {
         assert_eq!(p.update(mask(&[0]), t0 + s(11)), Some(mask(&[0])));
         // Someone pins the tile: the top layer is asked for at once.
         assert_eq!(p.update(mask(&[0, 2]), t0 + s(12)), Some(mask(&[0, 2])));
+    }
+
+    #[test]
+    fn layers_nobody_has_needed_yet_stop_at_once() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = PublisherLayers::new(3, true);
+        // A publisher joins a room whose tiles are small: its top two layers stop at once.
+        assert_eq!(p.update(mask(&[0]), t0), Some(mask(&[0])));
+        // A subscriber's tile wants the middle one: back on at once…
+        assert_eq!(p.update(mask(&[0, 1]), t0 + s(1)), Some(mask(&[0, 1])));
+        // …and, having been watched, it stops only after the delay.
+        assert_eq!(p.update(mask(&[0]), t0 + s(2)), None);
+        assert_eq!(p.update(mask(&[0]), t0 + s(6)), None, "not yet");
+        assert_eq!(p.update(mask(&[0]), t0 + s(7)), Some(mask(&[0])));
+        // The top layer, still never needed, was never asked for again.
+        assert_eq!(p.update(mask(&[0, 2]), t0 + s(8)), Some(mask(&[0, 2])));
+
+        // Without a lean start, the delay applies from the first update.
+        let mut p = PublisherLayers::new(3, false);
+        assert_eq!(p.update(mask(&[0]), t0), None);
+        assert_eq!(p.update(mask(&[0]), t0 + s(5)), Some(mask(&[0])));
     }
 
     #[test]

@@ -49,11 +49,17 @@ impl Publication {
             kind,
             source,
             codec: CodecCache::default(),
-            publisher_layers: PublisherLayers::new(layers.len()),
+            publisher_layers: PublisherLayers::new(layers.len(), false),
             layers,
             sinks: Sinks::default(),
             speaker: SpeakerMeter::default(),
         }
+    }
+
+    /// Layers nobody has needed yet are switched off at once (see [`PublisherLayers::new`]).
+    pub(crate) fn with_lean_start(mut self, lean_start: bool) -> Self {
+        self.publisher_layers = PublisherLayers::new(self.layers.len(), lean_start);
+        self
     }
 
     /// The `MediaStream.id` its subscribers' m-lines carry: pages group tracks into tiles
