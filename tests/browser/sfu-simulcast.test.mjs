@@ -68,8 +68,8 @@ async function sentHeights(publisher, rid) {
 }
 
 /**
- * Whether the layers `sent` shows flowing stand at 1/4 (q), 1/2 (h) and 1 (f) of the camera's
- * height, at most 540 px: h and f are measured against q, which always flows.
+ * Whether the layers in `sent` stand at 1/4 (q), 1/2 (h) and 1 (f) of the camera's height, at
+ * most 540 px: h and f (those given a height) are measured against q, which always flows.
  */
 function layersToScale(sent) {
   const q = sent.q?.height;
@@ -218,7 +218,7 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
     figures.pinned = await expectLayer(bob, ann, 'high', 'pinned');
     // Asked for, Ann's top layer runs, at full size.
     const sent = await outbound(ann);
-    assert.ok(sent.f?.height > 0 && layersToScale(sent), `q, (h,) f at 1/4, (1/2,) 1 of at most 540 px: ${JSON.stringify(sent)}`);
+    assert.ok(sent.f?.height > 0 && layersToScale({ q: sent.q, f: sent.f }), `q and f at 1/4 and 1 of at most 540 px: ${JSON.stringify(sent)}`);
     // Cid's tile, now a thumbnail in Bob's window, needs less.
     const cidTile = await received(bob, cid);
     assert.notEqual(cidTile.quality, 'high', `a thumbnail asks for ${cidTile.quality}`);
