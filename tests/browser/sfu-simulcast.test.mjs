@@ -21,7 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../lib/server.mjs';
-import { joinSfuRoom, launchChromium, sfuReceived, until } from '../lib/browser.mjs';
+import { joinSfuRoom, launchChromium, sfuReceived, sfuSent, until } from '../lib/browser.mjs';
 
 const ROOM = `simulcast-${process.pid}`;
 const MEDIA = 'res=960x540&fps=15';
@@ -37,18 +37,8 @@ const figures = {};
 
 const openPage = (browser, name, viewport) => joinSfuRoom(browser, `${server.url}/sfu.html?${MEDIA}`, { room: ROOM, name, viewport, timeout: WAIT_MS });
 
-/** The publisher's outbound video streams: rid → {bytes, frames, height, limited}. */
-function outbound(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    (await window.__rtc.pc.getStats()).forEach((r) => {
-      if (r.type === 'outbound-rtp' && r.kind === 'video') {
-        out[r.rid ?? '-'] = { bytes: r.bytesSent, frames: r.framesEncoded ?? 0, height: r.frameHeight ?? 0, limited: r.qualityLimitationReason };
-      }
-    });
-    return out;
-  });
-}
+/** The publisher's outbound video streams: rid → {bytes, frames, height, limited, …}. */
+const outbound = sfuSent;
 
 const received = (page, publisher) => sfuReceived(page, publisher.id);
 

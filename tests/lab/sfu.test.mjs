@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { sfuReceived, until } from '../lib/browser.mjs';
+import { sfuReceived, sfuSent, until } from '../lib/browser.mjs';
 import { Lab } from './lab.mjs';
 import { eventsSince, everyStreamBackAfter, joinRoom, longestStall, longestTileStall, mediaStats, openPage, quality, startSampler, startTileSampler, waitForMedia } from './calls.mjs';
 
@@ -66,21 +66,6 @@ function decodingAgain(page, before, also = () => true) {
 }
 
 const pairText = (s) => `${s.pair.local.type}/${s.pair.local.relayProtocol ?? s.pair.local.protocol} ${s.pair.local.address} ⇄ ${s.pair.remote.type} ${s.pair.remote.address}`;
-
-/** What a publisher's page encodes and sends, per simulcast layer (shown when a layer is missing). */
-function sentLayers(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    const encodings = window.__rtc.pc.getSenders().find((s) => s.track?.kind === 'video')?.getParameters().encodings ?? [];
-    (await window.__rtc.pc.getStats()).forEach((r) => {
-      if (r.type === 'outbound-rtp' && r.kind === 'video') {
-        out[r.rid ?? '-'] = { active: encodings.find((e) => e.rid === r.rid)?.active, height: r.frameHeight, kbps: Math.round((r.targetBitrate ?? 0) / 1000), frames: r.framesEncoded, limited: r.qualityLimitationReason };
-      }
-      if (r.type === 'candidate-pair' && r.nominated) out.estimateKbps = Math.round((r.availableOutgoingBitrate ?? 0) / 1000);
-    });
-    return out;
-  });
-}
 
 async function roomReport(room) {
   const rooms = await lab.serverJson('/api/rooms');
@@ -269,7 +254,7 @@ describe('SFU rooms between three homes', { timeout: 600_000 }, () => {
       return r && r.height === LAYER_HEIGHT[r.quality] ? r : null;
     };
     await until('every tile decodes the layer it asks for, Ann\'s pinned tile of Bob the high one', async () => {
-      for (const pair of pairs) if (!(await decodesAsked(pair))) throw new Error(`${pair}: ${JSON.stringify(await sfuReceived(pages[pair[0]], ids[pair[1]]))}; ${NAMES[pair[1]]} sends ${JSON.stringify(await sentLayers(pages[pair[1]]))}`);
+      for (const pair of pairs) if (!(await decodesAsked(pair))) throw new Error(`${pair}: ${JSON.stringify(await sfuReceived(pages[pair[0]], ids[pair[1]]))}; ${NAMES[pair[1]]} sends ${JSON.stringify(await sfuSent(pages[pair[1]]))}`);
       return (await sfuReceived(pages.a, ids.b)).quality === 'high';
     }, 45_000, 250);
     const asked = {};

@@ -76,6 +76,31 @@ export function sfuReceived(page, publisherId, source = 'camera') {
 }
 
 /**
+ * What the SFU page in `page` sends of its camera, per simulcast layer (getStats() of its
+ * outbound video): rid → {bytes, frames, height, limited (qualityLimitationReason), active
+ * (the encoding's flag), kbps (the encoder's target)}.
+ */
+export function sfuSent(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    const encodings = window.__rtc.pc.getSenders().find((s) => s.track?.kind === 'video')?.getParameters().encodings ?? [];
+    (await window.__rtc.pc.getStats()).forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') {
+        out[r.rid ?? '-'] = {
+          bytes: r.bytesSent,
+          frames: r.framesEncoded ?? 0,
+          height: r.frameHeight ?? 0,
+          limited: r.qualityLimitationReason,
+          active: encodings.find((e) => e.rid === r.rid)?.active,
+          kbps: Math.round((r.targetBitrate ?? 0) / 1000),
+        };
+      }
+    });
+    return out;
+  });
+}
+
+/**
  * Inbound media and the selected ICE candidate pair of `window.__rtc.pc` in `page`.
  * @returns {Promise<null | {connectionState: string, framesDecoded: number, audioPackets: number,
  *   local?: {type: string, protocol: string, address: string}, remote?: {type: string, address: string}}>}
