@@ -76,10 +76,12 @@ async function assertSandbox() {
 export function routerRules({ nat = 'cone', firewall = 'open' } = {}) {
   const masquerade = { cone: 'masquerade', symmetric: 'masquerade fully-random' }[nat];
   if (!masquerade) throw new Error(`unknown NAT kind ${nat}`);
-  const noUdp = 'iifname "lan" meta l4proto udp drop';
+  // Both ways, flows already open included (the rule comes before `ct state established`):
+  // a firewall that starts dropping UDP mid-call stops the media the home receives too.
+  const noUdp = 'meta l4proto udp drop';
   const block = {
     open: [],
-    // A firewall that drops every UDP packet leaving the home (DNS to the router is input,
+    // A firewall that drops every UDP packet through the router (DNS to the router is input,
     // not forwarded, so the home still resolves names).
     'no-udp': [noUdp],
     // No UDP, and TCP only to the TLS ports (web and TURN over TLS).
@@ -134,6 +136,7 @@ export class Lab {
     this.links = {};
     this.rates = {};
     this.downlinkCaps = {};
+    this.natKinds = {};
     this.browsers = new Set();
     this.server = null;
     this.bridge = `${this.id}-wan`;
@@ -297,10 +300,17 @@ exec ip netns exec ${this.ns(`h${home}`)} sh -c 'mount --bind "$1" /etc/resolv.c
     });
   }
 
-  /** NAT kind ('cone' | 'symmetric') and firewall ('open' | 'no-udp' | 'https-only') of a home's router. */
+  /**
+   * NAT kind ('cone' | 'symmetric') and firewall ('open' | 'no-udp' | 'tls-only' | 'https-only')
+   * of a home's router. A firewall change keeps the connections the router tracks, as new
+   * nftables rules do on a real router: a call's TCP signaling that the new rules still allow
+   * stays up both ways (tests/lab/routers.test.mjs). A new NAT kind forgets the mappings, so
+   * that every flow is mapped the new way.
+   */
   async setRouter(home, { nat = 'cone', firewall = 'open' }) {
     await this.exec(`r${home}`, 'nft', ['-f', '-'], { input: routerRules({ nat, firewall }) });
-    await this.flushMappings(home);
+    if (this.natKinds[home] !== nat) await this.flushMappings(home);
+    this.natKinds[home] = nat;
   }
 
   /** Forgets every NAT mapping of a home's router (what a router reboot or a timeout does). */
