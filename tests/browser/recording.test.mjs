@@ -3,7 +3,9 @@
 // uploads are cut off for a few seconds (the requests fail, as when the network drops); the
 // page keeps the chunks and resumes where the server is. The server's file must then be
 // valid to Debian's ffprobe/ffmpeg: a video and an audio stream, the recorded duration within
-// 1 s, decodable end to end without an error, seekable; and the playback page plays and seeks it.
+// 2 s of the page's clock (and, for WebM, the server's duration matching the file's own
+// packets), decodable end to end without an error, seekable; and the playback page plays and
+// seeks it.
 // 1-to-1 records MP4 (Chromium's first choice), the room page WebM (`?record=webm`), which
 // the server makes seekable (Chromium writes it without Duration and Cues).
 
@@ -14,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { joinSfuRoom, launchChromium, until } from '../lib/browser.mjs';
-import { checkMediaFile } from '../lib/media-file.mjs';
+import { assertMatchesPackets, checkMediaFile } from '../lib/media-file.mjs';
 import { startServer } from '../lib/server.mjs';
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
@@ -74,9 +76,18 @@ async function record(page, seconds, t) {
   return done;
 }
 
+/**
+ * How much shorter than the page's clock the recorded media may be. The page times the
+ * recording from `start()` to the `stop` event; the media lasts from MediaRecorder's first
+ * frame to its last. On a starved machine MediaRecorder falls behind (a CI run: 7 chunks in
+ * 12.4 s of a 1 s timeslice, 11.2 s of media). Nothing is lost: the bytes are checked
+ * exactly, and the server's duration against the file's own packets.
+ */
+const MEDIA_VS_CLOCK_S = 2;
+
 /** ffprobe's and ffmpeg's checks of the server's file, against what the page recorded. */
 function checkFile(file, done) {
-  return checkMediaFile(file, { seconds: done.seconds });
+  return checkMediaFile(file, { seconds: done.seconds, tolerance: MEDIA_VS_CLOCK_S });
 }
 
 /** The playback page loads the recording with its length and seeks in it. */
@@ -149,9 +160,10 @@ describe('recording in the browser', { timeout: 240_000 }, () => {
     assert.match(done.type, /^video\/webm/);
     const meta = await (await fetch(`${server.url}/api/recordings/${done.id}`)).json();
     assert.equal(meta.bytes, done.bytes);
-    assert.ok(Math.abs(meta.duration_ms / 1000 - done.seconds) <= 1, `the server's duration ${meta.duration_ms} ms`);
     const figures = checkFile(join(server.recordingsDir, `${done.id}.webm`), done);
-    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s, audio max ${figures.maxVolume} dB`);
+    t.diagnostic(`ffprobe: ${figures.format}, ${figures.codecs}, ${figures.duration} s (${JSON.stringify(figures.span)}), audio max ${figures.maxVolume} dB; the server says ${meta.duration_ms} ms`);
+    // Chromium's WebM has no duration: the server's comes from the frames it read.
+    assertMatchesPackets(meta.duration_ms / 1000, figures.span, "the server's duration");
     await playBack(ann, figures.duration);
   });
 

@@ -3,9 +3,49 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 
 /**
+ * Where the media in `file` ends, from its packets' own timestamps (independent of the
+ * duration a muxer or our server wrote into the header): `lastStart`, when the last packet
+ * of any stream starts, and `latestEnd`, the latest a stream's last frame can end if it lasts
+ * as long as the gap before it. A WebM block carries no length of its own, so a duration in
+ * between is right: at 2 fps (a starved recorder) the last frame lasts half a second.
+ */
+export function packetSpan(file) {
+  const rows = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=stream_index,pts_time,duration_time', '-of', 'csv=p=0', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const streams = new Map();
+  for (const row of rows.split('\n')) {
+    const [index, pts, duration] = row.split(',');
+    if (!Number.isFinite(Number(pts))) continue;
+    const times = streams.get(index) ?? { pts: [], duration: 0 };
+    times.pts.push(Number(pts));
+    if (Number.isFinite(Number(duration))) times.duration = Number(duration);
+    streams.set(index, times);
+  }
+  let lastStart = 0;
+  let latestEnd = 0;
+  for (const { pts, duration } of streams.values()) {
+    pts.sort((a, b) => a - b);
+    const last = pts.at(-1);
+    const gap = pts.length > 1 ? last - pts.at(-2) : 0;
+    lastStart = Math.max(lastStart, last);
+    latestEnd = Math.max(latestEnd, last + Math.max(gap, duration));
+  }
+  return { lastStart, latestEnd };
+}
+
+/** Rounding between a header's duration and packet times (ms time bases, MP4 ticks). */
+const SPAN_SLACK_S = 0.05;
+
+/** Asserts that a duration (`what`, seconds) covers every packet and ends with the last frame. */
+export function assertMatchesPackets(seconds, span, what) {
+  const text = `${what} ${seconds} s; the last packet starts at ${span.lastStart.toFixed(3)} s and ends by ${span.latestEnd.toFixed(3)} s`;
+  assert.ok(seconds >= span.lastStart - SPAN_SLACK_S && seconds <= span.latestEnd + SPAN_SLACK_S, text);
+}
+
+/**
  * ffprobe's view and ffmpeg's full decode and seek of `file`: an audio and a video stream, a
- * duration within `tolerance` s of `seconds`, decoded end to end and from the middle without
- * an error, and audio that is not silence. Returns the figures.
+ * declared duration that matches the packets (`packetSpan`) and lies within `tolerance` s of
+ * `seconds`, decoded end to end and from the middle without an error, and audio that is not
+ * silence. Returns the figures.
  */
 export function checkMediaFile(file, { seconds, tolerance = 1 }) {
   const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width,height:format=duration,format_name', '-of', 'json', file], { encoding: 'utf8' }));
@@ -13,6 +53,8 @@ export function checkMediaFile(file, { seconds, tolerance = 1 }) {
   assert.deepEqual(kinds, ['audio', 'video'], JSON.stringify(probe));
   const duration = Number(probe.format.duration);
   assert.ok(Number.isFinite(duration), `a duration in the file: ${probe.format.duration}`);
+  const span = packetSpan(file);
+  assertMatchesPackets(duration, span, 'the file says');
   assert.ok(Math.abs(duration - seconds) <= tolerance, `duration ${duration} s for ${seconds.toFixed(1)} s recorded`);
   // The null output keeps the file's own time base (`-enc_time_base -1`): Chromium's MP4 gives
   // every sample a 1-tick duration (time base 1/30000), from which ffmpeg guesses a frame
@@ -27,7 +69,7 @@ export function checkMediaFile(file, { seconds, tolerance = 1 }) {
   const maxVolume = Number(volume.stderr.match(/max_volume: (-?[\d.]+) dB/)?.[1]);
   assert.ok(maxVolume > -40, `the audio is not silent: max ${maxVolume} dB`);
   const video = probe.streams.find((s) => s.codec_type === 'video');
-  return { duration, maxVolume, codecs: probe.streams.map((s) => s.codec_name).join('+'), format: probe.format.format_name, width: video.width, height: video.height };
+  return { duration, span, maxVolume, codecs: probe.streams.map((s) => s.codec_name).join('+'), format: probe.format.format_name, width: video.width, height: video.height };
 }
 
 /**
