@@ -246,7 +246,8 @@ impl Sfu {
         self.tell(Command::TapKeyframe { tap });
     }
 
-    /// Per-room, per-participant figures for `GET /api/rooms`.
+    /// Per-room, per-participant figures for `GET /api/rooms` and metrics: may be one made
+    /// up to 100 ms ago.
     pub async fn report(&self) -> RoomsReport {
         // Held across the call: concurrent requests wait for one pass instead of each
         // queueing their own.
@@ -256,12 +257,26 @@ impl Sfu {
                 return report.clone();
             }
         }
-        let report = match self.ask(Command::Report).await {
-            Ok(Ok(Reply::Report(report))) => *report,
-            _ => RoomsReport::default(),
-        };
+        let report = self.ask_report().await;
         *last = Some((Instant::now(), report.clone()));
         report
+    }
+
+    /// A report made now, for decisions that must see what the media plane holds at this
+    /// moment: a room put on air or recorded right after someone joined it (a reused report
+    /// would not have them yet, and the room would be refused as having nothing to stream).
+    pub async fn fresh_report(&self) -> RoomsReport {
+        let mut last = self.last_report.lock().await;
+        let report = self.ask_report().await;
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    async fn ask_report(&self) -> RoomsReport {
+        match self.ask(Command::Report).await {
+            Ok(Ok(Reply::Report(report))) => *report,
+            _ => RoomsReport::default(),
+        }
     }
 
     /// Rooms and participants currently held (for tests and the churn check).

@@ -206,7 +206,7 @@ impl LiveRooms {
         if let Some(session) = self.sessions().by_room.get(room) {
             return Ok(session.state.clone());
         }
-        let report = self.sfu.report().await;
+        let report = self.sfu.fresh_report().await;
         let publishers = publishers(&report, room);
         if publishers.is_empty() {
             return Err(LiveError::NothingToStream);
@@ -246,7 +246,7 @@ impl LiveRooms {
         }
         // Whoever joined while the first report was on its way came too early for `joined`
         // (no session yet) and too late for the report.
-        let again = self.sfu.report().await;
+        let again = self.sfu.fresh_report().await;
         let late = crate::taps::publishers(&again, room)
             .into_iter()
             .filter(|(id, _)| !publishers.iter().any(|(first, _)| first == id));

@@ -166,7 +166,7 @@ impl RoomRecorder {
         if let Some(session) = self.sessions().get(room) {
             return Ok(session.state.clone());
         }
-        let report = self.sfu.report().await;
+        let report = self.sfu.fresh_report().await;
         let publishers = publishers(&report, room);
         if publishers.is_empty() {
             return Err(RoomRecordingError::NothingToRecord);
