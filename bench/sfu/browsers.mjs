@@ -207,6 +207,16 @@ async function measure(kind, server, run) {
     const after = await Promise.all(pages.map(pageStats));
     const server1 = await serverReport();
     const serverDelta = Object.fromEntries(Object.keys(server1).map((k) => [k, server1[k] - server0[k]]));
+    // A page that lost its signaling connection and joined again has new streams: its figures
+    // (and its peers' figures of it) drop out of the window. Say so, with the reason.
+    const interruptions = [];
+    for (const [i, page] of pages.entries()) {
+      const events = (await page.evaluate(() => window.__rtc?.events ?? [])).filter((e) => e.t >= t0 && ['disconnect', 'rejoin'].includes(e.event));
+      for (const e of events) interruptions.push({ page: i, atMs: e.t - t0, event: e.event, detail: String(e.detail ?? '') });
+    }
+    if (interruptions.length) {
+      console.log(`run ${run + 1} ${kind}: ${interruptions.map((x) => `${NAMES[x.page]} ${x.event}=${x.detail} at +${(x.atMs / 1000).toFixed(1)} s`).join(', ')}`);
+    }
     const seconds = (Date.now() - started) / 1000;
 
     const receivers = [];
@@ -266,7 +276,7 @@ async function measure(kind, server, run) {
       captureFps.push(...end.sources);
     }
     return {
-      kind, run, setupMs, seconds, receivers, senders, estimates, reports, serverDelta, captureFps, audioBuffers, uplinkJitters,
+      kind, run, setupMs, seconds, receivers, senders, estimates, reports, serverDelta, captureFps, audioBuffers, uplinkJitters, interruptions,
       browserCpuCores: sum(Object.entries(cpu1.kinds).map(([k, v]) => v - (cpu0.kinds[k] ?? 0))) / TICKS_PER_S / seconds,
       browserCpuByKind: Object.fromEntries(Object.entries(cpu1.kinds).map(([k, v]) => [k, +((v - (cpu0.kinds[k] ?? 0)) / TICKS_PER_S / seconds).toFixed(2)])),
       serverCpuCores: (cpu1.server - cpu0.server) / TICKS_PER_S / seconds,
