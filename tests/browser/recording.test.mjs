@@ -77,7 +77,8 @@ async function record(page, seconds, t) {
 }
 
 /**
- * How much shorter than the page's clock the recorded media may be. The page times the
+ * How far the recorded media may be from the page's clock (in practice it is shorter, never
+ * longer: a duplicate chunk would show in the exact byte count). The page times the
  * recording from `start()` to the `stop` event; the media lasts from MediaRecorder's first
  * frame to its last. On a starved machine MediaRecorder falls behind (a CI run: 7 chunks in
  * 12.4 s of a 1 s timeslice, 11.2 s of media). Nothing is lost: the bytes are checked
