@@ -182,6 +182,10 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
     // top layer, so he never encodes it. (Each page tells the server its new tile's layer
     // before it answers the `update` with the tile's track; a subscription opened without a
     // wish would want the best layer and keep Cid's f on for 5 s.)
+    // What each page asked and was told, and the server's layer choices: printed when Cid
+    // sends other layers than q and h.
+    const timeline = (page) => page.evaluate(() => window.__rtc.events.filter((e) => /publish-layers|layer|update|joined/.test(e.event)).map((e) => `${e.t}:${e.event}=${JSON.stringify(e.detail)}`).join(' '));
+    const printTimelines = async () => console.log(`# Ann ${await timeline(ann)}\n# Bob ${await timeline(bob)}\n# Cid ${await timeline(cid)}\n# ${layerLog()}`);
     const sent = await until('Cid sends q and h, not f', async () => {
       const a = await outbound(cid);
       await sleep(1000);
@@ -189,12 +193,12 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
       const flowing = ['q', 'h', 'f'].filter((rid) => b[rid]?.bytes > (a[rid]?.bytes ?? 0));
       if (JSON.stringify(flowing) === '["q","h"]') return b;
       throw new Error(`flowing: ${flowing}; ${JSON.stringify(b)}`);
+    }).catch(async (error) => {
+      await printTimelines();
+      throw error;
     });
     assert.ok(layersToScale(sent), `q and h at 1/4 and 1/2 of at most 540 px: ${JSON.stringify(sent)}`);
-    if ((sent.f?.frames ?? 0) > 15) {
-      const timeline = (page) => page.evaluate(() => window.__rtc.events.filter((e) => /publish-layers|layer|update|joined/.test(e.event)).map((e) => `${e.t}:${e.event}=${JSON.stringify(e.detail)}`).join(' '));
-      console.log(`# Ann ${await timeline(ann)}\n# Bob ${await timeline(bob)}\n# Cid ${await timeline(cid)}\n# ${layerLog()}`);
-    }
+    if ((sent.f?.frames ?? 0) > 15) await printTimelines();
     // (A frame or two may go out before the server's first ask reaches Cid's page.)
     assert.ok((sent.f?.frames ?? 0) <= 15, `Cid encoded ${sent.f?.frames} frames of a top layer nobody needed`);
     figures.medium = await expectLayer(bob, ann, 'medium', 'three tiles');
