@@ -8,8 +8,8 @@
 //
 // The lab once flushed the mappings along with every firewall change: the server's socket.io
 // pings to the home were dropped until the page next spoke, and the page, hearing nothing for
-// 4 s (the heartbeat was 2 s + 2 s then), reconnected in a test that asserts the signaling
-// connection survives UDP being blocked (2 of 4 CI runs).
+// 4 s, reconnected in a test that asserts the signaling connection survives UDP being blocked
+// (2 of 4 CI runs).
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';

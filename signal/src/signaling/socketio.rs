@@ -35,12 +35,9 @@ use crate::{
     passcode::{PasscodeError, PasscodeGuard},
 };
 
-/// Engine.IO liveness: a vanished peer is noticed within interval + timeout. The timeout is
-/// also how long a page's event loop may stall before the server drops it: at 2 s, pages on
-/// a CPU-starved machine (load 32 on 2 cores, four Chromium in an SFU room) missed pongs and
-/// were dropped and rejoined several times a minute (docs/BENCHMARKS.md).
-pub const PING_INTERVAL: Duration = Duration::from_secs(5);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Engine.IO liveness: a vanished peer is noticed within interval + timeout.
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest Engine.IO packet or WebSocket message; bigger ones close the connection
 /// (socket.io's own rule). `message` payloads have a smaller, friendlier limit with an
 /// error event.
