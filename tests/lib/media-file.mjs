@@ -11,21 +11,22 @@ import { execFileSync, spawnSync } from 'node:child_process';
  */
 export function packetSpan(file) {
   const rows = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=stream_index,pts_time,duration_time', '-of', 'csv=p=0', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  // Per stream: its two latest packet times, and the last packet duration ffprobe gave.
   const streams = new Map();
   for (const row of rows.split('\n')) {
-    const [index, pts, duration] = row.split(',');
-    if (!Number.isFinite(Number(pts))) continue;
-    const times = streams.get(index) ?? { pts: [], duration: 0 };
-    times.pts.push(Number(pts));
-    if (Number.isFinite(Number(duration))) times.duration = Number(duration);
-    streams.set(index, times);
+    const [index, text, duration] = row.split(',');
+    const pts = Number(text);
+    if (!text || !Number.isFinite(pts)) continue;
+    const s = streams.get(index) ?? { last: -Infinity, previous: -Infinity, duration: 0 };
+    if (pts > s.last) Object.assign(s, { previous: s.last, last: pts });
+    else if (pts > s.previous) s.previous = pts;
+    if (Number.isFinite(Number(duration))) s.duration = Number(duration);
+    streams.set(index, s);
   }
   let lastStart = 0;
   let latestEnd = 0;
-  for (const { pts, duration } of streams.values()) {
-    pts.sort((a, b) => a - b);
-    const last = pts.at(-1);
-    const gap = pts.length > 1 ? last - pts.at(-2) : 0;
+  for (const { last, previous, duration } of streams.values()) {
+    const gap = Number.isFinite(previous) ? last - previous : 0;
     lastStart = Math.max(lastStart, last);
     latestEnd = Math.max(latestEnd, last + Math.max(gap, duration));
   }
