@@ -336,16 +336,40 @@ function onParticipants(list) {
   }
 }
 
+// The server's last `publish_layers` ask per m-line, kept because Chromium forgets it: applying
+// a remote offer switches every simulcast encoding back on, and a setParameters() made while a
+// description is being applied can be silently undone (docs/protocol.md, `publish_layers`).
+// So asks are applied one at a time, never during a negotiation, and again after each one.
+const layerAsks = new Map(); // mid → {rid: boolean}
+let negotiating = false;
+let layerWork = Promise.resolve();
+
 /** The server says which of our camera's layers anybody needs; the others stop. */
-async function onPublishLayers(ask) {
-  const sender = pc?.getTransceivers().find((t) => t.mid === ask?.mid)?.sender;
-  if (!sender) return;
-  const params = sender.getParameters();
-  const { encodings, changed } = applyLayerAsk(params.encodings, ask.active);
+function onPublishLayers(ask) {
+  if (typeof ask?.mid !== 'string' || typeof ask.active !== 'object' || ask.active === null) return;
   log('publish-layers', ask.active);
-  if (!changed) return;
-  params.encodings = encodings;
-  await sender.setParameters(params).catch((err) => log('publish-layers', err.message));
+  layerAsks.set(ask.mid, ask.active);
+  if (!negotiating) applyLayerAsks();
+}
+
+/** Brings every sender in line with the server's asks (queued behind the previous round). */
+function applyLayerAsks() {
+  const session = pc;
+  layerWork = layerWork.then(async () => {
+    for (const [mid, active] of layerAsks) {
+      if (negotiating || !session || pc !== session) return;
+      const sender = session.getTransceivers().find((t) => t.mid === mid)?.sender;
+      if (!sender) continue;
+      const params = sender.getParameters();
+      const { encodings, changed } = applyLayerAsk(params.encodings, active);
+      if (!changed) continue;
+      params.encodings = encodings;
+      await sender.setParameters(params)
+        .then(() => log('sending-layers', Object.fromEntries(encodings.map((e) => [e.rid, e.active]))))
+        .catch((err) => log('publish-layers', err.message));
+    }
+  });
+  return layerWork;
 }
 
 /** The server paused (or resumed) a participant's video for us: our downlink cannot carry it. */
@@ -459,7 +483,9 @@ function onSfuError(error) {
 // One server offer at a time (the server never sends another before this one is answered).
 async function onUpdate(offer, ack) {
   log('update', 'received');
+  negotiating = true;
   try {
+    await layerWork; // a setParameters() in flight would race the new description
     await pc.setRemoteDescription(offer);
     await sendScreenOn(offer.sdp);
     const answer = await pc.createAnswer();
@@ -469,6 +495,9 @@ async function onUpdate(offer, ack) {
   } catch (err) {
     log('update', `failed: ${err.message}`);
     ack({ error: { code: 'negotiation_failed', message: String(err.message || err) } });
+  } finally {
+    negotiating = false;
+    applyLayerAsks();
   }
 }
 
@@ -626,15 +655,23 @@ async function startMedia() {
   hooks.joinedAt = performance.now();
   // A passcode: the room's if this join opens it, the key to it otherwise.
   const passcode = $('passcode').value;
-  const reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive, ...(passcode ? { passcode } : {}) });
-  if (mine !== pc) throw new Error('the session ended while joining');
-  if (reply?.error) {
-    const err = new Error(joinRefusal(reply.error, room.room));
-    err.code = reply.error.code;
-    throw err;
+  // The server's first layer ask can come before its answer is applied: it waits (onPublishLayers).
+  negotiating = true;
+  let reply;
+  try {
+    reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive, ...(passcode ? { passcode } : {}) });
+    if (mine !== pc) throw new Error('the session ended while joining');
+    if (reply?.error) {
+      const err = new Error(joinRefusal(reply.error, room.room));
+      err.code = reply.error.code;
+      throw err;
+    }
+    hooks.id = reply.id;
+    await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+  } finally {
+    negotiating = false;
+    applyLayerAsks();
   }
-  hooks.id = reply.id;
-  await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
   dispatch({ type: 'joined', id: reply.id });
   moderation.joined(reply.moderation);
   onParticipants(reply.participants);
@@ -657,6 +694,7 @@ function endMedia() {
   pc = null;
   hooks.pc = null;
   hooks.id = null;
+  layerAsks.clear();
   for (const key of [...tiles.keys()]) removeTile(key);
   userPin = null;
   stopShare({ tell: false });

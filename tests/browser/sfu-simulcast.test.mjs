@@ -176,8 +176,12 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
     // Bob's window: a 2×2 grid of tiles ~270 px high → medium. Cid's is smaller.
     bob = await openPage(two, 'Bob', { width: 1280, height: 720 });
     cid = await openPage(one, 'Cid', { width: 960, height: 540 });
-    const tile = await bob.evaluate((id) => document.querySelector(`video[data-participant="${id}"]`).getBoundingClientRect().height, ann.id);
-    assert.ok(tile > 180 && tile <= 360, `Bob's tile of Ann is ${tile} px high`);
+    // (Once Bob's page shows Cid's tile too: until then Ann's is larger.)
+    await until('Bob\'s tile of Ann is medium-sized', async () => {
+      const tile = await bob.evaluate((id) => document.querySelector(`video[data-participant="${id}"]`).getBoundingClientRect().height, ann.id);
+      if (tile > 180 && tile <= 360) return tile;
+      throw new Error(`${tile} px high`);
+    }, 5000);
     // Cid joined a room whose tiles of him are medium or small: nobody has ever needed his
     // top layer, so he never encodes it. (Each page tells the server its new tile's layer
     // before it answers the `update` with the tile's track; a subscription opened without a
@@ -266,5 +270,30 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
     await bob.evaluate((id) => { document.querySelector(`.tile[data-participant="${id}"]`).style.display = ''; }, ann.id);
     // (Its freeze figures count the time it was hidden.)
     figures.resumed = await expectLayer(bob, ann, 'medium', 'shown again');
+  });
+
+  it('a renegotiation leaves the layers nobody needs stopped', async () => {
+    // Chromium switches every simulcast encoding back on when it applies a remote offer, and
+    // the server has no new ask to send (nobody's needs changed): the page must put its last
+    // ask back. An ICE restart is an `update` that changes nothing else.
+    const flowing = async () => {
+      const a = await outbound(ann);
+      await sleep(1500);
+      const b = await outbound(ann);
+      return ['q', 'h', 'f'].filter((rid) => b[rid]?.bytes > (a[rid]?.bytes ?? 0));
+    };
+    await until('Ann sends q and h (Bob medium, Cid low)', async () => {
+      const now = await flowing();
+      if (JSON.stringify(now) !== '["q","h"]') throw new Error(`flowing: ${now}`);
+      return now;
+    });
+    const answered = () => ann.evaluate(() => window.__rtc.events.filter((e) => e.event === 'update' && e.detail === 'answered').length);
+    const before = await answered();
+    const reply = await ann.evaluate(() => new Promise((resolve) => window.__rtc.socket.emit('restart', {}, resolve)));
+    assert.deepEqual(reply, { ok: true });
+    await until('Ann answers the restart', async () => await answered() > before);
+    const after = await flowing();
+    const events = await ann.evaluate(() => window.__rtc.events.filter((e) => /publish-layers|sending-layers|update/.test(e.event)).slice(-6));
+    assert.deepEqual(after, ['q', 'h'], `after the renegotiation Ann sends ${after}: ${JSON.stringify(events)}`);
   });
 });
