@@ -212,6 +212,12 @@ function scheduleQualities() {
   qualityTimer = setTimeout(reportQualities, QUALITY_DEBOUNCE_MS);
 }
 
+/** Reports now, dropping a pending debounced report (a new tile must not wait 200 ms). */
+function reportQualitiesNow() {
+  clearTimeout(qualityTimer);
+  reportQualities();
+}
+
 function reportQualities() {
   // Until the call view shows, tiles have no size: enterCall() reports them.
   if (!socket?.connected || !hooks.id || $('call').hidden) return;
@@ -330,10 +336,7 @@ function onParticipants(list) {
   // A new tile's layer goes to the server now, not after the debounce: the server offers its
   // track right after this list, and a subscription that opens before the wish would want
   // (and have the publisher start) the top layer.
-  if ([...tiles.values()].some((tile) => tile.quality === null)) {
-    clearTimeout(qualityTimer);
-    reportQualities();
-  }
+  if ([...tiles.values()].some((tile) => tile.quality === null)) reportQualitiesNow();
 }
 
 // The server's last `publish_layers` ask per m-line, kept because Chromium forgets it: applying
@@ -794,8 +797,7 @@ function enterCall(room, name) {
   statsPanel.start();
   layout();
   // The tiles have their size now: the server hears what each needs before it opens them.
-  clearTimeout(qualityTimer);
-  reportQualities();
+  reportQualitiesNow();
 }
 
 async function toggleRecording() {

@@ -231,6 +231,13 @@ impl SfuCore {
         if let Some(mid) = screen_sent {
             self.publish(now, slot, mid, TrackKind::Video, Vec::new());
         }
+        // Applying our offer switched the browser's simulcast layers back on: the next
+        // selection tick tells it again which it need not send.
+        for publication in &self.participants[slot.0].publications {
+            if let Some(publication) = self.publications.get_mut(publication.0) {
+                publication.publisher_layers.renegotiated();
+            }
+        }
         self.mark_dirty(slot);
     }
 }

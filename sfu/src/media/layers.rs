@@ -232,6 +232,8 @@ pub struct PublisherLayers {
     /// What the publisher was last told (all layers until told otherwise: a browser starts
     /// every layer its offer lists).
     asked: LayerMask,
+    /// Every layer the publication has.
+    all: LayerMask,
     /// Layers someone has needed since the publication began.
     ever_needed: LayerMask,
     lean_start: bool,
@@ -246,8 +248,10 @@ impl PublisherLayers {
     /// bandwidth estimation on: the subscribers' estimates grow on what the join sends, and
     /// the lab's slow-downlink case failed 2 runs of 8 after a lean start (docs/sfu.md).
     pub fn new(layers: usize, lean_start: bool) -> Self {
+        let all = LayerMask((1u8 << layers.min(MAX_LAYERS)) - 1);
         PublisherLayers {
-            asked: LayerMask((1u8 << layers.min(MAX_LAYERS)) - 1),
+            asked: all,
+            all,
             ever_needed: LayerMask::default(),
             lean_start,
             unneeded_since: [None; MAX_LAYERS],
@@ -280,6 +284,14 @@ impl PublisherLayers {
 
     pub fn asked(&self) -> LayerMask {
         self.asked
+    }
+
+    /// The publisher applied an offer of ours: Chromium then switches every simulcast layer
+    /// back on (measured, docs/protocol.md `publish_layers`), so what it was told no longer
+    /// holds. The next [`update`](Self::update) tells it again what is needed, at once for a
+    /// layer already unneeded long enough.
+    pub fn renegotiated(&mut self) {
+        self.asked = self.all;
     }
 }
 
@@ -348,6 +360,27 @@ mod tests {
         assert_eq!(p.update(mask(&[0]), t0 + s(11)), Some(mask(&[0])));
         // Someone pins the tile: the top layer is asked for at once.
         assert_eq!(p.update(mask(&[0, 2]), t0 + s(12)), Some(mask(&[0, 2])));
+    }
+
+    #[test]
+    fn after_a_renegotiation_the_publisher_is_told_again() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = PublisherLayers::new(3, true);
+        assert_eq!(p.update(mask(&[0, 1]), t0), Some(mask(&[0, 1])));
+        assert_eq!(p.update(mask(&[0, 1]), t0 + s(1)), None);
+        // The browser applied an offer of ours and runs every layer again: told at once.
+        p.renegotiated();
+        assert_eq!(p.asked(), mask(&[0, 1, 2]));
+        assert_eq!(p.update(mask(&[0, 1]), t0 + s(2)), Some(mask(&[0, 1])));
+        // A layer watched until a moment ago keeps the rest of its delay.
+        assert_eq!(p.update(mask(&[0]), t0 + s(3)), None);
+        p.renegotiated();
+        assert_eq!(p.update(mask(&[0]), t0 + s(4)), Some(mask(&[0, 1])));
+        assert_eq!(p.update(mask(&[0]), t0 + s(8)), Some(mask(&[0])));
+        // Nothing to tell when every layer is needed.
+        p.renegotiated();
+        assert_eq!(p.update(mask(&[0, 1, 2]), t0 + s(9)), None);
     }
 
     #[test]
