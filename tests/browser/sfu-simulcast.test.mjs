@@ -296,7 +296,7 @@ describe('simulcast in SFU rooms', { timeout: 180_000 }, () => {
     // f: a blip, not what is checked.)
     await sleep(500);
     const after = await flowing();
-    const events = await ann.evaluate(() => window.__rtc.events.filter((e) => /publish-layers|sending-layers|update/.test(e.event)).slice(-6));
+    const events = await ann.evaluate((since) => window.__rtc.events.filter((e) => e.t >= since && /publish-layers|sending-layers|update/.test(e.event)), answeredAt - 2000);
     assert.deepEqual(after, ['q', 'h'], `after the renegotiation Ann sends ${after}: ${JSON.stringify(events)}`);
     // The page switched f off again itself, at once…
     const reapplied = events.find((e) => e.event === 'sending-layers' && e.t > answeredAt);
