@@ -34,7 +34,8 @@ import { createHooks, logEvent } from './lib/hooks.js';
 import { isStale, loadIceServers } from './lib/ice.js';
 import { dropMeter, levelMeter, receiverMeter, senderMeter, stopStream } from './lib/media.js';
 import { simulcastEncodings } from './lib/bitrate.js';
-import { applyLayerAsk, tileQuality } from './lib/layers.js';
+import { tileQuality } from './lib/layers.js';
+import { createLayerAsks } from './lib/layer-asks.js';
 import { initialRecovery, recover, transportBytes } from './lib/recovery.js';
 import { ROOM_HINT, isValidRoom, joinRefusal } from './lib/room.js';
 import { receivingMids } from './lib/sdp.js';
@@ -339,41 +340,8 @@ function onParticipants(list) {
   if ([...tiles.values()].some((tile) => tile.quality === null)) reportQualitiesNow();
 }
 
-// The server's last `publish_layers` ask per m-line, kept because Chromium forgets it: applying
-// a remote offer switches every simulcast encoding back on, and a setParameters() made while a
-// description is being applied can be silently undone (docs/protocol.md, `publish_layers`).
-// So asks are applied one at a time, never during a negotiation, and again after each one.
-const layerAsks = new Map(); // mid → {rid: boolean}
-let negotiating = false;
-let layerWork = Promise.resolve();
-
-/** The server says which of our camera's layers anybody needs; the others stop. */
-function onPublishLayers(ask) {
-  if (typeof ask?.mid !== 'string' || typeof ask.active !== 'object' || ask.active === null) return;
-  log('publish-layers', ask.active);
-  layerAsks.set(ask.mid, ask.active);
-  if (!negotiating) applyLayerAsks();
-}
-
-/** Brings every sender in line with the server's asks (queued behind the previous round). */
-function applyLayerAsks() {
-  const session = pc;
-  layerWork = layerWork.then(async () => {
-    for (const [mid, active] of layerAsks) {
-      if (negotiating || !session || pc !== session) return;
-      const sender = session.getTransceivers().find((t) => t.mid === mid)?.sender;
-      if (!sender) continue;
-      const params = sender.getParameters();
-      const { encodings, changed } = applyLayerAsk(params.encodings, active);
-      if (!changed) continue;
-      params.encodings = encodings;
-      await sender.setParameters(params)
-        .then(() => log('sending-layers', Object.fromEntries(encodings.map((e) => [e.rid, e.active]))))
-        .catch((err) => log('publish-layers', err.message));
-    }
-  });
-  return layerWork;
-}
+// The server's layer asks, kept and applied around negotiations (lib/layer-asks.js).
+const layerAsks = createLayerAsks({ getPc: () => pc, log });
 
 /** The server paused (or resumed) a participant's video for us: our downlink cannot carry it. */
 function onVideoState(state) {
@@ -444,7 +412,7 @@ function connectSocket() {
   socket.on('update', onUpdate);
   socket.on('participants', onParticipants);
   socket.on('speakers', onSpeakers);
-  socket.on('publish_layers', onPublishLayers);
+  socket.on('publish_layers', (ask) => layerAsks.ask(ask));
   socket.on('video_state', onVideoState);
   socket.on('recording', showRoomRecording);
   socket.on('live', showLive);
@@ -486,21 +454,18 @@ function onSfuError(error) {
 // One server offer at a time (the server never sends another before this one is answered).
 async function onUpdate(offer, ack) {
   log('update', 'received');
-  negotiating = true;
   try {
-    await layerWork; // a setParameters() in flight would race the new description
-    await pc.setRemoteDescription(offer);
-    await sendScreenOn(offer.sdp);
-    const answer = await pc.createAnswer();
-    await pc.setLocalDescription(answer);
-    ack({ type: 'answer', sdp: pc.localDescription.sdp });
-    log('update', 'answered');
+    await layerAsks.around(async () => {
+      await pc.setRemoteDescription(offer);
+      await sendScreenOn(offer.sdp);
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      ack({ type: 'answer', sdp: pc.localDescription.sdp });
+      log('update', 'answered');
+    });
   } catch (err) {
     log('update', `failed: ${err.message}`);
     ack({ error: { code: 'negotiation_failed', message: String(err.message || err) } });
-  } finally {
-    negotiating = false;
-    applyLayerAsks();
   }
 }
 
@@ -658,23 +623,19 @@ async function startMedia() {
   hooks.joinedAt = performance.now();
   // A passcode: the room's if this join opens it, the key to it otherwise.
   const passcode = $('passcode').value;
-  // The server's first layer ask can come before its answer is applied: it waits (onPublishLayers).
-  negotiating = true;
-  let reply;
-  try {
-    reply = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive, ...(passcode ? { passcode } : {}) });
+  // The server's first layer ask can come before its answer is applied: it waits.
+  const reply = await layerAsks.around(async () => {
+    const answer = await emitWithAck(socket, 'join', { room: room.room, name: room.name, sdp: mine.localDescription.sdp, live: wantLive, ...(passcode ? { passcode } : {}) });
     if (mine !== pc) throw new Error('the session ended while joining');
-    if (reply?.error) {
-      const err = new Error(joinRefusal(reply.error, room.room));
-      err.code = reply.error.code;
+    if (answer?.error) {
+      const err = new Error(joinRefusal(answer.error, room.room));
+      err.code = answer.error.code;
       throw err;
     }
-    hooks.id = reply.id;
-    await mine.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
-  } finally {
-    negotiating = false;
-    applyLayerAsks();
-  }
+    hooks.id = answer.id;
+    await mine.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+    return answer;
+  });
   dispatch({ type: 'joined', id: reply.id });
   moderation.joined(reply.moderation);
   onParticipants(reply.participants);

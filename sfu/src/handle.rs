@@ -249,34 +249,32 @@ impl Sfu {
     /// Per-room, per-participant figures for `GET /api/rooms` and metrics: may be one made
     /// up to 100 ms ago.
     pub async fn report(&self) -> RoomsReport {
-        // Held across the call: concurrent requests wait for one pass instead of each
-        // queueing their own.
-        let mut last = self.last_report.lock().await;
-        if let Some((at, report)) = last.as_ref() {
-            if at.elapsed() < REPORT_REUSE {
-                return report.clone();
-            }
-        }
-        let report = self.ask_report().await;
-        *last = Some((Instant::now(), report.clone()));
-        report
+        self.report_within(REPORT_REUSE).await
     }
 
     /// A report made now, for decisions that must see what the media plane holds at this
     /// moment: a room put on air or recorded right after someone joined it (a reused report
     /// would not have them yet, and the room would be refused as having nothing to stream).
     pub async fn fresh_report(&self) -> RoomsReport {
-        let mut last = self.last_report.lock().await;
-        let report = self.ask_report().await;
-        *last = Some((Instant::now(), report.clone()));
-        report
+        self.report_within(Duration::ZERO).await
     }
 
-    async fn ask_report(&self) -> RoomsReport {
-        match self.ask(Command::Report).await {
+    /// The last report if younger than `max_age`, else a new one (kept for the next caller).
+    async fn report_within(&self, max_age: Duration) -> RoomsReport {
+        // Held across the call: concurrent requests wait for one pass instead of each
+        // queueing their own.
+        let mut last = self.last_report.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < max_age {
+                return report.clone();
+            }
+        }
+        let report = match self.ask(Command::Report).await {
             Ok(Ok(Reply::Report(report))) => *report,
             _ => RoomsReport::default(),
-        }
+        };
+        *last = Some((Instant::now(), report.clone()));
+        report
     }
 
     /// Rooms and participants currently held (for tests and the churn check).
